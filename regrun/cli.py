@@ -1,0 +1,40 @@
+"""The `regrun` command: a Hydra app over the configs in conf/.
+
+    regrun model=mlp reg=l1_activations        one run
+    regrun -m reg.targets.l1_activations.lambda=0,1e-4,1e-3   a sweep (Hydra multirun)
+"""
+
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from regrun.errors import RegrunError
+
+
+def conf_dir() -> Path:
+    """The config folder: inside the installed package, or conf/ of a source checkout."""
+    packaged = Path(__file__).parent / "conf"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "conf"
+
+
+def job(cfg: DictConfig) -> None:
+    """One Hydra job: resolve the config to plain data and run it in Hydra's output dir."""
+    from regrun.run import run  # torch imports late, so `regrun --help` stays quick
+
+    try:
+        plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+        run(plain, Path(HydraConfig.get().runtime.output_dir))
+    except RegrunError as err:
+        print(f"regrun: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def main() -> None:
+    """Entry point of the `regrun` console script."""
+    # config_path must be absolute: relative paths resolve against the package when the
+    # app runs as a console script (hydra#2125).
+    app = hydra.main(config_path=str(conf_dir()), config_name="config", version_base="1.3")(job)
+    app()

@@ -1,0 +1,136 @@
+"""Datasets by name, loaded once through torchvision and held as tensors on the device.
+
+torchvision's dataset classes parse the IDX files; regrun then keeps the whole split as
+one normalised float tensor on the training device and slices batches from it, so the
+hot loop has no per-sample Python work (no DataLoader, no ToTensor).
+"""
+
+import gzip
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from torchvision import datasets
+
+from regrun.errors import RegrunError, choices
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What regrun knows of a dataset before reading a byte of it."""
+
+    cls: type[datasets.MNIST]
+    mean: float  # of the training pixels in [0, 1]; used to normalise
+    std: float
+    input_shape: tuple[int, ...] = (1, 28, 28)
+    num_classes: int = 10
+
+    def raw_dir(self, root: str | Path) -> Path:
+        """Where torchvision looks for the raw IDX files under `root`."""
+        return Path(root) / self.cls.__name__ / "raw"
+
+    def raw_files(self) -> list[str]:
+        """The uncompressed IDX file names torchvision expects."""
+        return [Path(url).name.removesuffix(".gz") for url, _ in self.cls.resources]
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    "mnist": DatasetInfo(datasets.MNIST, 0.1307, 0.3081),
+    "fashion_mnist": DatasetInfo(datasets.FashionMNIST, 0.2860, 0.3530),
+    "kmnist": DatasetInfo(datasets.KMNIST, 0.1918, 0.3483),
+}
+
+
+@dataclass(frozen=True)
+class Split:
+    """A whole split on the device: images (N, C, H, W) normalised, labels (N,)."""
+
+    x: Tensor
+    y: Tensor
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+@dataclass(frozen=True)
+class Data:
+    """The train and test splits of one dataset."""
+
+    name: str
+    train: Split
+    test: Split
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    """The registry entry for `name`, or a one-line error listing the datasets."""
+    if name not in DATASETS:
+        raise RegrunError(f"dataset.name: unknown dataset {name!r}; allowed: {choices(DATASETS)}")
+    return DATASETS[name]
+
+
+def load_data(cfg: dict[str, Any], device: torch.device) -> Data:
+    """Load both splits of `cfg["name"]` from `cfg["root"]` onto `device`.
+
+    Keys: name, root, download (try torchvision's download when files are missing),
+    train_limit / test_limit (keep only the first N samples; null keeps all).
+    """
+    info = dataset_info(cfg["name"])
+    root = Path(cfg["root"]).expanduser()
+    _ensure_raw_files(cfg["name"], info, root, bool(cfg.get("download", False)))
+    splits = [_load_split(info, root, train, cfg.get(limit), device)
+              for train, limit in ((True, "train_limit"), (False, "test_limit"))]
+    return Data(cfg["name"], *splits)
+
+
+def _ensure_raw_files(name: str, info: DatasetInfo, root: Path, download: bool) -> None:
+    raw = info.raw_dir(root)
+    for file in info.raw_files():
+        packed = raw / f"{file}.gz"
+        if not (raw / file).is_file() and packed.is_file():
+            # Debian's dataset packages and manual downloads ship .gz files; torchvision only
+            # unpacks them inside download(), so unpack them here once.
+            with gzip.open(packed, "rb") as src, open(raw / file, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+    missing = [f for f in info.raw_files() if not (raw / f).is_file()]
+    if not missing:
+        return
+    reason = "download is off (dataset.download=false)"
+    if download:
+        try:
+            info.cls(str(root), train=True, download=True)
+            return
+        except Exception as err:  # any network failure: report it on the one line below
+            reason = f"download failed ({type(err).__name__})"
+    raise RegrunError(
+        f"dataset {name}: {reason} and {raw} lacks {', '.join(missing)}; put torchvision's raw "
+        f"IDX files (or their .gz) there, or point dataset.root=DIR at a folder holding "
+        f"{info.cls.__name__}/raw/"
+    )
+
+
+def _load_split(info: DatasetInfo, root: Path, train: bool, limit: int | None, device: torch.device) -> Split:
+    try:
+        ds = info.cls(str(root), train=train, download=False)
+    except (RuntimeError, ValueError, OSError, TypeError) as err:
+        raise RegrunError(f"dataset {info.cls.__name__}: cannot read the IDX files in {info.raw_dir(root)}: {err}") from err
+    images, labels = ds.data[:limit], ds.targets[:limit]
+    x = images.to(device).unsqueeze(1).float().div_(255).sub_(info.mean).div_(info.std)
+    return Split(x, labels.to(device).long())
+
+
+def batches(split: Split, batch_size: int, generator: torch.Generator) -> Iterator[tuple[Tensor, Tensor]]:
+    """Shuffled mini-batches; the permutation comes from a CPU generator for reproducibility."""
+    order = torch.randperm(len(split), generator=generator).to(split.y.device)
+    for start in range(0, len(split), batch_size):
+        index = order[start:start + batch_size]
+        yield split.x[index], split.y[index]
+
+
+def chunks(split: Split, size: int) -> Iterator[tuple[Tensor, Tensor]]:
+    """The split in order, as views of at most `size` samples (for evaluation)."""
+    for start in range(0, len(split), size):
+        yield split.x[start:start + size], split.y[start:start + size]

@@ -1,0 +1,116 @@
+"""What a person watches: the resolved targets, training progress, the final summary.
+
+Everything goes through rich's global console, which the logging handler in
+conf/hydra/job_logging/rich.yaml shares, so log lines print above the progress bar.
+Progress bars only draw on a terminal; elsewhere (CI, a Slurm log) the per-epoch log
+line carries the same figures.
+"""
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+log = logging.getLogger(__name__)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list):
+        return "×".join(map(str, value)) if all(isinstance(v, int) for v in value) else str(value)
+    return "" if value is None else str(value)
+
+
+def show_targets(rows: Sequence[Mapping[str, Any]], console: Console) -> None:
+    """A table of the penalized tensors, one row each, printed before training."""
+    if not rows:
+        console.print("[bold]regularization targets:[/] none (reg=none): the task loss alone is trained")
+        return
+    table = Table(title="regularization targets", title_justify="left")
+    for column in ("target", "site", "penalty", "lambda", "reduction", "tensor", "shape", "numel"):
+        table.add_column(column, justify="right" if column in ("lambda", "numel") else "left")
+    for row in rows:
+        table.add_row(*(_fmt(row[c]) for c in ("target", "site", "penalty", "lambda", "reduction", "tensor", "shape", "numel")))
+    console.print(table)
+
+
+def breakdown(figures: Mapping[str, Any], target_names: Sequence[str]) -> str:
+    """'task 0.231 · l1_act 0.0123 · total 0.243': the loss and its weighted penalties."""
+    parts = [f"task {figures['train_task_loss']:.4g}"]
+    parts += [f"{t} {figures[f'penalty.{t}.weighted']:.4g}" for t in target_names]
+    parts.append(f"total {figures['train_total_loss']:.4g}")
+    return " · ".join(parts)
+
+
+class RichReporter:
+    """Progress bar per epoch showing the loss breakdown; one log line per epoch."""
+
+    def __init__(self, epochs: int, target_names: Sequence[str], console: Console):
+        self.epochs = epochs
+        self.target_names = list(target_names)
+        self.progress = Progress(
+            TextColumn("epoch {task.fields[epoch]}/" + str(epochs)), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), TextColumn("{task.fields[breakdown]}"),
+            console=console, disable=not console.is_terminal,
+        )
+        self._task = None
+
+    def __enter__(self) -> "RichReporter":
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(*exc)
+
+    def start_epoch(self, epoch: int, steps: int) -> None:
+        """Start a fresh bar for the epoch."""
+        if self._task is not None:
+            self.progress.remove_task(self._task)
+        self._task = self.progress.add_task("train", total=steps, epoch=epoch, breakdown="")
+
+    def step(self, done: int, figures: Mapping[str, float]) -> None:
+        """Move the bar and show the running loss breakdown."""
+        self.progress.update(self._task, completed=done, breakdown=breakdown(figures, self.target_names))
+
+    def end_epoch(self, row: Mapping[str, Any]) -> None:
+        """Log the epoch's breakdown and test figures on one line."""
+        self.progress.update(self._task, completed=self.progress.tasks[-1].total,
+                             breakdown=breakdown(row, self.target_names))
+        test = f" | test loss {row['test_loss']:.4g} acc {row['test_acc']:.4f}" if "test_loss" in row else ""
+        log.info("epoch %d/%d  %s%s  (%.1fs)", row["epoch"], self.epochs,
+                 breakdown(row, self.target_names), test, row["epoch_time_s"])
+
+
+def show_summary(summary: Mapping[str, Any], console: Console) -> None:
+    """The final loss breakdown and per-layer sparsity, as rich tables."""
+    final, losses = summary["final"], summary["loss_breakdown"]
+    table = Table(title=f"run summary ({summary['status']})", title_justify="left")
+    for column in ("figure", "raw", "λ", "weighted"):
+        table.add_column(column, justify="left" if column == "figure" else "right")
+    table.add_row("task loss (train)", "", "", _fmt(losses["task"]))
+    for name, term in losses["penalties"].items():
+        table.add_row(f"penalty {name}", _fmt(term["raw"]), _fmt(term["lambda"]), _fmt(term["weighted"]))
+    table.add_row("[bold]total loss (train)", "", "", f"[bold]{_fmt(losses['total'])}")
+    table.add_row("test loss", "", "", _fmt(final["test_loss"]))
+    table.add_row("[bold]test accuracy", "", "", f"[bold]{final['test_acc']:.4f}")
+    console.print(table)
+    console.print(_layer_table(summary["sparsity"]))
+
+
+def _layer_table(sparsity: Mapping[str, Any]) -> Table:
+    table = Table(title="sparsity per layer (test set)", title_justify="left")
+    for column in ("layer", "type", "targeted by", "act zero", "dead units", "act hoyer", "weight", "w zero", "w hoyer"):
+        table.add_column(column, justify="left" if column in ("layer", "type", "targeted by", "weight") else "right")
+    weights = {row["name"].rsplit(".", 1)[0]: row for row in sparsity["weights"] if row["name"].endswith("weight")}
+    for name, act in sparsity["activations"].items():
+        w = weights.get(name)
+        table.add_row(
+            name, act["type"], ", ".join(act["targeted_by"]), f"{act['zero_frac']:.3f}",
+            f"{act['dead_units']}/{act['units']}", f"{act['hoyer']:.3f}",
+            "weight" if w else "", f"{w['zero_frac']:.3f}" if w else "", f"{w['hoyer']:.3f}" if w else "",
+        )
+    return table

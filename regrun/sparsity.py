@@ -1,0 +1,103 @@
+"""Sparsity statistics of weights and activations, computed without gradients.
+
+Weights (every parameter tensor): exact-zero fraction, fraction with |w| below each
+threshold, L1 norm Σ|w|, L2 norm sqrt(Σw²), normalised Hoyer sparsity.
+
+Activations (every leaf module but Flatten, Dropout and Identity, over a whole split):
+exact-zero fraction of all output elements; dead units, where a unit is one index of
+dim 1 (a feature of a Linear, a channel of a Conv2d) and is dead when it is zero for
+every sample (and every position); mean L1 per sample; mean normalised Hoyer sparsity of
+each sample's flattened output.
+
+Normalised Hoyer sparsity of n entries: (√n − ‖x‖₁/‖x‖₂)/(√n − 1), in [0, 1]: 0 when
+all entries are equal in size, 1 when one entry is non-zero. An all-zero vector, and a
+vector of one entry, count as 1 (nothing in them is spread out).
+"""
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+UNSTATED = (nn.Flatten, nn.Dropout, nn.Identity)  # outputs that only repeat their inputs
+
+
+def normalized_hoyer(x: Tensor) -> Tensor:
+    """Normalised Hoyer sparsity of each row (last dimension) of `x`, in [0, 1]."""
+    n = x.shape[-1]
+    if n == 1:
+        return torch.ones(x.shape[:-1], dtype=x.dtype, device=x.device)
+    l1 = x.abs().sum(-1)
+    l2 = x.square().sum(-1).sqrt()
+    ratio = torch.where(l2 > 0, l1 / l2.clamp_min(torch.finfo(x.dtype).tiny), torch.ones_like(l1))
+    root_n = math.sqrt(n)
+    return ((root_n - ratio) / (root_n - 1)).clamp(0.0, 1.0)
+
+
+def threshold_key(threshold: float) -> str:
+    """Column name of the fraction below a threshold: 1e-3 → 'below_0.001'."""
+    return f"below_{threshold:g}"
+
+
+def weight_stats(model: nn.Module, thresholds: Sequence[float]) -> list[dict]:
+    """One row of statistics per parameter tensor of the model."""
+    rows = []
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            magnitude = param.detach().abs().flatten()
+            figures = torch.stack([
+                (magnitude == 0).float().mean(),
+                *[(magnitude < t).float().mean() for t in thresholds],
+                magnitude.sum(),
+                magnitude.square().sum().sqrt(),
+                normalized_hoyer(magnitude),
+            ]).tolist()  # one device sync per tensor
+            rows.append({
+                "name": name, "shape": list(param.shape), "numel": param.numel(),
+                "zero_frac": figures[0],
+                **{threshold_key(t): f for t, f in zip(thresholds, figures[1:-3])},
+                "l1_norm": figures[-3], "l2_norm": figures[-2], "hoyer": figures[-1],
+            })
+    return rows
+
+
+def stat_modules(model: nn.Module) -> list[str]:
+    """Names of the leaf modules whose outputs get activation statistics."""
+    return [name for name, m in model.named_modules()
+            if name and not list(m.children()) and not isinstance(m, UNSTATED)]
+
+
+class ActivationStats:
+    """Running activation statistics of one module over the batches it has seen."""
+
+    def __init__(self) -> None:
+        self.samples = 0
+        self.shape: tuple[int, ...] = ()
+        self._sums: Tensor | None = None  # zeros, l1, hoyer: summed on the device
+        self._alive: Tensor | None = None  # per unit: non-zero at least once
+
+    def update(self, output: Tensor) -> None:
+        """Add one batch of outputs, shape (B, units, ...)."""
+        flat = output.detach().flatten(1)
+        # float64 sums: a float32 count of zeros over millions of elements would drop some
+        sums = torch.stack([(flat == 0).sum().double(), flat.abs().sum().double(), normalized_hoyer(flat).sum().double()])
+        per_unit = output.detach().ne(0).transpose(0, 1).flatten(1).any(1) if output.ndim > 1 else flat.ne(0).any(0)
+        self._sums = sums if self._sums is None else self._sums + sums
+        self._alive = per_unit if self._alive is None else self._alive | per_unit
+        self.samples += output.shape[0]
+        self.shape = tuple(output.shape[1:])
+
+    def result(self) -> dict:
+        """The statistics so far, as plain numbers."""
+        assert self._sums is not None and self._alive is not None, "no batch seen"
+        zeros, l1, hoyer = self._sums.tolist()
+        per_sample = math.prod(self.shape)
+        units = self._alive.numel()
+        dead = units - int(self._alive.sum().item())
+        return {
+            "shape": list(self.shape), "samples": self.samples,
+            "zero_frac": zeros / (per_sample * self.samples),
+            "units": units, "dead_units": dead, "dead_frac": dead / units,
+            "l1_per_sample": l1 / self.samples, "hoyer": hoyer / self.samples,
+        }

@@ -1,0 +1,205 @@
+"""Regularization targets: which tensors of a model get which penalty, and how strongly.
+
+A target spec (one entry of `reg.targets` in the config) names modules by fnmatch
+patterns over `model.named_modules()` (`layers`), by class name (`types`), or both
+(a module must then match both), minus `exclude` patterns. The `site` says what of those
+modules is penalized:
+
+    weights      parameters whose name ends in "weight" (kernels, BatchNorm scales)
+    biases       parameters whose name ends in "bias"
+    params       all parameters of the modules
+    activations  the modules' outputs, captured by forward hooks
+
+A resolved `Target` computes its raw penalty as a pure function of a parameter mapping
+and the captured activations, so that the same code serves a vectorized multi-λ model.
+Every mistake in a spec is a `RegrunError` naming the bad value and what is allowed.
+"""
+
+import fnmatch
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from regrun.capture import output_shapes
+from regrun.errors import RegrunError, choices
+from regrun.penalties import PENALTIES, PENALTY_OPTIONS
+
+SITES = ("weights", "biases", "params", "activations")
+PARAM_SUFFIX = {"weights": "weight", "biases": "bias", "params": ""}
+
+# How an activation penalty is reduced over a batch of outputs of shape (B, ...):
+REDUCTIONS = {
+    "batch_mean": "penalty of each sample's output, averaged over the batch (default)",
+    "sum": "penalty of the whole batch tensor",
+    "mean": "penalty of the whole batch tensor divided by its element count",
+}
+REQUIRED_KEYS = ("site", "penalty", "lambda")
+OPTIONAL_KEYS = ("layers", "types", "exclude", "reduction")
+ALL_OPTION_KEYS = tuple(sorted({k for opts in PENALTY_OPTIONS.values() for k in opts}))
+
+
+@dataclass(frozen=True)
+class Target:
+    """A resolved regularization target."""
+
+    name: str
+    site: str
+    penalty: str
+    lam: float
+    modules: tuple[str, ...]
+    params: tuple[str, ...] = ()  # parameter names; empty for the activations site
+    reduction: str = "batch_mean"
+    options: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def on_activations(self) -> bool:
+        """True when the target penalizes module outputs rather than parameters."""
+        return self.site == "activations"
+
+    def raw(self, params: Mapping[str, Tensor], activations: Mapping[str, Sequence[Tensor]]) -> Tensor:
+        """The unweighted penalty; a pure function of parameters and captured outputs."""
+        if self.on_activations:
+            terms = [self._reduced(out) for name in self.modules for out in activations[name]]
+        else:
+            terms = [PENALTIES[self.penalty](params[name], **self.options) for name in self.params]
+        if not terms:  # a module that did not run this step contributes nothing
+            return next(iter(params.values())).new_zeros(())
+        return torch.stack(terms).sum()
+
+    def _reduced(self, out: Tensor) -> Tensor:
+        fn = PENALTIES[self.penalty]
+        if self.reduction == "batch_mean":
+            return fn(out, dims=tuple(range(1, out.ndim)), **self.options).mean()
+        total = fn(out, **self.options)
+        return total / out.numel() if self.reduction == "mean" else total
+
+
+def resolve_targets(model: nn.Module, specs: Mapping[str, Mapping]) -> list[Target]:
+    """Resolve every named spec against the model; fail on the first bad one."""
+    return [resolve_target(model, name, spec) for name, spec in specs.items()]
+
+
+def resolve_target(model: nn.Module, name: str, spec: Mapping) -> Target:
+    """Validate one target spec and resolve it to module and parameter names."""
+    where = f"reg.targets.{name}"
+    if not isinstance(spec, Mapping):
+        raise RegrunError(f"{where} must be a mapping of {choices(REQUIRED_KEYS + OPTIONAL_KEYS)}, got {spec!r}")
+    allowed = REQUIRED_KEYS + OPTIONAL_KEYS + ALL_OPTION_KEYS
+    for key in spec:
+        if key not in allowed:
+            raise RegrunError(f"{where}: unknown key {key!r}; allowed: {choices(allowed)}")
+    for key in REQUIRED_KEYS:
+        if key not in spec:
+            raise RegrunError(f"{where}: missing {key!r} (a target needs {choices(REQUIRED_KEYS)})")
+    site = _one_of(where, "site", spec["site"], SITES)
+    penalty = _one_of(where, "penalty", spec["penalty"], PENALTIES)
+    lam = _number(f"{where}.lambda", spec["lambda"], 0.0, math.inf)
+    options = _penalty_options(where, penalty, spec)
+    reduction = _reduction(where, site, spec)
+    modules = match_modules(model, where, spec)
+    params = _site_params(model, where, site, modules)
+    return Target(name, site, penalty, lam, tuple(modules), tuple(params), reduction, options)
+
+
+def match_modules(model: nn.Module, where: str, spec: Mapping) -> list[str]:
+    """Names of the modules selected by a spec's `layers`, `types` and `exclude`."""
+    modules = {name: m for name, m in model.named_modules() if name}  # "" is the model itself
+    layers, types, exclude = (_str_list(where, key, spec.get(key)) for key in ("layers", "types", "exclude"))
+    if not layers and not types:
+        raise RegrunError(f"{where}: give `layers` (name patterns) and/or `types` (class names) to select modules")
+    selected = list(modules)
+    for pattern in layers:
+        if not fnmatch.filter(modules, pattern):
+            raise RegrunError(f"{where}.layers: {pattern!r} matches no module; the model has: {choices(modules)}")
+    if layers:
+        selected = [n for n in selected if any(fnmatch.fnmatchcase(n, p) for p in layers)]
+    model_types = sorted({type(m).__name__ for m in modules.values()})
+    for type_name in types:
+        if type_name not in model_types:
+            raise RegrunError(f"{where}.types: {type_name!r} is not in the model; its types: {choices(model_types)}")
+    if types:
+        selected = [n for n in selected if type(modules[n]).__name__ in types]
+    selected = [n for n in selected if not any(fnmatch.fnmatchcase(n, p) for p in exclude)]
+    if not selected:
+        raise RegrunError(f"{where}: layers {layers} ∩ types {types} minus exclude {exclude} selects no module; the model has: {choices(modules)}")
+    return selected
+
+
+def _site_params(model: nn.Module, where: str, site: str, modules: list[str]) -> list[str]:
+    if site == "activations":
+        return []
+    lookup = dict(model.named_modules())
+    suffix = PARAM_SUFFIX[site]
+    found: dict[str, None] = {}  # ordered set: a container and its child may both match
+    for module_name in modules:
+        for param_name, _ in lookup[module_name].named_parameters(prefix=module_name):
+            if param_name.endswith(suffix):
+                found[param_name] = None
+    if not found:
+        raise RegrunError(f"{where}: site {site!r} finds no parameters in the selected modules {choices(modules)}")
+    return list(found)
+
+
+def _penalty_options(where: str, penalty: str, spec: Mapping) -> dict[str, float]:
+    accepted = PENALTY_OPTIONS.get(penalty, {})
+    for key in ALL_OPTION_KEYS:
+        if key in spec and key not in accepted:
+            raise RegrunError(f"{where}.{key}: only for penalty {choices(p for p, o in PENALTY_OPTIONS.items() if key in o)}, not {penalty!r}")
+    return {key: _number(f"{where}.{key}", spec[key], lo, hi) for key, (lo, hi) in accepted.items() if key in spec}
+
+
+def _reduction(where: str, site: str, spec: Mapping) -> str:
+    if "reduction" not in spec:
+        return "batch_mean"
+    if site != "activations":
+        raise RegrunError(f"{where}.reduction applies to site 'activations' only, not {site!r}")
+    return _one_of(where, "reduction", spec["reduction"], REDUCTIONS)
+
+
+def _one_of(where: str, key: str, value: object, allowed: Sequence[str] | Mapping[str, object]) -> str:
+    if value not in allowed:
+        raise RegrunError(f"{where}.{key}: unknown {key} {value!r}; allowed: {choices(allowed)}")
+    return str(value)
+
+
+def _number(where: str, value: object, lo: float, hi: float) -> float:
+    """A finite number in [lo, hi]; bools and strings are refused."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        raise RegrunError(f"{where} must be a number, got {value!r}")
+    if not lo <= value <= hi or math.isinf(value):
+        raise RegrunError(f"{where} must be in [{lo:g}, {hi:g}), got {value!r}")
+    return float(value)
+
+
+def _str_list(where: str, key: str, value: object) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, Sequence) and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise RegrunError(f"{where}.{key} must be a name or a list of names, got {value!r}")
+
+
+def describe_targets(targets: Sequence[Target], model: nn.Module, example: Tensor) -> list[dict]:
+    """One row per penalized tensor: target, site, penalty, λ, tensor name, shape, elements.
+
+    Activation shapes are per sample, from one forward pass of `example`.
+    """
+    act_modules = sorted({m for t in targets if t.on_activations for m in t.modules})
+    shapes = output_shapes(model, example, act_modules) if act_modules else {}
+    params = dict(model.named_parameters())
+    rows = []
+    for t in targets:
+        names = t.modules if t.on_activations else t.params
+        for name in names:
+            shape = shapes[name] if t.on_activations else tuple(params[name].shape)
+            rows.append({
+                "target": t.name, "site": t.site, "penalty": t.penalty, "lambda": t.lam,
+                "reduction": t.reduction if t.on_activations else None, **t.options,
+                "tensor": name, "shape": list(shape), "numel": math.prod(shape),
+            })
+    return rows

@@ -1,0 +1,204 @@
+"""The training loop: task loss plus the targets' penalties, on tensors held on the device.
+
+One step: forward (hooks capture the targeted outputs), task loss, each target's raw
+penalty and λ·raw, backward on the sum, optimizer step. The step returns its loss terms
+as one detached tensor that is summed on the device, so the loop synchronises with the
+device only when it reports (every `log_every` steps and at the end of an epoch).
+"""
+
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from regrun.capture import ActivationCapture, forward_hooks
+from regrun.data import Data, Split, batches, chunks
+from regrun.errors import RegrunError
+from regrun.models import ACTIVATION_TYPES
+from regrun.sparsity import ActivationStats, stat_modules, threshold_key, weight_stats
+from regrun.targets import Target
+
+
+@dataclass(frozen=True)
+class TrainerSettings:
+    """The `trainer` config node, validated."""
+
+    epochs: int
+    batch_size: int
+    device: str = "auto"
+    log_every: int = 50  # steps between progress updates (each one syncs with the device)
+    eval_every: int = 1  # epochs between test-set evaluations; the last epoch always has one
+    eval_batch_size: int = 1000
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any]) -> "TrainerSettings":
+        """Check every key and number; a bad one is a one-line `RegrunError`."""
+        allowed = cls.__dataclass_fields__
+        for key in cfg:
+            if key not in allowed:
+                raise RegrunError(f"trainer.{key}: unknown key; allowed: {', '.join(allowed)}")
+        for key in ("epochs", "batch_size", "log_every", "eval_every", "eval_batch_size"):
+            value = cfg.get(key, getattr(cls, key, None))
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise RegrunError(f"trainer.{key} must be a positive integer, got {value!r}")
+        return cls(**cfg)
+
+
+def pick_device(name: str) -> torch.device:
+    """`auto` (CUDA when there is a GPU, else CPU), `cpu`, `cuda` or `cuda:N`."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "cuda" or name.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise RegrunError(f"trainer.device={name}: no CUDA GPU is visible to torch; use auto or cpu")
+        return torch.device(name)
+    raise RegrunError(f"trainer.device: unknown device {name!r}; allowed: auto, cpu, cuda, cuda:N")
+
+
+def loss_terms(targets: Sequence[Target]) -> list[str]:
+    """Names of the figures one step returns, in order."""
+    names = ["train_task_loss", "train_total_loss"]
+    names += [f"penalty.{t.name}.raw" for t in targets]
+    names += [f"penalty.{t.name}.weighted" for t in targets]
+    return names
+
+
+def train_step(model: nn.Module, x: Tensor, y: Tensor, targets: Sequence[Target], params: Mapping[str, Tensor],
+               capture: ActivationCapture, optimizer: torch.optim.Optimizer) -> Tensor:
+    """One optimisation step; returns the detached loss terms in `loss_terms` order."""
+    logits = model(x)
+    activations = capture.take()  # from here on the capture holds nothing of this step
+    task = F.cross_entropy(logits, y)
+    raw = [t.raw(params, activations) for t in targets]
+    weighted = [t.lam * r for t, r in zip(targets, raw)]
+    total = task + sum(weighted)
+    optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    optimizer.step()
+    return torch.stack([task, total, *raw, *weighted]).detach()
+
+
+@dataclass
+class Evaluation:
+    """Test-set figures and the per-layer sparsity tables at one point of training."""
+
+    loss: float
+    accuracy: float
+    activations: dict[str, dict]
+    weights: list[dict]
+
+
+def evaluate(model: nn.Module, split: Split, batch_size: int, thresholds: Sequence[float]) -> Evaluation:
+    """Task loss, accuracy and sparsity statistics over a whole split, without gradients."""
+    names = stat_modules(model)
+    modules = dict(model.named_modules())
+    stats = {name: ActivationStats() for name in names}
+    was_training = model.training
+    model.eval()
+    loss_sum = torch.zeros((), dtype=torch.float64, device=split.y.device)
+    correct = torch.zeros((), dtype=torch.int64, device=split.y.device)
+    with forward_hooks(model, names, lambda name, out: stats[name].update(out)), torch.no_grad():
+        for x, y in chunks(split, batch_size):
+            logits = model(x)
+            loss_sum += F.cross_entropy(logits, y, reduction="sum")
+            correct += (logits.argmax(1) == y).sum()
+    model.train(was_training)
+    return Evaluation(
+        loss=loss_sum.item() / len(split),
+        accuracy=correct.item() / len(split),
+        activations={name: {"type": type(modules[name]).__name__, **s.result()} for name, s in stats.items()},
+        weights=weight_stats(model, thresholds),
+    )
+
+
+def headline(evaluation: Evaluation, targets: Sequence[Target], thresholds: Sequence[float]) -> dict[str, float]:
+    """The sparsity figures worth a column in metrics.csv.
+
+    - `sparsity.weights.*`: over all weight matrices and kernels (tensors of ≥ 2 dims);
+    - `sparsity.<module>.zero_frac`: test-set zero fraction of each activation-function
+      module and of every module an activation target names;
+    - `sparsity.<target>.*`: pooled over the tensors a target penalizes (zero fraction of
+      outputs for activations; zero and below-threshold fractions for parameters).
+    """
+    first = threshold_key(thresholds[0]) if thresholds else None
+    weights = {row["name"]: row for row in evaluation.weights}
+    matrices = [row for row in evaluation.weights if len(row["shape"]) >= 2]
+    figures = {"sparsity.weights.zero_frac": _pooled(matrices, "zero_frac", "numel")}
+    if first:
+        figures[f"sparsity.weights.{first}"] = _pooled(matrices, first, "numel")
+    acts = evaluation.activations
+    targeted = {m for t in targets if t.on_activations for m in t.modules}
+    for name in acts:
+        if name in targeted or acts[name]["type"] in ACTIVATION_TYPES:
+            figures[f"sparsity.{name}.zero_frac"] = acts[name]["zero_frac"]
+    for t in targets:
+        if t.on_activations:
+            rows = [{**acts[m], "elements": acts[m]["samples"] * math.prod(acts[m]["shape"])} for m in t.modules]
+            figures[f"sparsity.{t.name}.zero_frac"] = _pooled(rows, "zero_frac", "elements")
+        else:
+            rows = [weights[p] for p in t.params]
+            figures[f"sparsity.{t.name}.zero_frac"] = _pooled(rows, "zero_frac", "numel")
+            if first:
+                figures[f"sparsity.{t.name}.{first}"] = _pooled(rows, first, "numel")
+    return figures
+
+
+def _pooled(rows: Sequence[Mapping[str, Any]], key: str, weight: str) -> float:
+    """The element-weighted mean of `key` over rows (a fraction over all their elements)."""
+    total = sum(r[weight] for r in rows)
+    return sum(r[key] * r[weight] for r in rows) / total if total else 0.0
+
+
+class Reporter(Protocol):
+    """What the loop tells the outside: progress while it trains, a row per epoch."""
+
+    def start_epoch(self, epoch: int, steps: int) -> None:
+        """An epoch of `steps` optimisation steps begins."""
+
+    def step(self, done: int, figures: Mapping[str, float]) -> None:
+        """`done` steps of the epoch are done; `figures` are the epoch's means so far."""
+
+    def end_epoch(self, row: Mapping[str, Any]) -> None:
+        """The epoch's metrics row is complete."""
+
+
+def fit(model: nn.Module, targets: Sequence[Target], optimizer: torch.optim.Optimizer, data: Data,
+        settings: TrainerSettings, thresholds: Sequence[float], seed: int,
+        reporter: Reporter, on_epoch: Callable[[dict], None]) -> Evaluation:
+    """Train for `settings.epochs` epochs; returns the final test-set evaluation."""
+    params = dict(model.named_parameters())
+    captured = sorted({m for t in targets if t.on_activations for m in t.modules})
+    shuffle = torch.Generator().manual_seed(seed)
+    names = loss_terms(targets)
+    steps_per_epoch = -(-len(data.train) // settings.batch_size)
+    evaluation: Evaluation | None = None
+    step = 0
+    with ActivationCapture(model, captured) as capture:
+        for epoch in range(1, settings.epochs + 1):
+            started = time.perf_counter()
+            reporter.start_epoch(epoch, steps_per_epoch)
+            model.train()
+            sums = torch.zeros(len(names), dtype=torch.float64, device=data.train.y.device)
+            for done, (x, y) in enumerate(batches(data.train, settings.batch_size, shuffle), 1):
+                sums += train_step(model, x, y, targets, params, capture, optimizer)
+                if done % settings.log_every == 0:
+                    reporter.step(done, dict(zip(names, (sums / done).tolist())))
+            step += steps_per_epoch
+            row = {"epoch": epoch, "step": step, **dict(zip(names, (sums / steps_per_epoch).tolist()))}
+            row["train_penalty_total"] = sum(row[f"penalty.{t.name}.weighted"] for t in targets)
+            if epoch % settings.eval_every == 0 or epoch == settings.epochs:
+                evaluation = evaluate(model, data.test, settings.eval_batch_size, thresholds)
+                row |= {"test_loss": evaluation.loss, "test_acc": evaluation.accuracy,
+                        **headline(evaluation, targets, thresholds)}
+            row["epoch_time_s"] = time.perf_counter() - started
+            reporter.end_epoch(row)
+            on_epoch(row)
+    assert evaluation is not None  # the last epoch always evaluates
+    return evaluation
