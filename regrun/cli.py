@@ -10,6 +10,7 @@ from pathlib import Path
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from regrun.errors import RegrunError
 
@@ -26,10 +27,18 @@ def job(cfg: DictConfig) -> None:
 
     try:
         plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    except OmegaConfBaseException as err:  # a missing value (???) or a broken ${...}
+        fail(str(err).splitlines()[0])
+    try:
         run(plain, Path(HydraConfig.get().runtime.output_dir))
     except RegrunError as err:
-        print(f"regrun: error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+        fail(str(err))
+
+
+def fail(message: str) -> None:
+    """Print a one-line error and exit 2 (a usage error, as argparse does)."""
+    print(f"regrun: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def main() -> None:

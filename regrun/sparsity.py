@@ -30,9 +30,9 @@ def normalized_hoyer(x: Tensor) -> Tensor:
         return torch.ones(x.shape[:-1], dtype=x.dtype, device=x.device)
     l1 = x.abs().sum(-1)
     l2 = x.square().sum(-1).sqrt()
-    ratio = torch.where(l2 > 0, l1 / l2.clamp_min(torch.finfo(x.dtype).tiny), torch.ones_like(l1))
     root_n = math.sqrt(n)
-    return ((root_n - ratio) / (root_n - 1)).clamp(0.0, 1.0)
+    spread = (root_n - l1 / l2.clamp_min(torch.finfo(x.dtype).tiny)) / (root_n - 1)
+    return torch.where(l2 > 0, spread.clamp(0.0, 1.0), torch.ones_like(spread))
 
 
 def threshold_key(threshold: float) -> str:

@@ -36,6 +36,9 @@ REDUCTIONS = {
     "sum": "penalty of the whole batch tensor",
     "mean": "penalty of the whole batch tensor divided by its element count",
 }
+TORCH_MODULE_TYPES = frozenset(
+    name for name, obj in vars(nn).items() if isinstance(obj, type) and issubclass(obj, nn.Module)
+)
 REQUIRED_KEYS = ("site", "penalty", "lambda")
 OPTIONAL_KEYS = ("layers", "types", "exclude", "reduction")
 ALL_OPTION_KEYS = tuple(sorted({k for opts in PENALTY_OPTIONS.values() for k in opts}))
@@ -116,10 +119,12 @@ def match_modules(model: nn.Module, where: str, spec: Mapping) -> list[str]:
             raise RegrunError(f"{where}.layers: {pattern!r} matches no module; the model has: {choices(modules)}")
     if layers:
         selected = [n for n in selected if any(fnmatch.fnmatchcase(n, p) for p in layers)]
+    # A type may be absent from this model (presets name Conv2d for the MLP too), but it
+    # must be a real module class: a typo fails here instead of selecting nothing.
     model_types = sorted({type(m).__name__ for m in modules.values()})
     for type_name in types:
-        if type_name not in model_types:
-            raise RegrunError(f"{where}.types: {type_name!r} is not in the model; its types: {choices(model_types)}")
+        if type_name not in model_types and type_name not in TORCH_MODULE_TYPES:
+            raise RegrunError(f"{where}.types: unknown module type {type_name!r}; this model has: {choices(model_types)}")
     if types:
         selected = [n for n in selected if type(modules[n]).__name__ in types]
     selected = [n for n in selected if not any(fnmatch.fnmatchcase(n, p) for p in exclude)]
@@ -170,7 +175,8 @@ def _number(where: str, value: object, lo: float, hi: float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
         raise RegrunError(f"{where} must be a number, got {value!r}")
     if not lo <= value <= hi or math.isinf(value):
-        raise RegrunError(f"{where} must be in [{lo:g}, {hi:g}), got {value!r}")
+        allowed = f"a finite number ≥ {lo:g}" if math.isinf(hi) else f"in [{lo:g}, {hi:g}]"
+        raise RegrunError(f"{where} must be {allowed}, got {value!r}")
     return float(value)
 
 

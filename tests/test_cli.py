@@ -1,0 +1,77 @@
+"""The real `regrun` console script, end to end on tiny generated IDX files."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REGRUN = str(Path(sys.executable).parent / "regrun")
+RUN_FILES = {"metrics.csv", "summary.json", "targets.json", "model.pt", "regrun.log", ".hydra"}
+
+
+def regrun(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = os.environ | {"COLUMNS": "160", "HYDRA_FULL_ERROR": ""}
+    return subprocess.run([REGRUN, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def common(root: Path, out: Path) -> list[str]:
+    return [f"dataset.root={root}", "dataset.download=false", "trainer.device=cpu",
+            "trainer.batch_size=32", f"hydra.run.dir={out}"]
+
+
+def test_mlp_l1_activations_writes_the_run_directory(tiny_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    proc = regrun("model=mlp", "reg=l1_activations", "trainer.epochs=2", *common(tiny_root, out), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert RUN_FILES <= {p.name for p in out.iterdir()}
+    summary = json.loads((out / "summary.json").read_text())
+    losses = summary["loss_breakdown"]
+    assert losses["total"] == pytest.approx(losses["task"] + losses["penalties"]["l1_activations"]["weighted"])
+    with open(out / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 and float(rows[-1]["test_acc"]) == summary["final"]["test_acc"]
+    for column in ("penalty.l1_activations.raw", "penalty.l1_activations.weighted", "train_total_loss",
+                   "test_loss", "sparsity.act1.zero_frac", "sparsity.weights.below_0.001"):
+        assert column in rows[0]
+    assert "regularization targets" in proc.stdout and "run summary (completed)" in proc.stdout
+    assert torch.load(out / "model.pt", weights_only=True)["head.weight"].shape == (10, 128)
+
+
+def test_cnn_with_l1_activations_runs(tiny_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cnn"
+    proc = regrun("model=cnn", "reg=l1_activations", "trainer.epochs=1", "model.channels=[4,8]",
+                  "model.activation=leaky_relu", *common(tiny_root, out), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert [t["tensor"] for t in summary["targets"]] == ["act1", "act2", "act3"]
+    assert summary["sparsity"]["activations"]["act1"]["shape"] == [4, 28, 28]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["reg=l1_activations", "reg.targets.l1_activations.layers=[relu1]"],
+     "reg.targets.l1_activations.layers: 'relu1' matches no module; the model has: flatten, fc1, act1, fc2, act2, head"),
+    (["reg=l1_weights", "reg.targets.l1_weights.lambda=-0.1"],
+     "reg.targets.l1_weights.lambda must be a finite number ≥ 0, got -0.1"),
+    (["reg=l1_weights", "reg.targets.l1_weights.penalty=l0"], "unknown penalty 'l0'; allowed: l1, l2, elastic_net"),
+    (["reg=l1_weights", "reg.targets.l1_weights.site=gradients"], "unknown site 'gradients'; allowed: weights, biases, params, activations"),
+    (["dataset.root=/nonexistent/data"], "dataset mnist: download is off (dataset.download=false) and /nonexistent/data/MNIST/raw lacks"),
+])
+def test_bad_input_is_one_line_on_stderr_and_exit_2(tiny_root: Path, tmp_path: Path, args: list[str], message: str) -> None:
+    proc = regrun(*common(tiny_root, tmp_path / "bad"), *args, cwd=tmp_path)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("regrun: error: "), proc.stderr
+    assert message in lines[0]
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_unknown_preset_lists_the_available_ones(tmp_path: Path) -> None:
+    proc = regrun("reg=l1_everything", cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "Could not find 'reg/l1_everything'" in proc.stderr
+    assert "l1_activations" in proc.stderr  # Hydra lists the options of the group

@@ -1,0 +1,76 @@
+"""Dataset loading through torchvision's classes: layout, .gz files, missing files, batches."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from regrun.data import DATASETS, Split, batches, chunks, load_data
+from regrun.errors import RegrunError
+
+from conftest import write_dataset
+
+
+def cfg(root: Path, **kw: object) -> dict:
+    return {"name": "mnist", "root": str(root), "download": False} | kw
+
+
+def test_loads_normalised_tensors(tiny_root: Path) -> None:
+    data = load_data(cfg(tiny_root), torch.device("cpu"))
+    assert data.train.x.dtype == torch.float32 and data.train.y.dtype == torch.int64
+    info = DATASETS["mnist"]
+    pixel = (torch.tensor(250.0) / 255 - info.mean) / info.std
+    assert data.train.x.max().item() == pytest.approx(pixel.item())
+    assert set(data.train.y.tolist()) <= set(range(10))
+
+
+def test_limits_keep_the_first_samples(tiny_root: Path) -> None:
+    full = load_data(cfg(tiny_root), torch.device("cpu"))
+    part = load_data(cfg(tiny_root, train_limit=50, test_limit=10), torch.device("cpu"))
+    assert len(part.train) == 50 and len(part.test) == 10
+    assert torch.equal(part.train.x, full.train.x[:50])
+
+
+def test_gz_files_are_unpacked(tmp_path: Path) -> None:
+    write_dataset(tmp_path, "FashionMNIST", compress=True)
+    data = load_data(cfg(tmp_path, name="fashion_mnist"), torch.device("cpu"))
+    assert len(data.train) == 320
+    assert (tmp_path / "FashionMNIST/raw/train-images-idx3-ubyte").is_file()
+
+
+def test_missing_files_offline_name_the_folder_and_files(tmp_path: Path) -> None:
+    with pytest.raises(RegrunError) as info:
+        load_data(cfg(tmp_path), torch.device("cpu"))
+    msg = str(info.value)
+    assert f"{tmp_path}/MNIST/raw lacks train-images-idx3-ubyte, train-labels-idx1-ubyte" in msg
+    assert "dataset.root=DIR" in msg and "\n" not in msg
+
+
+def test_failed_download_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_network(*args: object, **kwargs: object) -> None:
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(DATASETS["mnist"].cls, "download", no_network)
+    with pytest.raises(RegrunError, match=r"download failed \(OSError\) and .*MNIST/raw lacks"):
+        load_data(cfg(tmp_path, download=True), torch.device("cpu"))
+
+
+def test_corrupt_idx_file_is_one_line(tmp_path: Path) -> None:
+    write_dataset(tmp_path)
+    (tmp_path / "MNIST/raw/train-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x03garbage")
+    with pytest.raises(RegrunError, match="cannot read the IDX files"):
+        load_data(cfg(tmp_path), torch.device("cpu"))
+
+
+def test_unknown_dataset_lists_the_known_ones(tmp_path: Path) -> None:
+    with pytest.raises(RegrunError, match="unknown dataset 'cifar'; allowed: mnist, fashion_mnist, kmnist"):
+        load_data(cfg(tmp_path, name="cifar"), torch.device("cpu"))
+
+
+def test_batches_cover_every_sample_once_and_are_seeded() -> None:
+    split = Split(torch.arange(10.0).view(10, 1), torch.arange(10))
+    first = [y.tolist() for _, y in batches(split, 4, torch.Generator().manual_seed(0))]
+    again = [y.tolist() for _, y in batches(split, 4, torch.Generator().manual_seed(0))]
+    assert first == again and [len(b) for b in first] == [4, 4, 2]
+    assert sorted(sum(first, [])) == list(range(10))
+    assert [y.tolist() for _, y in chunks(split, 6)] == [list(range(6)), list(range(6, 10))]

@@ -1,0 +1,93 @@
+"""A whole run in-process: the loss breakdown adds up, seeds reproduce, bad input stops early."""
+
+import csv
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+
+from regrun.errors import RegrunError
+from regrun.run import run
+
+
+def metrics(out: Path) -> list[dict]:
+    with open(out / "metrics.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_total_is_task_plus_weighted_penalties(make_cfg: Callable[..., dict], tmp_path: Path) -> None:
+    cfg = make_cfg("reg=[l1_activations,l2_weights]", "trainer.epochs=2",
+                   "reg.targets.l1_activations.lambda=1e-3", "reg.targets.l2_weights.lambda=1e-3")
+    summary = run(cfg, tmp_path)
+    losses = summary["loss_breakdown"]
+    weighted = [p["weighted"] for p in losses["penalties"].values()]
+    assert losses["total"] == pytest.approx(losses["task"] + sum(weighted), rel=1e-9)
+    for term in losses["penalties"].values():
+        assert term["weighted"] == pytest.approx(term["lambda"] * term["raw"], rel=1e-6)
+        assert term["raw"] > 0
+    rows = metrics(tmp_path)
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    for row in rows:
+        parts = float(row["train_task_loss"]) + float(row["penalty.l1_activations.weighted"]) + float(row["penalty.l2_weights.weighted"])
+        assert float(row["train_total_loss"]) == pytest.approx(parts, rel=1e-6)  # float32 steps
+
+
+def test_summary_holds_tables_targets_and_environment(make_cfg: Callable[..., dict], tmp_path: Path) -> None:
+    summary = run(make_cfg("reg=l1_activations"), tmp_path)
+    on_disk = json.loads((tmp_path / "summary.json").read_text())
+    assert on_disk["status"] == "completed" and on_disk["final"]["epoch"] == 1
+    acts = on_disk["sparsity"]["activations"]
+    assert list(acts) == ["fc1", "act1", "fc2", "act2", "head"]
+    assert acts["act1"]["targeted_by"] == ["l1_activations"] and acts["fc1"]["targeted_by"] == []
+    assert acts["act1"]["samples"] == 160
+    assert {w["name"] for w in on_disk["sparsity"]["weights"]} >= {"fc1.weight", "head.bias"}
+    assert [t["tensor"] for t in on_disk["targets"]] == ["act1", "act2"]
+    assert on_disk["environment"]["device"] == "cpu" and on_disk["environment"]["seed"] == 0
+    assert json.loads((tmp_path / "targets.json").read_text()) == on_disk["targets"]
+    assert summary["final"]["sparsity.act1.zero_frac"] == acts["act1"]["zero_frac"]
+
+
+def test_same_seed_same_figures_other_seed_other_figures(make_cfg: Callable[..., dict], tmp_path: Path) -> None:
+    def figures(seed: int, name: str) -> list[dict]:
+        run(make_cfg("reg=l1_activations", "trainer.epochs=2", "model.dropout=0.1", f"seed={seed}"), tmp_path / name)
+        return [{k: v for k, v in row.items() if k != "epoch_time_s"} for row in metrics(tmp_path / name)]
+
+    first = figures(3, "a")
+    assert first == figures(3, "b")
+    assert first != figures(4, "c")
+
+
+def test_model_state_dict_is_saved(make_cfg: Callable[..., dict], tmp_path: Path) -> None:
+    run(make_cfg(), tmp_path)
+    state = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert state["fc1.weight"].shape == (256, 784)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("trainer.epochs=0", "trainer.epochs must be a positive integer, got 0"),
+    ("trainer.batch_size=-4", "trainer.batch_size must be a positive integer, got -4"),
+    ("trainer.device=tpu", "trainer.device: unknown device 'tpu'; allowed: auto, cpu, cuda, cuda:N"),
+    ("+trainer.epoch=3", "trainer.epoch: unknown key; allowed: epochs, batch_size"),
+    ("seed=abc", "seed must be an integer, got 'abc'"),
+    ("sparsity.thresholds=[0.1,-1]", "sparsity.thresholds must be a list of positive numbers"),
+    ("model.activation=swish", "unknown activation 'swish'; allowed: relu, leaky_relu"),
+    ("+model.width=3", "model.width: not an option of model 'mlp'; allowed: hidden, activation, batch_norm, dropout"),
+    ("optimizer.lr=-1", "optimizer 'adamw': Invalid learning rate: -1"),
+    ("optimizer.name=lion", "optimizer.name: unknown optimizer 'lion'; allowed: sgd, adam, adamw"),
+    ("reg.targets.l1_activations.layers=[act9]", "reg.targets.l1_activations.layers: 'act9' matches no module"),
+])
+def test_bad_config_fails_before_any_training(make_cfg: Callable[..., dict], tmp_path: Path, override: str, message: str) -> None:
+    cfg = make_cfg("reg=l1_activations", override)
+    cfg["dataset"]["root"] = str(tmp_path / "nowhere")  # data is loaded after validation, so never reached
+    with pytest.raises(RegrunError) as info:
+        run(cfg, tmp_path / "out")
+    assert message in str(info.value)
+    assert not (tmp_path / "out" / "metrics.csv").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU message")
+def test_cuda_without_gpu_is_refused(make_cfg: Callable[..., dict], tmp_path: Path) -> None:
+    with pytest.raises(RegrunError, match="trainer.device=cuda: no CUDA GPU is visible"):
+        run(make_cfg("trainer.device=cuda"), tmp_path)

@@ -1,0 +1,68 @@
+"""Sparsity statistics against closed-form values."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from regrun.sparsity import ActivationStats, normalized_hoyer, stat_modules, weight_stats
+
+
+def test_normalized_hoyer_closed_forms() -> None:
+    rows = torch.tensor([
+        [0.0, 0.0, 5.0, 0.0],   # one non-zero: 1
+        [2.0, -2.0, 2.0, 2.0],  # all equal in size: 0
+        [0.0, 0.0, 0.0, 0.0],   # all zero: 1 by convention
+        [3.0, 4.0, 0.0, 0.0],   # (2 − 7/5) / (2 − 1) = 0.6
+    ])
+    assert normalized_hoyer(rows).tolist() == pytest.approx([1.0, 0.0, 1.0, 0.6])
+    assert normalized_hoyer(torch.tensor([[7.0]])).tolist() == [1.0]
+
+
+def test_weight_stats_closed_form() -> None:
+    layer = nn.Linear(2, 2)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[0.0, 5e-4], [-0.02, 3.0]]))
+        layer.bias.copy_(torch.tensor([0.0, 0.0]))
+    rows = {r["name"]: r for r in weight_stats(nn.Sequential(layer), [1e-3, 1e-1])}
+    w = rows["0.weight"]
+    assert w["shape"] == [2, 2] and w["numel"] == 4
+    assert w["zero_frac"] == 0.25
+    assert w["below_0.001"] == 0.5 and w["below_0.1"] == 0.75
+    assert w["l1_norm"] == pytest.approx(3.0205)
+    assert w["l2_norm"] == pytest.approx(math.sqrt(5e-4**2 + 0.02**2 + 9))
+    l1, l2 = 3.0205, math.sqrt(5e-4**2 + 0.02**2 + 9)
+    assert w["hoyer"] == pytest.approx((2 - l1 / l2) / (2 - 1), rel=1e-5)
+    assert rows["0.bias"]["zero_frac"] == 1.0 and rows["0.bias"]["hoyer"] == 1.0
+
+
+def test_activation_stats_dense_over_batches() -> None:
+    stats = ActivationStats()
+    stats.update(torch.tensor([[0.0, 1.0, 0.0], [0.0, 2.0, 0.0]]))
+    stats.update(torch.tensor([[0.0, 0.0, 3.0]]))
+    r = stats.result()
+    assert r["samples"] == 3 and r["shape"] == [3]
+    assert r["zero_frac"] == pytest.approx(6 / 9)
+    assert (r["units"], r["dead_units"], r["dead_frac"]) == (3, 1, pytest.approx(1 / 3))
+    assert r["l1_per_sample"] == pytest.approx(6 / 3)
+    assert r["hoyer"] == pytest.approx(1.0)  # every sample has one non-zero entry
+
+
+def test_activation_stats_conv_units_are_channels() -> None:
+    out = torch.zeros(2, 3, 2, 2)
+    out[0, 0, 1, 1] = 4.0   # channel 0 fires once, at one position, for one sample
+    out[1, 2] = 1.0         # channel 2 fires everywhere for sample 1
+    r = ActivationStats()
+    r.update(out)
+    res = r.result()
+    assert (res["units"], res["dead_units"]) == (3, 1)  # channel 1 never fires
+    assert res["zero_frac"] == pytest.approx(1 - 5 / 24)
+    assert res["l1_per_sample"] == pytest.approx(8 / 2)
+    h1 = (math.sqrt(12) - 4 / 2) / (math.sqrt(12) - 1)  # sample 1: four equal entries of 12
+    assert res["hoyer"] == pytest.approx((1.0 + h1) / 2)
+
+
+def test_stat_modules_skip_flatten_dropout_and_containers() -> None:
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3), nn.ReLU(), nn.Dropout(0.1), nn.Sequential(nn.Linear(3, 2)))
+    assert stat_modules(model) == ["1", "2", "4.0"]
