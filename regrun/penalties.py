@@ -66,6 +66,11 @@ PENALTIES: dict[str, Callable[..., Tensor]] = {
     "hoyer_square": hoyer_square,
 }
 
+# Penalties that are sums over elements: for them the mean over a batch of per-sample
+# penalties equals the whole-batch penalty divided by the batch size, which takes fewer
+# kernels and autograd nodes in the hot loop.
+ADDITIVE = frozenset({"l1", "l2", "elastic_net"})
+
 # Options a penalty accepts beyond (x, dims), with their allowed ranges.
 PENALTY_OPTIONS: dict[str, dict[str, tuple[float, float]]] = {
     "elastic_net": {"l1_ratio": (0.0, 1.0)},

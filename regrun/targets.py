@@ -20,12 +20,11 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-import torch
 from torch import Tensor, nn
 
 from regrun.capture import output_shapes
 from regrun.errors import RegrunError, choices
-from regrun.penalties import PENALTIES, PENALTY_OPTIONS
+from regrun.penalties import ADDITIVE, PENALTIES, PENALTY_OPTIONS
 
 SITES = ("weights", "biases", "params", "activations")
 PARAM_SUFFIX = {"weights": "weight", "biases": "bias", "params": ""}
@@ -70,14 +69,16 @@ class Target:
             terms = [PENALTIES[self.penalty](params[name], **self.options) for name in self.params]
         if not terms:  # a module that did not run this step contributes nothing
             return next(iter(params.values())).new_zeros(())
-        return torch.stack(terms).sum()
+        return sum(terms[1:], terms[0])
 
     def _reduced(self, out: Tensor) -> Tensor:
         fn = PENALTIES[self.penalty]
-        if self.reduction == "batch_mean":
+        if self.reduction == "batch_mean" and self.penalty not in ADDITIVE:
             return fn(out, dims=tuple(range(1, out.ndim)), **self.options).mean()
         total = fn(out, **self.options)
-        return total / out.numel() if self.reduction == "mean" else total
+        if self.reduction == "sum":
+            return total
+        return total / (out.shape[0] if self.reduction == "batch_mean" else out.numel())
 
 
 def resolve_targets(model: nn.Module, specs: Mapping[str, Mapping]) -> list[Target]:

@@ -78,11 +78,12 @@ def train_step(model: nn.Module, x: Tensor, y: Tensor, targets: Sequence[Target]
     task = F.cross_entropy(logits, y)
     raw = [t.raw(params, activations) for t in targets]
     weighted = [t.lam * r for t, r in zip(targets, raw)]
-    total = task + sum(weighted)
+    total = sum(weighted, task)
     optimizer.zero_grad(set_to_none=True)
     total.backward()
     optimizer.step()
-    return torch.stack([task, total, *raw, *weighted]).detach()
+    with torch.no_grad():  # reporting only: no autograd node for the stack
+        return torch.stack([task, total, *raw, *weighted])
 
 
 @dataclass
@@ -169,29 +170,37 @@ class Reporter(Protocol):
         """The epoch's metrics row is complete."""
 
 
+def train_epoch(model: nn.Module, targets: Sequence[Target], optimizer: torch.optim.Optimizer,
+                capture: ActivationCapture, split: Split, batch_size: int, shuffle: torch.Generator,
+                log_every: int, reporter: Reporter) -> dict[str, float]:
+    """One shuffled pass over `split`; returns the mean of each loss term over its steps."""
+    params = dict(model.named_parameters())
+    names = loss_terms(targets)
+    model.train()
+    sums = torch.zeros(len(names), dtype=torch.float64, device=split.y.device)
+    steps = 0
+    for steps, (x, y) in enumerate(batches(split, batch_size, shuffle), 1):
+        sums += train_step(model, x, y, targets, params, capture, optimizer)
+        if steps % log_every == 0:
+            reporter.step(steps, dict(zip(names, (sums / steps).tolist())))
+    return dict(zip(names, (sums / steps).tolist()))
+
+
 def fit(model: nn.Module, targets: Sequence[Target], optimizer: torch.optim.Optimizer, data: Data,
         settings: TrainerSettings, thresholds: Sequence[float], seed: int,
         reporter: Reporter, on_epoch: Callable[[dict], None]) -> Evaluation:
     """Train for `settings.epochs` epochs; returns the final test-set evaluation."""
-    params = dict(model.named_parameters())
     captured = sorted({m for t in targets if t.on_activations for m in t.modules})
     shuffle = torch.Generator().manual_seed(seed)
-    names = loss_terms(targets)
     steps_per_epoch = -(-len(data.train) // settings.batch_size)
     evaluation: Evaluation | None = None
-    step = 0
     with ActivationCapture(model, captured) as capture:
         for epoch in range(1, settings.epochs + 1):
             started = time.perf_counter()
             reporter.start_epoch(epoch, steps_per_epoch)
-            model.train()
-            sums = torch.zeros(len(names), dtype=torch.float64, device=data.train.y.device)
-            for done, (x, y) in enumerate(batches(data.train, settings.batch_size, shuffle), 1):
-                sums += train_step(model, x, y, targets, params, capture, optimizer)
-                if done % settings.log_every == 0:
-                    reporter.step(done, dict(zip(names, (sums / done).tolist())))
-            step += steps_per_epoch
-            row = {"epoch": epoch, "step": step, **dict(zip(names, (sums / steps_per_epoch).tolist()))}
+            means = train_epoch(model, targets, optimizer, capture, data.train, settings.batch_size,
+                                shuffle, settings.log_every, reporter)
+            row = {"epoch": epoch, "step": epoch * steps_per_epoch, **means}
             row["train_penalty_total"] = sum(row[f"penalty.{t.name}.weighted"] for t in targets)
             if epoch % settings.eval_every == 0 or epoch == settings.epochs:
                 evaluation = evaluate(model, data.test, settings.eval_batch_size, thresholds)

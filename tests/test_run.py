@@ -23,7 +23,7 @@ def test_total_is_task_plus_weighted_penalties(make_cfg: Callable[..., dict], tm
     summary = run(cfg, tmp_path)
     losses = summary["loss_breakdown"]
     weighted = [p["weighted"] for p in losses["penalties"].values()]
-    assert losses["total"] == pytest.approx(losses["task"] + sum(weighted), rel=1e-9)
+    assert losses["total"] == pytest.approx(losses["task"] + sum(weighted), rel=1e-6)  # float32 steps
     for term in losses["penalties"].values():
         assert term["weighted"] == pytest.approx(term["lambda"] * term["raw"], rel=1e-6)
         assert term["raw"] > 0

@@ -125,3 +125,10 @@ def test_bad_specs_fail_in_one_line_naming_the_value(mlp: nn.Module, bad: object
     text = str(info.value)
     assert message in text
     assert "\n" not in text
+
+
+def test_batch_mean_of_a_non_additive_penalty_is_per_sample(mlp: nn.Module) -> None:
+    """Hoyer is not a sum over elements: batch_mean averages each sample's own value."""
+    t = resolve_target(mlp, "h", spec(layers="act1", site="activations", penalty="hoyer"))
+    out = torch.tensor([[3.0, 4.0, 0.0], [1.0, 0.0, 0.0]])
+    assert t.raw(dict(mlp.named_parameters()), {"act1": [out]}).item() == pytest.approx((7 / 5 + 1) / 2)
