@@ -13,10 +13,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from rich import get_console
 
 from regrun.data import dataset_info, load_data
-from regrun.display import RichReporter, show_summary, show_targets
+from regrun.display import RichReporter, shared_console, show_summary, show_targets
 from regrun.errors import RegrunError
 from regrun.models import build_model
 from regrun.optim import build_optimizer
@@ -58,7 +57,7 @@ def run(cfg: dict[str, Any], out: Path) -> dict[str, Any]:
     optimizer = build_optimizer(model, cfg["optimizer"])
     rundir = RunDir(out)
 
-    console = get_console()
+    console = shared_console()
     example = torch.zeros((1, *info.input_shape), device=device)
     target_rows = describe_targets(targets, model, example)
     show_targets(target_rows, console)
