@@ -72,12 +72,28 @@ def dataset_info(name: str) -> DatasetInfo:
     return DATASETS[name]
 
 
+DATASET_KEYS = ("name", "root", "download", "train_limit", "test_limit")
+
+
+def check_dataset_config(cfg: dict[str, Any]) -> None:
+    """Unknown keys and limits that are not positive integers are one-line errors."""
+    for key in cfg:
+        if key not in DATASET_KEYS:
+            raise RegrunError(f"dataset.{key}: unknown key; allowed: {choices(DATASET_KEYS)}")
+    dataset_info(cfg.get("name"))
+    for key in ("train_limit", "test_limit"):
+        value = cfg.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise RegrunError(f"dataset.{key} must be a positive integer or null, got {value!r}")
+
+
 def load_data(cfg: dict[str, Any], device: torch.device) -> Data:
     """Load both splits of `cfg["name"]` from `cfg["root"]` onto `device`.
 
     Keys: name, root, download (try torchvision's download when files are missing),
     train_limit / test_limit (keep only the first N samples; null keeps all).
     """
+    check_dataset_config(cfg)
     info = dataset_info(cfg["name"])
     root = Path(cfg["root"]).expanduser()
     _ensure_raw_files(cfg["name"], info, root, bool(cfg.get("download", False)))

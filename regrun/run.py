@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from regrun.data import dataset_info, load_data
+from regrun.data import check_dataset_config, dataset_info, load_data
 from regrun.display import RichReporter, shared_console, show_summary, show_targets
 from regrun.errors import RegrunError
 from regrun.models import build_model
@@ -41,6 +41,17 @@ def thresholds_from(cfg: dict[str, Any]) -> list[float]:
     return [float(v) for v in values]
 
 
+def reg_targets(reg: dict[str, Any]) -> dict[str, Any]:
+    """The `reg.targets` mapping; any other key under `reg` is a typo that would regularize nothing."""
+    for key in reg:
+        if key != "targets":
+            raise RegrunError(f"reg.{key}: unknown key; reg holds only `targets` (a mapping of target name to spec)")
+    targets = reg.get("targets") or {}
+    if not isinstance(targets, dict):
+        raise RegrunError(f"reg.targets must be a mapping of target name to spec, got {targets!r}")
+    return targets
+
+
 def run(cfg: dict[str, Any], out: Path) -> dict[str, Any]:
     """Train as `cfg` says and write the run directory `out`; returns the summary."""
     started = time.perf_counter()
@@ -50,10 +61,11 @@ def run(cfg: dict[str, Any], out: Path) -> dict[str, Any]:
     settings = TrainerSettings.from_config(cfg["trainer"])
     thresholds = thresholds_from(cfg)
     device = pick_device(settings.device)
+    check_dataset_config(cfg["dataset"])
     info = dataset_info(cfg["dataset"]["name"])
     seed_everything(seed)
     model = build_model(cfg["model"], info.input_shape, info.num_classes).to(device)
-    targets = resolve_targets(model, cfg["reg"].get("targets") or {})
+    targets = resolve_targets(model, reg_targets(cfg["reg"]))
     optimizer = build_optimizer(model, cfg["optimizer"])
     rundir = RunDir(out)
 

@@ -51,6 +51,7 @@ class TrainerSettings:
 
 def pick_device(name: str) -> torch.device:
     """`auto` (CUDA when there is a GPU, else CPU), `cpu`, `cuda` or `cuda:N`."""
+    name = str(name)  # `trainer.device=0` arrives as an int
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cpu":

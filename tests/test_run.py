@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from regrun.errors import RegrunError
-from regrun.run import run
+from regrun.run import reg_targets, run
 
 
 def metrics(out: Path) -> list[dict]:
@@ -77,6 +77,11 @@ def test_model_state_dict_is_saved(make_cfg: Callable[..., dict], tmp_path: Path
     ("optimizer.lr=-1", "optimizer 'adamw': Invalid learning rate: -1"),
     ("optimizer.name=lion", "optimizer.name: unknown optimizer 'lion'; allowed: sgd, adam, adamw"),
     ("reg.targets.l1_activations.layers=[act9]", "reg.targets.l1_activations.layers: 'act9' matches no module"),
+    ("trainer.device=0", "trainer.device: unknown device '0'"),
+    ("+reg.target={}", "reg.target: unknown key; reg holds only `targets`"),
+    ("+dataset.rot=x", "dataset.rot: unknown key; allowed: name, root, download, train_limit, test_limit"),
+    ("dataset.train_limit=0", "dataset.train_limit must be a positive integer or null, got 0"),
+    ("dataset.name=cifar10", "dataset.name: unknown dataset 'cifar10'; allowed: mnist, fashion_mnist, kmnist"),
 ])
 def test_bad_config_fails_before_any_training(make_cfg: Callable[..., dict], tmp_path: Path, override: str, message: str) -> None:
     cfg = make_cfg("reg=l1_activations", override)
@@ -91,3 +96,9 @@ def test_bad_config_fails_before_any_training(make_cfg: Callable[..., dict], tmp
 def test_cuda_without_gpu_is_refused(make_cfg: Callable[..., dict], tmp_path: Path) -> None:
     with pytest.raises(RegrunError, match="trainer.device=cuda: no CUDA GPU is visible"):
         run(make_cfg("trainer.device=cuda"), tmp_path)
+
+
+def test_targets_given_as_a_list_are_refused() -> None:
+    """A preset file can say `targets: [...]`; Hydra composes it, regrun refuses it."""
+    with pytest.raises(RegrunError, match=r"reg.targets must be a mapping of target name to spec, got \[1\]"):
+        reg_targets({"targets": [1]})
