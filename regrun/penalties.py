@@ -6,12 +6,16 @@ Conventions (Keras's, so figures compare with the anchors):
     elastic_net ρ·Σ|x| + (1−ρ)·Σx²        (ρ = l1_ratio)
     hoyer       Σ|x| / sqrt(Σx²)          (DeepHoyer; 0 for an all-zero input)
     hoyer_square (Σ|x|)² / Σx²            (DeepHoyer; 0 for an all-zero input)
+    group_lasso Σ_g sqrt(Σ_{x∈g} x²)      (parameters only; a group is one slice along
+                                           dim 0: an output unit's row of a Linear, a
+                                           filter of a Conv2d; a bias entry alone)
 
 `dims=None` reduces over every dimension; a tuple reduces over those only, which is how
 an activation penalty is taken per sample before averaging over the batch.
 
 The gradient of |x| at exactly 0 is 0 (torch's sign(0) = 0), so an L1 penalty never pushes
-an entry that is already zero. `F.l1_loss` differs there (its gradient at 0 is ±1).
+an entry that is already zero. `F.l1_loss` differs there (its gradient at 0 is ±1). The
+same holds for a group of zeros under group lasso (torch's norm has gradient 0 at 0).
 """
 
 from collections.abc import Callable
@@ -58,13 +62,25 @@ def hoyer_square(x: Tensor, dims: Dims = None) -> Tensor:
     return (num / den).square()
 
 
+def group_lasso(x: Tensor, dims: Dims = None) -> Tensor:
+    """Σ over the slices x[g] along dim 0 of their L2 norms (Distiller's group lasso, ε = 0)."""
+    if dims is not None:
+        raise ValueError("group_lasso groups a parameter along dim 0; it takes no reduction dims")
+    rows = x.reshape(x.shape[0], -1) if x.ndim > 0 else x.reshape(1, 1)
+    return torch.linalg.vector_norm(rows, dim=1).sum()
+
+
 PENALTIES: dict[str, Callable[..., Tensor]] = {
     "l1": l1,
     "l2": l2,
     "elastic_net": elastic_net,
     "hoyer": hoyer,
     "hoyer_square": hoyer_square,
+    "group_lasso": group_lasso,
 }
+
+# Penalties defined on parameters only (their groups are a parameter's output slices).
+PARAMETER_ONLY = frozenset({"group_lasso"})
 
 # Penalties that are sums over elements: for them the mean over a batch of per-sample
 # penalties equals the whole-batch penalty divided by the batch size, which takes fewer

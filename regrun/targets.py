@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from regrun.capture import output_shapes
 from regrun.errors import RegrunError, choices
-from regrun.penalties import ADDITIVE, PENALTIES, PENALTY_OPTIONS
+from regrun.penalties import ADDITIVE, PARAMETER_ONLY, PENALTIES, PENALTY_OPTIONS
 
 SITES = ("weights", "biases", "params", "activations")
 PARAM_SUFFIX = {"weights": "weight", "biases": "bias", "params": ""}
@@ -100,6 +100,8 @@ def resolve_target(model: nn.Module, name: str, spec: Mapping) -> Target:
             raise RegrunError(f"{where}: missing {key!r} (a target needs {choices(REQUIRED_KEYS)})")
     site = _one_of(where, "site", spec["site"], SITES)
     penalty = _one_of(where, "penalty", spec["penalty"], PENALTIES)
+    if site == "activations" and penalty in PARAMETER_ONLY:
+        raise RegrunError(f"{where}.penalty: {penalty} groups a parameter's output units; use it with site weights, biases or params")
     lam = _number(f"{where}.lambda", spec["lambda"], 0.0, math.inf)
     options = _penalty_options(where, penalty, spec)
     reduction = _reduction(where, site, spec)

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from regrun.penalties import PENALTIES, elastic_net, hoyer, hoyer_square, l1, l2
+from regrun.penalties import PENALTIES, elastic_net, group_lasso, hoyer, hoyer_square, l1, l2
 
 X = torch.tensor([[3.0, -4.0, 0.0], [1.0, 0.0, -2.0]])
 
@@ -30,6 +30,21 @@ def test_hoyer_and_hoyer_square() -> None:
     assert hoyer_square(X).item() == pytest.approx(100 / 30)
     assert hoyer(X, dims=(1,)).tolist() == pytest.approx([7 / 5, 3 / math.sqrt(5)])
     assert hoyer(torch.zeros(4)).item() == 0.0  # no 0/0
+
+
+def test_group_lasso_sums_the_norms_of_output_slices() -> None:
+    w = torch.tensor([[3.0, 4.0], [0.0, 0.0], [1.0, 0.0]])  # rows: output units
+    assert group_lasso(w).item() == pytest.approx(5 + 0 + 1)
+    kernels = torch.ones(2, 3, 2, 2)  # two filters of 12 ones each
+    assert group_lasso(kernels).item() == pytest.approx(2 * math.sqrt(12))
+    assert group_lasso(torch.tensor([-2.0, 0.5])).item() == pytest.approx(2.5)  # a bias: one entry a group
+
+
+def test_group_lasso_gradient_of_a_zero_group_is_zero() -> None:
+    w = torch.tensor([[3.0, 4.0], [0.0, 0.0]], requires_grad=True)
+    group_lasso(w).backward()
+    assert w.grad[0].tolist() == pytest.approx([0.6, 0.8])
+    assert w.grad[1].tolist() == [0.0, 0.0]  # exactly: no push on a zero group
 
 
 def test_allennlp_anchor_all_weights_minus_one() -> None:
