@@ -59,8 +59,9 @@ class RunDir:
         atomic_write(self.path / "metrics.csv", out.getvalue())
 
     def save_model(self, model: nn.Module) -> None:
-        """Save the model's state dict as model.pt."""
-        torch.save(model.state_dict(), self.path / "model.pt")
+        """Save the model's state dict (as CPU tensors) to model.pt."""
+        # CPU copies, so that a model trained on a GPU loads on any machine.
+        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, self.path / "model.pt")
 
 
 def environment(device: torch.device, seed: int, wall_time_s: float) -> dict[str, Any]:

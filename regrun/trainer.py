@@ -1,9 +1,10 @@
 """The training loop: task loss plus the targets' penalties, on tensors held on the device.
 
 One step: forward (hooks capture the targeted outputs), task loss, each target's raw
-penalty and λ·raw, backward on the sum, optimizer step. The step returns its loss terms
-as one detached tensor that is summed on the device, so the loop synchronises with the
-device only when it reports (every `log_every` steps and at the end of an epoch).
+penalty and λ·raw, backward on task + Σ λ·raw, optimizer step. The step returns its loss
+terms as one detached tensor that is summed on the device (in float64), so the loop
+synchronises with the device only when it reports (every `log_every` steps and at the
+end of an epoch).
 """
 
 import math
@@ -65,7 +66,7 @@ def pick_device(name: str) -> torch.device:
 
 def loss_terms(targets: Sequence[Target]) -> list[str]:
     """Names of the figures one step returns, in order."""
-    names = ["train_task_loss", "train_total_loss"]
+    names = ["train_task_loss"]
     names += [f"penalty.{t.name}.raw" for t in targets]
     names += [f"penalty.{t.name}.weighted" for t in targets]
     return names
@@ -84,7 +85,7 @@ def train_step(model: nn.Module, x: Tensor, y: Tensor, targets: Sequence[Target]
     total.backward()
     optimizer.step()
     with torch.no_grad():  # reporting only: no autograd node for the stack
-        return torch.stack([task, total, *raw, *weighted])
+        return torch.stack([task, *raw, *weighted])
 
 
 @dataclass
@@ -174,7 +175,11 @@ class Reporter(Protocol):
 def train_epoch(model: nn.Module, targets: Sequence[Target], optimizer: torch.optim.Optimizer,
                 capture: ActivationCapture, split: Split, batch_size: int, shuffle: torch.Generator,
                 log_every: int, reporter: Reporter) -> dict[str, float]:
-    """One shuffled pass over `split`; returns the mean of each loss term over its steps."""
+    """One shuffled pass over `split`; returns the mean of each loss term over its steps.
+
+    The totals are computed from those means in float64: `train_penalty_total` = Σ weighted
+    and `train_total_loss` = task + Σ weighted, the mean of what each step backpropagated.
+    """
     params = dict(model.named_parameters())
     names = loss_terms(targets)
     model.train()
@@ -183,8 +188,14 @@ def train_epoch(model: nn.Module, targets: Sequence[Target], optimizer: torch.op
     for steps, (x, y) in enumerate(batches(split, batch_size, shuffle), 1):
         sums += train_step(model, x, y, targets, params, capture, optimizer)
         if steps % log_every == 0:
-            reporter.step(steps, dict(zip(names, (sums / steps).tolist())))
-    return dict(zip(names, (sums / steps).tolist()))
+            reporter.step(steps, with_totals(dict(zip(names, (sums / steps).tolist())), targets))
+    return with_totals(dict(zip(names, (sums / steps).tolist())), targets)
+
+
+def with_totals(means: dict[str, float], targets: Sequence[Target]) -> dict[str, float]:
+    """Add `train_penalty_total` and `train_total_loss` to the means of the loss terms."""
+    penalty = sum(means[f"penalty.{t.name}.weighted"] for t in targets)
+    return means | {"train_penalty_total": penalty, "train_total_loss": means["train_task_loss"] + penalty}
 
 
 def fit(model: nn.Module, targets: Sequence[Target], optimizer: torch.optim.Optimizer, data: Data,
@@ -202,7 +213,6 @@ def fit(model: nn.Module, targets: Sequence[Target], optimizer: torch.optim.Opti
             means = train_epoch(model, targets, optimizer, capture, data.train, settings.batch_size,
                                 shuffle, settings.log_every, reporter)
             row = {"epoch": epoch, "step": epoch * steps_per_epoch, **means}
-            row["train_penalty_total"] = sum(row[f"penalty.{t.name}.weighted"] for t in targets)
             if epoch % settings.eval_every == 0 or epoch == settings.epochs:
                 evaluation = evaluate(model, data.test, settings.eval_batch_size, thresholds)
                 row |= {"test_loss": evaluation.loss, "test_acc": evaluation.accuracy,
