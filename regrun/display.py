@@ -16,6 +16,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from regrun.sparsity import threshold_key
+
 log = logging.getLogger(__name__)
 LOG_WIDTH = 160  # columns when the output is a file or a pipe: rich would assume 80 and cut tables
 
@@ -113,15 +115,21 @@ def show_summary(summary: Mapping[str, Any], console: Console) -> None:
 
 
 def _layer_table(sparsity: Mapping[str, Any]) -> Table:
-    table = Table(title="sparsity per layer (test set)", title_justify="left")
-    for column in ("layer", "type", "targeted by", "act zero", "dead units", "act hoyer", "weight", "w zero", "w hoyer"):
-        table.add_column(column, justify="left" if column in ("layer", "type", "targeted by", "weight") else "right")
-    weights = {row["name"].rsplit(".", 1)[0]: row for row in sparsity["weights"] if row["name"].endswith("weight")}
+    """Per layer: its output's sparsity on the test set and its weight's, side by side."""
+    below = threshold_key(sparsity["thresholds"][0]) if sparsity["thresholds"] else None
+    columns = ["layer", "type", "targeted by", "act zero", "dead units", "act hoyer", "w zero"]
+    columns += [f"|w|<{below.removeprefix('below_')}"] if below else []
+    columns += ["w hoyer"]
+    table = Table(title="sparsity per layer (test set outputs; weight tensors)", title_justify="left")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("layer", "type", "targeted by") else "right")
+    weights = {row["name"].removesuffix(".weight"): row for row in sparsity["weights"] if row["name"].endswith(".weight")}
     for name, act in sparsity["activations"].items():
         w = weights.get(name)
-        table.add_row(
-            name, act["type"], ", ".join(act["targeted_by"]), f"{act['zero_frac']:.3f}",
-            f"{act['dead_units']}/{act['units']}", f"{act['hoyer']:.3f}",
-            "weight" if w else "", f"{w['zero_frac']:.3f}" if w else "", f"{w['hoyer']:.3f}" if w else "",
-        )
+        targeted = act["targeted_by"] + (w["targeted_by"] if w else [])
+        cells = [name, act["type"], ", ".join(targeted), f"{act['zero_frac']:.3f}",
+                 f"{act['dead_units']}/{act['units']}", f"{act['hoyer']:.3f}"]
+        keys = ["zero_frac"] + ([below] if below else []) + ["hoyer"]
+        cells += [f"{w[k]:.3f}" if w else "" for k in keys]
+        table.add_row(*cells)
     return table
