@@ -21,7 +21,7 @@ def build(registry: Mapping[str, Callable[..., Any]], cfg: Mapping[str, Any], gr
         raise RegrunError(f"{group}.name: unknown {group} {name!r}; allowed: {choices(registry)}")
     builder = registry[name]
     options = {key: value for key, value in cfg.items() if key != "name"}
-    accepted = [p for p in inspect.signature(builder).parameters if p not in fixed and p != "self"]
+    accepted = [p for p in inspect.signature(builder).parameters if p not in fixed]
     for key in options:
         if key not in accepted:
             raise RegrunError(f"{group}.{key}: not an option of {group} {name!r}; allowed: {choices(accepted)}")
