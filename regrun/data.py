@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 from torchvision import datasets
 
-from regrun.errors import RegrunError, choices
+from regrun.errors import RegrunError, choices, positive_int
 
 
 @dataclass(frozen=True)
@@ -82,9 +82,7 @@ def check_dataset_config(cfg: dict[str, Any]) -> None:
             raise RegrunError(f"dataset.{key}: unknown key; allowed: {choices(DATASET_KEYS)}")
     dataset_info(cfg.get("name"))
     for key in ("train_limit", "test_limit"):
-        value = cfg.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise RegrunError(f"dataset.{key} must be a positive integer or null, got {value!r}")
+        positive_int(f"dataset.{key}", cfg.get(key), or_null=True)
 
 
 def load_data(cfg: dict[str, Any], device: torch.device) -> Data:

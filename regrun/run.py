@@ -16,7 +16,7 @@ import torch
 
 from regrun.data import check_dataset_config, dataset_info, load_data
 from regrun.display import RichReporter, shared_console, show_summary, show_targets
-from regrun.errors import RegrunError
+from regrun.errors import RegrunError, is_number
 from regrun.models import build_model
 from regrun.optim import build_optimizer
 from regrun.rundir import RunDir, environment, loss_breakdown, mark_targeted
@@ -36,7 +36,7 @@ def seed_everything(seed: int) -> None:
 def thresholds_from(cfg: dict[str, Any]) -> list[float]:
     """The `sparsity.thresholds` list, validated: positive numbers, in the config's order."""
     values = cfg.get("sparsity", {}).get("thresholds", [])
-    if not isinstance(values, list) or not all(isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in values):
+    if not isinstance(values, list) or not all(is_number(v) and v > 0 for v in values):
         raise RegrunError(f"sparsity.thresholds must be a list of positive numbers, got {values!r}")
     return [float(v) for v in values]
 
@@ -56,7 +56,7 @@ def run(cfg: dict[str, Any], out: Path) -> dict[str, Any]:
     """Train as `cfg` says and write the run directory `out`; returns the summary."""
     started = time.perf_counter()
     seed = cfg["seed"]
-    if isinstance(seed, bool) or not isinstance(seed, int):
+    if not is_number(seed) or not isinstance(seed, int):
         raise RegrunError(f"seed must be an integer, got {seed!r}")
     settings = TrainerSettings.from_config(cfg["trainer"])
     thresholds = thresholds_from(cfg)

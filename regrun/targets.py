@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from torch import Tensor, nn
 
 from regrun.capture import output_shapes
-from regrun.errors import RegrunError, choices
+from regrun.errors import RegrunError, choices, is_number
 from regrun.penalties import ADDITIVE, PARAMETER_ONLY, PENALTIES, PENALTY_OPTIONS
 
 SITES = ("weights", "biases", "params", "activations")
@@ -175,7 +175,7 @@ def _one_of(where: str, key: str, value: object, allowed: Sequence[str] | Mappin
 
 def _number(where: str, value: object, lo: float, hi: float) -> float:
     """A finite number in [lo, hi]; bools and strings are refused."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+    if not is_number(value) or math.isnan(value):
         raise RegrunError(f"{where} must be a number, got {value!r}")
     if not lo <= value <= hi or math.isinf(value):
         allowed = f"a finite number ≥ {lo:g}" if math.isinf(hi) else f"in [{lo:g}, {hi:g}]"

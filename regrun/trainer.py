@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from regrun.capture import ActivationCapture, forward_hooks
 from regrun.data import Data, Split, batches, chunks
-from regrun.errors import RegrunError
+from regrun.errors import RegrunError, positive_int
 from regrun.models import ACTIVATION_TYPES
 from regrun.sparsity import ActivationStats, stat_modules, threshold_key, weight_stats
 from regrun.targets import Target
@@ -44,9 +44,7 @@ class TrainerSettings:
             if key not in allowed:
                 raise RegrunError(f"trainer.{key}: unknown key; allowed: {', '.join(allowed)}")
         for key in ("epochs", "batch_size", "log_every", "eval_every", "eval_batch_size"):
-            value = cfg.get(key, getattr(cls, key, None))
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise RegrunError(f"trainer.{key} must be a positive integer, got {value!r}")
+            positive_int(f"trainer.{key}", cfg.get(key, getattr(cls, key, None)))
         return cls(**cfg)
 
 
