@@ -38,6 +38,7 @@ class DatasetInfo:
         return [Path(url).name.removesuffix(".gz") for url, _ in self.cls.resources]
 
 
+DATASET_KEYS = ("name", "root", "download", "train_limit", "test_limit")
 DATASETS: dict[str, DatasetInfo] = {
     "mnist": DatasetInfo(datasets.MNIST, 0.1307, 0.3081),
     "fashion_mnist": DatasetInfo(datasets.FashionMNIST, 0.2860, 0.3530),
@@ -72,17 +73,14 @@ def dataset_info(name: str) -> DatasetInfo:
     return DATASETS[name]
 
 
-DATASET_KEYS = ("name", "root", "download", "train_limit", "test_limit")
-
-
-def check_dataset_config(cfg: dict[str, Any]) -> None:
-    """Unknown keys and limits that are not positive integers are one-line errors."""
+def check_dataset_config(cfg: dict[str, Any]) -> DatasetInfo:
+    """The registry entry of a `dataset` config node; a bad key, name or limit is a one-line error."""
     for key in cfg:
         if key not in DATASET_KEYS:
             raise RegrunError(f"dataset.{key}: unknown key; allowed: {choices(DATASET_KEYS)}")
-    dataset_info(cfg.get("name"))
     for key in ("train_limit", "test_limit"):
         positive_int(f"dataset.{key}", cfg.get(key), or_null=True)
+    return dataset_info(cfg.get("name"))
 
 
 def load_data(cfg: dict[str, Any], device: torch.device) -> Data:
@@ -91,8 +89,7 @@ def load_data(cfg: dict[str, Any], device: torch.device) -> Data:
     Keys: name, root, download (try torchvision's download when files are missing),
     train_limit / test_limit (keep only the first N samples; null keeps all).
     """
-    check_dataset_config(cfg)
-    info = dataset_info(cfg["name"])
+    info = check_dataset_config(cfg)
     root = Path(cfg["root"]).expanduser()
     _ensure_raw_files(cfg["name"], info, root, bool(cfg.get("download", False)))
     splits = [_load_split(info, root, train, cfg.get(limit), device)

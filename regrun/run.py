@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from regrun.data import check_dataset_config, dataset_info, load_data
+from regrun.data import check_dataset_config, load_data
 from regrun.display import RichReporter, shared_console, show_summary, show_targets
 from regrun.errors import RegrunError, is_number
 from regrun.models import build_model
@@ -61,8 +61,7 @@ def run(cfg: dict[str, Any], out: Path) -> dict[str, Any]:
     settings = TrainerSettings.from_config(cfg["trainer"])
     thresholds = thresholds_from(cfg)
     device = pick_device(settings.device)
-    check_dataset_config(cfg["dataset"])
-    info = dataset_info(cfg["dataset"]["name"])
+    info = check_dataset_config(cfg["dataset"])
     seed_everything(seed)
     model = build_model(cfg["model"], info.input_shape, info.num_classes).to(device)
     targets = resolve_targets(model, reg_targets(cfg["reg"]))
