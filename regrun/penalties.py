@@ -70,6 +70,15 @@ def group_lasso(x: Tensor, dims: Dims = None) -> Tensor:
     return torch.linalg.vector_norm(rows, dim=1).sum()
 
 
+def soft_threshold(x: Tensor, threshold: float) -> Tensor:
+    """The proximal operator of threshold·Σ|x|: sign(x)·max(|x| − threshold, 0).
+
+    Entries within the threshold of 0 become exactly 0, which subgradient steps on Σ|x|
+    almost never produce.
+    """
+    return x.sign() * (x.abs() - threshold).clamp_min(0.0)
+
+
 PENALTIES: dict[str, Callable[..., Tensor]] = {
     "l1": l1,
     "l2": l2,

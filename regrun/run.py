@@ -55,6 +55,7 @@ def reg_targets(reg: dict[str, Any]) -> dict[str, Any]:
 def run(cfg: dict[str, Any], out: Path) -> dict[str, Any]:
     """Train as `cfg` says and write the run directory `out`; returns the summary."""
     started = time.perf_counter()
+    console = shared_console()  # first: the log lines below go through it too
     seed = cfg["seed"]
     if not is_number(seed) or not isinstance(seed, int):
         raise RegrunError(f"seed must be an integer, got {seed!r}")
@@ -66,9 +67,11 @@ def run(cfg: dict[str, Any], out: Path) -> dict[str, Any]:
     model = build_model(cfg["model"], info.input_shape, info.num_classes).to(device)
     targets = resolve_targets(model, reg_targets(cfg["reg"]))
     optimizer = build_optimizer(model, cfg["optimizer"])
+    if any(t.proximal for t in targets) and isinstance(optimizer, torch.optim.Adam | torch.optim.AdamW):
+        log.warning("proximal L1 with %s: the threshold lr·λ is not scaled like Adam's per-coordinate "
+                    "steps, so it zeroes far less than with optimizer=sgd at the same λ", cfg["optimizer"]["name"])
     rundir = RunDir(out)
 
-    console = shared_console()
     example = torch.zeros((1, *info.input_shape), device=device)
     target_rows = describe_targets(targets, model, example)
     show_targets(target_rows, console)

@@ -12,6 +12,10 @@ modules is penalized:
 
 A resolved `Target` computes its raw penalty as a pure function of a parameter mapping
 and the captured activations, so that the same code serves a vectorized multi-λ model.
+
+`proximal: true` (L1 on parameters only) applies the penalty as a proximal step instead of
+a gradient: after each optimizer step every targeted tensor is soft-thresholded by lr·λ,
+which sets small entries to exactly 0. Its penalty is still reported in the breakdown.
 Every mistake in a spec is a `RegrunError` naming the bad value and what is allowed.
 """
 
@@ -20,11 +24,12 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+import torch
 from torch import Tensor, nn
 
 from regrun.capture import output_shapes
 from regrun.errors import RegrunError, choices, is_number
-from regrun.penalties import ADDITIVE, PARAMETER_ONLY, PENALTIES, PENALTY_OPTIONS
+from regrun.penalties import ADDITIVE, PARAMETER_ONLY, PENALTIES, PENALTY_OPTIONS, soft_threshold
 
 SITES = ("weights", "biases", "params", "activations")
 PARAM_SUFFIX = {"weights": "weight", "biases": "bias", "params": ""}
@@ -39,7 +44,7 @@ TORCH_MODULE_TYPES = frozenset(
     name for name, obj in vars(nn).items() if isinstance(obj, type) and issubclass(obj, nn.Module)
 )
 REQUIRED_KEYS = ("site", "penalty", "lambda")
-OPTIONAL_KEYS = ("layers", "types", "exclude", "reduction")
+OPTIONAL_KEYS = ("layers", "types", "exclude", "reduction", "proximal")
 ALL_OPTION_KEYS = tuple(sorted({k for opts in PENALTY_OPTIONS.values() for k in opts}))
 
 
@@ -55,6 +60,7 @@ class Target:
     params: tuple[str, ...] = ()  # parameter names; empty for the activations site
     reduction: str = "batch_mean"
     options: Mapping[str, float] = field(default_factory=dict)
+    proximal: bool = False  # L1 on parameters applied as soft-thresholding after each step
 
     @property
     def on_activations(self) -> bool:
@@ -70,6 +76,12 @@ class Target:
         if not terms:  # a module that did not run this step contributes nothing
             return next(iter(params.values())).new_zeros(())
         return sum(terms[1:], terms[0])
+
+    def shrink_(self, params: Mapping[str, Tensor], lr_of: Mapping[str, float]) -> None:
+        """Soft-threshold each targeted parameter in place by lr·λ (proximal L1 step)."""
+        with torch.no_grad():
+            for name in self.params:
+                params[name].copy_(soft_threshold(params[name], lr_of[name] * self.lam))
 
     def _reduced(self, out: Tensor) -> Tensor:
         fn = PENALTIES[self.penalty]
@@ -105,9 +117,10 @@ def resolve_target(model: nn.Module, name: str, spec: Mapping) -> Target:
     lam = _number(f"{where}.lambda", spec["lambda"], 0.0, math.inf)
     options = _penalty_options(where, penalty, spec)
     reduction = _reduction(where, site, spec)
+    proximal = _proximal(where, site, penalty, spec)
     modules = match_modules(model, where, spec)
     params = _site_params(model, where, site, modules)
-    return Target(name, site, penalty, lam, tuple(modules), tuple(params), reduction, options)
+    return Target(name, site, penalty, lam, tuple(modules), tuple(params), reduction, options, proximal)
 
 
 def match_modules(model: nn.Module, where: str, spec: Mapping) -> list[str]:
@@ -165,6 +178,15 @@ def _reduction(where: str, site: str, spec: Mapping) -> str:
     if site != "activations":
         raise RegrunError(f"{where}.reduction applies to site 'activations' only, not {site!r}")
     return _one_of(where, "reduction", spec["reduction"], REDUCTIONS)
+
+
+def _proximal(where: str, site: str, penalty: str, spec: Mapping) -> bool:
+    value = spec.get("proximal", False)
+    if not isinstance(value, bool):
+        raise RegrunError(f"{where}.proximal must be true or false, got {value!r}")
+    if value and (penalty != "l1" or site == "activations"):
+        raise RegrunError(f"{where}.proximal applies to penalty 'l1' on weights, biases or params, not {penalty!r} on {site!r}")
+    return value
 
 
 def _one_of(where: str, key: str, value: object, allowed: Sequence[str] | Mapping[str, object]) -> str:

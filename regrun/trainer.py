@@ -76,14 +76,33 @@ def train_step(model: nn.Module, x: Tensor, y: Tensor, targets: Sequence[Target]
     logits = model(x)
     activations = capture.take()  # from here on the capture holds nothing of this step
     task = F.cross_entropy(logits, y)
-    raw = [t.raw(params, activations) for t in targets]
+    raw = [_raw(t, params, activations) for t in targets]
     weighted = [t.lam * r for t, r in zip(targets, raw)]
-    total = sum(weighted, task)
+    # A proximal target's penalty is applied by shrinking after the step, not by its gradient.
+    total = sum((w for t, w in zip(targets, weighted) if not t.proximal), task)
     optimizer.zero_grad(set_to_none=True)
     total.backward()
     optimizer.step()
+    proximal = [t for t in targets if t.proximal]
+    if proximal:
+        lr_of = learning_rates(optimizer, params)
+        for t in proximal:
+            t.shrink_(params, lr_of)
     with torch.no_grad():  # reporting only: no autograd node for the stack
         return torch.stack([task, *raw, *weighted])
+
+
+def _raw(target: Target, params: Mapping[str, Tensor], activations: Mapping[str, list[Tensor]]) -> Tensor:
+    if target.proximal:  # reported only: no graph to build
+        with torch.no_grad():
+            return target.raw(params, activations)
+    return target.raw(params, activations)
+
+
+def learning_rates(optimizer: torch.optim.Optimizer, params: Mapping[str, Tensor]) -> dict[str, float]:
+    """The current learning rate of each named parameter (from its optimizer param group)."""
+    lr_by_id = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
+    return {name: lr_by_id[id(p)] for name, p in params.items()}
 
 
 @dataclass

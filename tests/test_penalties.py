@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from regrun.penalties import PENALTIES, elastic_net, group_lasso, hoyer, hoyer_square, l1, l2
+from regrun.penalties import PENALTIES, elastic_net, group_lasso, hoyer, hoyer_square, l1, l2, soft_threshold
 
 X = torch.tensor([[3.0, -4.0, 0.0], [1.0, 0.0, -2.0]])
 
@@ -45,6 +45,12 @@ def test_group_lasso_gradient_of_a_zero_group_is_zero() -> None:
     group_lasso(w).backward()
     assert w.grad[0].tolist() == pytest.approx([0.6, 0.8])
     assert w.grad[1].tolist() == [0.0, 0.0]  # exactly: no push on a zero group
+
+
+def test_soft_threshold_is_the_prox_of_l1() -> None:
+    x = torch.tensor([-3.0, -0.5, 0.0, 0.2, 1.0, 2.0])
+    assert soft_threshold(x, 1.0).tolist() == [-2.0, 0.0, 0.0, 0.0, 0.0, 1.0]
+    assert soft_threshold(x, 0.0).tolist() == x.tolist()
 
 
 def test_allennlp_anchor_all_weights_minus_one() -> None:

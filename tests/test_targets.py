@@ -119,6 +119,9 @@ def test_activation_penalty_sums_repeated_calls_of_a_module(mlp: nn.Module) -> N
     (spec(layers=["act1"], site="activations", reduction="max"), "reg.targets.t.reduction: unknown reduction 'max'; allowed: batch_mean, sum, mean"),
     (spec(layers=[1]), "reg.targets.t.layers must be a name or a list of names, got [1]"),
     ("l1", "reg.targets.t must be a mapping"),
+    (spec(layers=["fc1"], penalty="l2", proximal=True), "reg.targets.t.proximal applies to penalty 'l1' on weights, biases or params, not 'l2' on 'weights'"),
+    (spec(layers=["act1"], site="activations", proximal=True), "not 'l1' on 'activations'"),
+    (spec(layers=["fc1"], proximal="yes"), "reg.targets.t.proximal must be true or false, got 'yes'"),
 ])
 def test_bad_specs_fail_in_one_line_naming_the_value(mlp: nn.Module, bad: object, message: str) -> None:
     with pytest.raises(RegrunError) as info:

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from regrun.capture import ActivationCapture
 from regrun.models import build_model
 from regrun.targets import resolve_targets
+from regrun.penalties import soft_threshold
 from regrun.trainer import loss_terms, train_step, with_totals
 
 SPECS = {
@@ -53,3 +54,31 @@ def test_totals_are_the_sum_of_the_parts() -> None:
     totals = with_totals(means, targets)
     assert totals["train_penalty_total"] == pytest.approx(0.13)
     assert totals["train_total_loss"] == pytest.approx(0.63)
+
+
+def test_proximal_l1_step_is_a_gradient_step_then_soft_thresholding() -> None:
+    """Proximal L1 on fc1: SGD on the task loss alone, then w ← sign(w)·max(|w| − lr·λ, 0)."""
+    torch.manual_seed(0)
+    model = build_model({"name": "mlp", "hidden": [16]}, (1, 28, 28), 10)
+    twin = copy.deepcopy(model)
+    x, y = torch.randn(6, 1, 28, 28), torch.randint(0, 10, (6,))
+    lr, lam = 0.1, 0.2
+    targets = resolve_targets(model, {"l1": {"layers": ["fc1"], "site": "weights", "penalty": "l1",
+                                             "lambda": lam, "proximal": True}})
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    with ActivationCapture(model, []) as capture:
+        terms = train_step(model, x, y, targets, dict(model.named_parameters()), capture, optimizer)
+
+    raw_before = twin.fc1.weight.abs().sum().item()
+    F.cross_entropy(twin(x), y).backward()  # the penalty is not in the gradient
+    torch.optim.SGD(twin.parameters(), lr=lr).step()
+    with torch.no_grad():
+        within = (twin.fc1.weight.abs() <= lr * lam).float().mean().item()
+        twin.fc1.weight.copy_(soft_threshold(twin.fc1.weight, lr * lam))
+
+    for (name, p), q in zip(model.named_parameters(), twin.parameters()):
+        torch.testing.assert_close(p, q, msg=name)
+    zeros = (model.fc1.weight == 0).float().mean().item()
+    assert zeros == within > 0.3  # every entry within lr·λ of 0 is now exactly 0
+    assert terms[1].item() == pytest.approx(raw_before)  # reported: Σ|w| before the step
+    assert terms[2].item() == pytest.approx(lam * raw_before)
