@@ -102,3 +102,10 @@ def test_targets_given_as_a_list_are_refused() -> None:
     """A preset file can say `targets: [...]`; Hydra composes it, regrun refuses it."""
     with pytest.raises(RegrunError, match=r"reg.targets must be a mapping of target name to spec, got \[1\]"):
         reg_targets({"targets": [1]})
+
+
+def test_eval_every_leaves_test_columns_blank_between_evaluations(make_cfg: Callable[..., dict], tmp_path: Path) -> None:
+    run(make_cfg("trainer.epochs=3", "trainer.eval_every=2"), tmp_path)
+    rows = metrics(tmp_path)
+    assert [r["test_acc"] != "" for r in rows] == [False, True, True]  # epoch 2, and the last
+    assert all(r["train_task_loss"] != "" for r in rows)
