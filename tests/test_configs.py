@@ -68,7 +68,7 @@ def test_new_target_from_the_command_line(make_cfg: Callable[..., dict]) -> None
     assert target.params == ("fc1.weight",)
 
 
-def test_every_yaml_key_is_commented_where_not_obvious() -> None:
+def test_every_config_file_starts_with_a_comment() -> None:
     """Configs are documentation: every group file starts with a comment saying what it is."""
     for path in conf_dir().rglob("*.yaml"):
         assert path.read_text().lstrip().startswith("#"), f"{path} has no header comment"
