@@ -53,7 +53,6 @@ The results go to bench/results/epoch_speed.json (git-ignored) unless --out says
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -69,7 +68,6 @@ sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-import torchvision  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
@@ -82,6 +80,7 @@ from regrun.data import DATASETS, Data, Split, load_data  # noqa: E402
 from regrun.errors import RegrunError  # noqa: E402
 from regrun.models import build_model  # noqa: E402
 from regrun.optim import build_optimizer  # noqa: E402
+from regrun.rundir import environment as environment_of_run  # noqa: E402
 from regrun.targets import resolve_targets  # noqa: E402
 from regrun.trainer import evaluate, train_epoch  # noqa: E402
 
@@ -435,18 +434,17 @@ def oversubscribed() -> bool:
     return threads > 1 and threads + SEED_WORKERS > (os.cpu_count() or 1)
 
 
-def environment() -> dict[str, Any]:
-    """What the figures depend on besides the code."""
-    return {
-        "python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__,
-        "platform": platform.platform(), "processor": platform.processor(), "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(), "torch_interop_threads": torch.get_num_interop_threads(),
+def environment(wall_time_s: float) -> dict[str, Any]:
+    """What the figures depend on besides the code: a run's environment plus the CPU facts
+    that decide whether the seed loop is oversubscribed."""
+    return environment_of_run(torch.device("cpu"), SEED, wall_time_s) | {
+        "cpu_count": os.cpu_count(), "torch_interop_threads": torch.get_num_interop_threads(),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "seed_loop_oversubscribed": oversubscribed(),
     }
 
 
 def write_json(out: Path, args: argparse.Namespace, root: Path, results: Sequence[VariantResult],
-               eval_s: Sequence[float], ratios: dict[str, Any]) -> None:
+               eval_s: Sequence[float], ratios: dict[str, Any], wall_time_s: float) -> None:
     """Everything measured, with the settings and environment, as one JSON file."""
     out.parent.mkdir(parents=True, exist_ok=True)
     report = {
@@ -455,7 +453,7 @@ def write_json(out: Path, args: argparse.Namespace, root: Path, results: Sequenc
         "settings": {"data_root": str(root), "batch_size": BATCH_SIZE, "lr": LR, "weight_decay": 0.0,
                      "lambda": LAMBDA, "warmup_steps": WARMUP_STEPS, "timed_epochs": args.epochs,
                      "threads_arg": args.threads, "device": "cpu", "model": MODEL_CFG, "targets": TARGETS_CFG},
-        "environment": environment(),
+        "environment": environment(wall_time_s),
         "variants": {r.name: {**asdict(r), "mean_s": r.mean_s} for r in results},
         "regrun_evaluate_s": list(eval_s),
         "ratios": ratios,
@@ -465,6 +463,7 @@ def write_json(out: Path, args: argparse.Namespace, root: Path, results: Sequenc
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Time the three variants, print the table, write the JSON."""
+    started = time.perf_counter()
     args = parse_args(argv)
     root, out = from_repo(args.data_root), from_repo(args.out)
     check_data_root(root)
@@ -485,7 +484,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = [regrun, seed, bare]  # table order
     ratios = verdicts(regrun, seed, bare)
     show(console, results, eval_s, ratios, args.epochs)
-    write_json(out, args, root, results, eval_s, ratios)
+    write_json(out, args, root, results, eval_s, ratios, time.perf_counter() - started)
     console.print(f"results: {out}")
     return 0
 
