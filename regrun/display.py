@@ -116,10 +116,13 @@ def show_summary(summary: Mapping[str, Any], console: Console) -> None:
 
 def _layer_table(sparsity: Mapping[str, Any]) -> Table:
     """Per layer: its output's sparsity on the test set and its weight's, side by side."""
-    below = threshold_key(sparsity["thresholds"][0]) if sparsity["thresholds"] else None
-    columns = ["layer", "type", "targeted by", "act zero", "dead units", "act hoyer", "w zero"]
-    columns += [f"|w|<{below.removeprefix('below_')}"] if below else []
-    columns += ["w hoyer"]
+    # The weight columns and the row keys they show, the first threshold's when there is one.
+    weight_columns = {"w zero": "zero_frac"}
+    if sparsity["thresholds"]:
+        first = sparsity["thresholds"][0]
+        weight_columns[f"|w|<{first:g}"] = threshold_key(first)
+    weight_columns["w hoyer"] = "hoyer"
+    columns = ["layer", "type", "targeted by", "act zero", "dead units", "act hoyer", *weight_columns]
     table = Table(title="sparsity per layer (test set outputs; weight tensors)", title_justify="left")
     for column in columns:
         table.add_column(column, justify="left" if column in ("layer", "type", "targeted by") else "right")
@@ -129,7 +132,6 @@ def _layer_table(sparsity: Mapping[str, Any]) -> Table:
         targeted = act["targeted_by"] + (w["targeted_by"] if w else [])
         cells = [name, act["type"], ", ".join(targeted), f"{act['zero_frac']:.3f}",
                  f"{act['dead_units']}/{act['units']}", f"{act['hoyer']:.3f}"]
-        keys = ["zero_frac"] + ([below] if below else []) + ["hoyer"]
-        cells += [f"{w[k]:.3f}" if w else "" for k in keys]
+        cells += [f"{w[key]:.3f}" if w else "" for key in weight_columns.values()]
         table.add_row(*cells)
     return table

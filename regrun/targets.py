@@ -16,6 +16,7 @@ and the captured activations, so that the same code serves a vectorized multi-λ
 `proximal: true` (L1 on parameters only) applies the penalty as a proximal step instead of
 a gradient: after each optimizer step every targeted tensor is soft-thresholded by lr·λ,
 which sets small entries to exactly 0. Its penalty is still reported in the breakdown.
+
 Every mistake in a spec is a `RegrunError` naming the bad value and what is allowed.
 """
 
