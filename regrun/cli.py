@@ -1,9 +1,12 @@
-"""The `regrun` command: a Hydra app over the configs in conf/.
+"""The `regrun` command: a Hydra app over the configs in conf/, plus subcommands.
 
     regrun model=mlp reg=l1_activations        one run
     regrun -m reg.targets.l1_activations.lambda=0,1e-4,1e-3   a sweep (Hydra multirun)
+    regrun compare PATH...                     tables and plots over finished runs
+    regrun resume RUN_DIR                      continue a run from its last checkpoint
 """
 
+import importlib
 import sys
 from pathlib import Path
 
@@ -41,8 +44,16 @@ def fail(message: str) -> None:
     raise SystemExit(2)
 
 
+# Subcommand name → module with a `main(argv) -> int`. Hydra owns the rest of the command
+# line, so these are dispatched before it parses sys.argv (hydra#409).
+SUBCOMMANDS = {"compare": "regrun.compare", "resume": "regrun.resume"}
+
+
 def main() -> None:
     """Entry point of the `regrun` console script."""
+    if len(sys.argv) > 1 and sys.argv[1] in SUBCOMMANDS:
+        command = importlib.import_module(SUBCOMMANDS[sys.argv[1]])
+        raise SystemExit(command.main(sys.argv[2:]))
     # config_path must be absolute: relative paths resolve against the package when the
     # app runs as a console script (hydra#2125).
     app = hydra.main(config_path=str(conf_dir()), config_name="config", version_base="1.3")(job)
