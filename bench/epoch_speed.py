@@ -216,9 +216,9 @@ def regrun_epoch(model: nn.Module, targets: list, optimizer: torch.optim.Optimiz
                  capture: ActivationCapture, generator: torch.Generator,
                  marks: list[float] | None = None) -> list[float]:
     """One epoch of `regrun.trainer.train_epoch`, the very loop `fit` runs; returns the mean loss terms."""
-    means = train_epoch(model, targets, optimizer, capture, split, BATCH_SIZE, generator, LOG_EVERY,
-                        MarkingReporter(marks))
-    return list(means.values())
+    progress = train_epoch(model, targets, optimizer, capture, split, BATCH_SIZE, generator, LOG_EVERY,
+                           MarkingReporter(marks))
+    return list(progress.means(targets).values())
 
 
 class MLP(nn.Module):

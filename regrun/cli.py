@@ -7,15 +7,21 @@
 """
 
 import importlib
+import itertools
+import logging
 import sys
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from regrun.errors import RegrunError
+from regrun.signals import STOP
+
+log = logging.getLogger(__name__)
 
 
 def conf_dir() -> Path:
@@ -24,24 +30,101 @@ def conf_dir() -> Path:
     return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "conf"
 
 
-def job(cfg: DictConfig) -> None:
-    """One Hydra job: resolve the config to plain data and run it in Hydra's output dir."""
+def job(cfg: DictConfig) -> float | None:
+    """One Hydra job: resolve the config to plain data and run it in Hydra's output dir.
+
+    A single run exits non-zero unless it completed. In a sweep a job never raises: a bad
+    config or a crash is recorded as a `failed` run and the sweep goes on, so the summary
+    at its end lists every job. Returns the objective for an optimizing sweeper (Optuna).
+    """
+    from regrun.objective import objective
     from regrun.run import run  # torch imports late, so `regrun --help` stays quick
 
+    out = Path(HydraConfig.get().runtime.output_dir)
+    sweeping = HydraConfig.get().mode == RunMode.MULTIRUN
+    if STOP():  # a stop signal ended an earlier job of this sweep: this one does not start
+        not_started(cfg, out)
+        return None
     try:
         plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     except OmegaConfBaseException as err:  # a missing value (???) or a broken ${...}
-        fail(str(err).splitlines()[0])
+        return refused(str(err).splitlines()[0], out, sweeping)
     try:
-        run(plain, Path(HydraConfig.get().runtime.output_dir))
+        summary = run(plain, out)
+        score = objective(plain, summary)
     except RegrunError as err:
-        fail(str(err))
+        return refused(str(err), out, sweeping, plain)
+    except Exception:
+        if not sweeping:
+            raise
+        log.exception("job %s failed; the sweep goes on", out)
+        JOB_STATUSES.append("failed")
+        return None
+    JOB_STATUSES.append(summary["status"])
+    if not sweeping and summary["status"] != "completed":
+        raise SystemExit(exit_code(summary["status"]))
+    return score
+
+
+# Statuses of the jobs this process ran: the exit code of a sweep on the basic launcher.
+JOB_STATUSES: list[str] = []
+
+
+def exit_code(status: str) -> int:
+    """0 for a completed run; 128 + signal number when interrupted; 1 diverged; 2 failed."""
+    return {"completed": 0, "diverged": 1, "failed": 2}.get(status, STOP.exit_code)
+
+
+def refused(message: str, out: Path, sweeping: bool, cfg: dict | None = None) -> None:
+    """A config error: one line and exit 2 in a single run; a `failed` job in a sweep."""
+    from regrun.rundir import RunDir
+
+    JOB_STATUSES.append("failed")
+    if not sweeping:
+        fail(message)
+    log.error("job failed: %s", message)
+    if not (out / "summary.json").exists():  # run() writes it when it got that far
+        RunDir(out).write_json("summary.json", {"status": "failed", "error": message, "config": cfg})
+
+
+def not_started(cfg: DictConfig, out: Path) -> None:
+    """Record a sweep job that a stop signal kept from starting, resumable from scratch."""
+    from regrun.rundir import RunDir
+
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    rundir = RunDir(out)
+    rundir.write_json("config.json", plain)
+    rundir.write_json("summary.json", {"status": "interrupted", "config": plain,
+                                       "error": f"not started: {STOP.name} stopped the sweep before this job"})
+    JOB_STATUSES.append("interrupted")
 
 
 def fail(message: str) -> None:
     """Print a one-line error and exit 2 (a usage error, as argparse does)."""
     print(f"regrun: error: {message}", file=sys.stderr)
     raise SystemExit(2)
+
+
+def unique_dir(path: str) -> str:
+    """Claim a fresh directory named `path`, or `path-1`, `path-2`, … if it is taken.
+
+    Hydra's run and sweep directories are named by the second; two runs started within
+    the same second would share one. mkdir is atomic, so each run claims its own. The
+    resolver is cached, so every use within one config gets the same directory.
+    """
+    wanted = Path(path)
+    wanted.parent.mkdir(parents=True, exist_ok=True)
+    for n in itertools.count():
+        candidate = wanted if n == 0 else wanted.with_name(f"{wanted.name}-{n}")
+        try:
+            candidate.mkdir()
+            return str(candidate)
+        except FileExistsError:
+            continue
+    raise AssertionError("unreachable")
+
+
+OmegaConf.register_new_resolver("unique_dir", unique_dir, use_cache=True)
 
 
 # Subcommand name → module with a `main(argv) -> int`. Hydra owns the rest of the command
@@ -51,10 +134,18 @@ SUBCOMMANDS = {"compare": "regrun.compare", "resume": "regrun.resume"}
 
 def main() -> None:
     """Entry point of the `regrun` console script."""
+    STOP.install()  # Ctrl-C / SIGTERM: stop at a step boundary with a checkpoint
     if len(sys.argv) > 1 and sys.argv[1] in SUBCOMMANDS:
         command = importlib.import_module(SUBCOMMANDS[sys.argv[1]])
         raise SystemExit(command.main(sys.argv[2:]))
     # config_path must be absolute: relative paths resolve against the package when the
     # app runs as a console script (hydra#2125).
     app = hydra.main(config_path=str(conf_dir()), config_name="config", version_base="1.3")(job)
-    app()
+    try:
+        app()
+    except KeyboardInterrupt:  # a second Ctrl-C
+        print("regrun: aborted by a second Ctrl-C; the last checkpoint is intact", file=sys.stderr)
+        raise SystemExit(130) from None
+    worst = max(JOB_STATUSES, key=exit_code, default="completed")  # a sweep: its worst job
+    if exit_code(worst):
+        raise SystemExit(exit_code(worst))

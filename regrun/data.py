@@ -133,10 +133,14 @@ def _load_split(info: DatasetInfo, root: Path, train: bool, limit: int | None, d
     return Split(x, labels.to(device).long())
 
 
-def batches(split: Split, batch_size: int, generator: torch.Generator) -> Iterator[tuple[Tensor, Tensor]]:
-    """Shuffled mini-batches; the permutation comes from a CPU generator for reproducibility."""
+def batches(split: Split, batch_size: int, generator: torch.Generator, skip: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
+    """Shuffled mini-batches; the permutation comes from a CPU generator for reproducibility.
+
+    `skip` drops the first batches of the permutation: a run resumed mid-epoch replays the
+    epoch's permutation (from the generator state at the epoch's start) and skips what it did.
+    """
     order = torch.randperm(len(split), generator=generator).to(split.y.device)
-    for start in range(0, len(split), batch_size):
+    for start in range(skip * batch_size, len(split), batch_size):
         index = order[start:start + batch_size]
         yield split.x[index], split.y[index]
 

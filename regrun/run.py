@@ -2,26 +2,31 @@
 
 Everything that can be checked without data is checked first (trainer settings, dataset
 name, model, targets, optimizer), then the data is loaded, then training starts; a bad
-config costs a second, not an epoch.
+config costs a second, not an epoch. The same path continues a run from its checkpoint
+(`regrun resume`): the model, targets and data are built again from the run's config and
+the checkpoint puts back where training stood.
 """
 
 import logging
 import random
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from regrun.checkpoint import NAME as CHECKPOINT, restore, save_checkpoint
 from regrun.data import check_dataset_config, load_data
 from regrun.display import RichReporter, shared_console, show_summary, show_targets
 from regrun.errors import RegrunError, is_number
 from regrun.models import build_model
 from regrun.optim import build_optimizer
 from regrun.rundir import RunDir, environment, loss_breakdown, mark_targeted
+from regrun.signals import STOP
 from regrun.targets import describe_targets, resolve_targets
-from regrun.trainer import TrainerSettings, fit, pick_device
+from regrun.trainer import Outcome, TrainerSettings, TrainState, fit, pick_device, steps_per_epoch
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +57,32 @@ def reg_targets(reg: dict[str, Any]) -> dict[str, Any]:
     return targets
 
 
-def run(cfg: dict[str, Any], out: Path) -> dict[str, Any]:
-    """Train as `cfg` says and write the run directory `out`; returns the summary."""
+def run(cfg: dict[str, Any], out: Path, checkpoint: Mapping[str, Any] | None = None,
+        resume: bool = False) -> dict[str, Any]:
+    """Train as `cfg` says and write the run directory `out`; returns the summary.
+
+    With `resume`, `out` already holds this run: its metrics rows are kept, and training
+    continues from `checkpoint` (or starts again when there is none). A fresh run that
+    fails writes a `failed` summary before the error propagates; a failed resume leaves
+    the run's files as they were.
+    """
     started = time.perf_counter()
+    rundir = RunDir(out)
+    if resume:
+        done = checkpoint["metrics"] if checkpoint else []
+        last = done[-1]["epoch"] if done else 0
+        rundir.rows = done + [row for row in rundir.read_metrics() if row["epoch"] > last]
+    try:
+        return _train(cfg, rundir, checkpoint, started)
+    except Exception as err:
+        if not resume:
+            rundir.write_json("summary.json", {"status": "failed", "error": str(err) or type(err).__name__,
+                                               "config": cfg})
+        raise
+
+
+def _train(cfg: dict[str, Any], rundir: RunDir, checkpoint: Mapping[str, Any] | None,
+           started: float) -> dict[str, Any]:
     console = shared_console()  # first: the log lines below go through it too
     seed = cfg["seed"]
     if not is_number(seed) or not isinstance(seed, int):
@@ -70,33 +98,64 @@ def run(cfg: dict[str, Any], out: Path) -> dict[str, Any]:
     if any(t.proximal for t in targets) and isinstance(optimizer, torch.optim.Adam | torch.optim.AdamW):
         log.warning("proximal L1 with %s: the threshold lr·λ is not scaled like Adam's per-coordinate "
                     "steps, so it zeroes far less than with optimizer=sgd at the same λ", cfg["optimizer"]["name"])
-    rundir = RunDir(out)
 
     example = torch.zeros((1, *info.input_shape), device=device)
     target_rows = describe_targets(targets, model, example)
     show_targets(target_rows, console)
     rundir.write_json("targets.json", target_rows)
+    rundir.write_json("config.json", cfg)
 
     data = load_data(cfg["dataset"], device)
+    if settings.batch_size > len(data.train):
+        raise RegrunError(f"trainer.batch_size={settings.batch_size} is larger than the training set "
+                          f"({len(data.train)} samples); allowed: 1 to {len(data.train)}")
     log.info("%s on %s: %d train / %d test samples; %s, %d parameters",
              data.name, device, len(data.train), len(data.test), cfg["model"]["name"],
              sum(p.numel() for p in model.parameters()))
-    with RichReporter(settings.epochs, [t.name for t in targets], console) as reporter:
-        final = fit(model, targets, optimizer, data, settings, thresholds, seed, reporter, rundir.append_metrics)
-    rundir.save_model(model)
+    # After describe_targets' forward pass, so the restored RNG states are the ones training left.
+    state = restore(checkpoint, model, optimizer, device) if checkpoint else TrainState(torch.Generator().manual_seed(seed))
+    per_epoch = steps_per_epoch(len(data.train), settings.batch_size)
 
-    mark_targeted(final.activations, final.weights, targets)
-    last = rundir.rows[-1]
-    summary = {
-        "status": "completed",
-        "final": last,
-        "loss_breakdown": loss_breakdown(last, {t.name: t.lam for t in targets}),
-        "sparsity": {"thresholds": thresholds, "weights": final.weights, "activations": final.activations},
-        "targets": target_rows,
-        "environment": environment(device, seed, time.perf_counter() - started),
-        "config": cfg,
-    }
+    def save() -> None:
+        step = state.epoch * per_epoch + (state.partial.batches if state.partial else 0)
+        save_checkpoint(rundir.path / CHECKPOINT, cfg, model, optimizer, state, step, rundir.rows)
+
+    if checkpoint:
+        log.info("resuming at step %d (epoch %d of %d)", checkpoint["step"], state.epoch + 1, settings.epochs)
+    with RichReporter(settings.epochs, [t.name for t in targets], console) as reporter:
+        outcome = fit(model, targets, optimizer, data, settings, thresholds, state, reporter,
+                      rundir.append_metrics, save, STOP)
+    summary = _summary(outcome, rundir, model, targets, target_rows, thresholds, cfg)
+    summary["environment"] = environment(device, seed, time.perf_counter() - started)
     rundir.write_json("summary.json", summary)
-    show_summary(summary, console)
-    log.info("run directory: %s", out)
+    _report(summary, rundir.path, console)
     return summary
+
+
+def _summary(outcome: Outcome, rundir: RunDir, model: torch.nn.Module, targets: list, target_rows: list,
+             thresholds: list[float], cfg: dict[str, Any]) -> dict[str, Any]:
+    """summary.json's content for any outcome; the per-layer tables only for a completed run."""
+    summary: dict[str, Any] = {"status": outcome.status}
+    if outcome.message:
+        summary["error"] = outcome.message
+    last = rundir.rows[-1] if rundir.rows else None
+    summary["final"] = last
+    if last:
+        summary["loss_breakdown"] = loss_breakdown(last, {t.name: t.lam for t in targets})
+    if outcome.evaluation:
+        rundir.save_model(model)
+        final = outcome.evaluation
+        mark_targeted(final.activations, final.weights, targets)
+        summary["sparsity"] = {"thresholds": thresholds, "weights": final.weights, "activations": final.activations}
+    return summary | {"targets": target_rows, "config": cfg}
+
+
+def _report(summary: Mapping[str, Any], path: Path, console) -> None:
+    """Tables for a completed run; for any other, the reason and what to do next."""
+    if summary["status"] == "completed":
+        show_summary(summary, console)
+    elif summary["status"] == "interrupted":
+        log.warning("interrupted by %s: %s. Continue with: regrun resume %s", STOP.name, summary["error"], path)
+    else:
+        log.error("diverged: %s. The last checkpoint holds the weights before it.", summary["error"])
+    log.info("run directory: %s", path)

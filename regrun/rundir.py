@@ -1,9 +1,12 @@
 """The run directory: the files a run leaves for people and for `regrun compare`.
 
+    config.json    the resolved config, written once it is validated
     targets.json   the resolved targets, written before training
     metrics.csv    one row per epoch (rewritten atomically after each epoch)
-    summary.json   final figures, loss breakdown, per-layer sparsity, targets, environment
-    model.pt       the model's state dict
+    checkpoint.pt  all that `regrun resume` needs (see regrun/checkpoint.py)
+    summary.json   status (completed | interrupted | diverged | failed), final figures,
+                   loss breakdown, per-layer sparsity, targets, environment, config
+    model.pt       the model's state dict, when the run completed
 """
 
 import csv
@@ -48,9 +51,19 @@ class RunDir:
         """Write `data` as indented JSON to `name`."""
         atomic_write(self.path / name, json.dumps(data, indent=2, default=str) + "\n")
 
+    def read_metrics(self) -> list[dict[str, Any]]:
+        """The rows of an existing metrics.csv, numbers parsed; [] when there is none."""
+        try:
+            with open(self.path / "metrics.csv", newline="") as f:
+                return [{k: _number(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
+        except FileNotFoundError:
+            return []
+
     def append_metrics(self, row: Mapping[str, Any]) -> None:
-        """Add an epoch's row to metrics.csv; a column first seen later is added to the header."""
-        self.rows.append(dict(row))
+        """Add an epoch's row to metrics.csv (replacing a row of the same epoch, which a
+        resumed run computes again); a column first seen later is added to the header."""
+        kept = [r for r in self.rows if r["epoch"] != row["epoch"]]
+        self.rows = sorted([*kept, dict(row)], key=lambda r: r["epoch"])
         columns = list(dict.fromkeys(key for r in self.rows for key in r))
         out = io.StringIO()
         writer = csv.DictWriter(out, fieldnames=columns, restval="", lineterminator="\n")
@@ -62,6 +75,15 @@ class RunDir:
         """Save the model's state dict (as CPU tensors) to model.pt."""
         # CPU copies, so that a model trained on a GPU loads on any machine.
         torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, self.path / "model.pt")
+
+
+def _number(text: str) -> int | float | str:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 def environment(device: torch.device, seed: int, wall_time_s: float) -> dict[str, Any]:

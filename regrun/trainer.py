@@ -35,6 +35,7 @@ class TrainerSettings:
     log_every: int = 50  # steps between progress updates (each one syncs with the device)
     eval_every: int = 1  # epochs between test-set evaluations; the last epoch always has one
     eval_batch_size: int = 1000
+    checkpoint_every: int = 1  # epochs between checkpoints; 0: only when interrupted
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> "TrainerSettings":
@@ -45,6 +46,9 @@ class TrainerSettings:
                 raise RegrunError(f"trainer.{key}: unknown key; allowed: {', '.join(allowed)}")
         for key in ("epochs", "batch_size", "log_every", "eval_every", "eval_batch_size"):
             positive_int(f"trainer.{key}", cfg.get(key, getattr(cls, key, None)))
+        every = cfg.get("checkpoint_every", cls.checkpoint_every)
+        if not isinstance(every, int) or isinstance(every, bool) or every < 0:
+            raise RegrunError(f"trainer.checkpoint_every must be an integer ≥ 0 (0: only when interrupted), got {every!r}")
         return cls(**cfg)
 
 
@@ -60,6 +64,11 @@ def pick_device(name: str) -> torch.device:
             raise RegrunError(f"trainer.device={name}: no CUDA GPU is visible to torch; use auto or cpu")
         return torch.device(name)
     raise RegrunError(f"trainer.device: unknown device {name!r}; allowed: auto, cpu, cuda, cuda:N")
+
+
+def steps_per_epoch(samples: int, batch_size: int) -> int:
+    """Optimisation steps in one pass: the last batch may be smaller."""
+    return -(-samples // batch_size)
 
 
 def loss_terms(targets: Sequence[Target]) -> list[str]:
@@ -189,24 +198,66 @@ class Reporter(Protocol):
         """The epoch's metrics row is complete."""
 
 
+@dataclass
+class EpochProgress:
+    """How far an epoch got: batches done, the running sums of the loss terms, and why it
+    ended early, if it did (a stop request, or the first non-finite loss term)."""
+
+    batches: int
+    sums: Tensor
+    stopped: bool = False
+    non_finite: tuple[int, str, float] | None = None  # (batch, term, value) of the first NaN/Inf
+
+    def means(self, targets: Sequence[Target]) -> dict[str, float]:
+        """The mean of each loss term over the epoch's batches, with the totals."""
+        return with_totals(dict(zip(loss_terms(targets), (self.sums / self.batches).tolist())), targets)
+
+
 def train_epoch(model: nn.Module, targets: Sequence[Target], optimizer: torch.optim.Optimizer,
                 capture: ActivationCapture, split: Split, batch_size: int, shuffle: torch.Generator,
-                log_every: int, reporter: Reporter) -> dict[str, float]:
-    """One shuffled pass over `split`; returns the mean of each loss term over its steps.
+                log_every: int, reporter: Reporter, done: EpochProgress | None = None,
+                stop: Callable[[], bool] = lambda: False) -> EpochProgress:
+    """One shuffled pass over `split`, or the rest of one that `done` describes.
 
-    The totals are computed from those means in float64: `train_penalty_total` = Σ weighted
-    and `train_total_loss` = task + Σ weighted, the mean of what each step backpropagated.
+    Stops early, at a step boundary, when `stop()` turns true or a loss term is NaN/Inf.
+    Non-finite terms are looked for only when the loop syncs with the device (every
+    `log_every` steps and at the end), in the steps since the last sync, so the check
+    costs nothing while training is healthy.
     """
     params = dict(model.named_parameters())
     names = loss_terms(targets)
     model.train()
-    sums = torch.zeros(len(names), dtype=torch.float64, device=split.y.device)
-    steps = 0
-    for steps, (x, y) in enumerate(batches(split, batch_size, shuffle), 1):
-        sums += train_step(model, x, y, targets, params, capture, optimizer)
-        if steps % log_every == 0:
-            reporter.step(steps, with_totals(dict(zip(names, (sums / steps).tolist())), targets))
-    return with_totals(dict(zip(names, (sums / steps).tolist())), targets)
+    progress = done or EpochProgress(0, torch.zeros(len(names), dtype=torch.float64, device=split.y.device))
+    recent: list[Tensor] = []  # the steps since the last sync, to name the first bad one
+    for x, y in batches(split, batch_size, shuffle, skip=progress.batches):
+        terms = train_step(model, x, y, targets, params, capture, optimizer)
+        progress.sums += terms
+        progress.batches += 1
+        recent.append(terms)
+        progress.stopped = stop()
+        if progress.batches % log_every == 0 or progress.stopped:
+            if _sync(progress, recent, names, targets, reporter):
+                return progress
+        if progress.stopped:
+            return progress
+    _sync(progress, recent, names, targets, reporter)
+    return progress
+
+
+def _sync(progress: EpochProgress, recent: list[Tensor], names: list[str], targets: Sequence[Target],
+          reporter: Reporter) -> bool:
+    """Report the running means; True (and the bad term noted) when a term went non-finite."""
+    means = progress.means(targets)
+    if not all(math.isfinite(v) for v in means.values()):
+        for i, terms in enumerate(torch.stack(recent).tolist()):
+            bad = [(name, v) for name, v in zip(names, terms) if not math.isfinite(v)]
+            if bad:
+                progress.non_finite = (progress.batches - len(recent) + i + 1, *bad[0])
+                break
+        return True
+    recent.clear()
+    reporter.step(progress.batches, means)
+    return False
 
 
 def with_totals(means: dict[str, float], targets: Sequence[Target]) -> dict[str, float]:
@@ -215,27 +266,74 @@ def with_totals(means: dict[str, float], targets: Sequence[Target]) -> dict[str,
     return means | {"train_penalty_total": penalty, "train_total_loss": means["train_task_loss"] + penalty}
 
 
+@dataclass
+class TrainState:
+    """Where training stands, besides model and optimizer: what a checkpoint must restore to
+    continue exactly. `epoch` epochs are complete; `partial` is the progress of the next one,
+    whose permutation is replayed from the shuffle generator's state `epoch_start`."""
+
+    shuffle: torch.Generator
+    epoch: int = 0
+    epoch_start: Tensor | None = None
+    partial: EpochProgress | None = None
+
+
+@dataclass
+class Outcome:
+    """How `fit` ended: `completed`, `interrupted` or `diverged`, with a one-line reason."""
+
+    status: str
+    message: str = ""
+    evaluation: Evaluation | None = None
+
+
 def fit(model: nn.Module, targets: Sequence[Target], optimizer: torch.optim.Optimizer, data: Data,
-        settings: TrainerSettings, thresholds: Sequence[float], seed: int,
-        reporter: Reporter, on_epoch: Callable[[dict], None]) -> Evaluation:
-    """Train for `settings.epochs` epochs; returns the final test-set evaluation."""
+        settings: TrainerSettings, thresholds: Sequence[float], state: TrainState, reporter: Reporter,
+        on_epoch: Callable[[dict], None], save: Callable[[], None],
+        stop: Callable[[], bool] = lambda: False) -> Outcome:
+    """Train from `state` to `settings.epochs` epochs, calling `save` to checkpoint.
+
+    A checkpoint is saved every `checkpoint_every` epochs, after the last one, and when
+    `stop()` ends training early; never after a divergence, so the last checkpoint holds
+    finite weights.
+    """
     captured = sorted({m for t in targets if t.on_activations for m in t.modules})
-    shuffle = torch.Generator().manual_seed(seed)
-    steps_per_epoch = -(-len(data.train) // settings.batch_size)
+    per_epoch = steps_per_epoch(len(data.train), settings.batch_size)
     evaluation: Evaluation | None = None
     with ActivationCapture(model, captured) as capture:
-        for epoch in range(1, settings.epochs + 1):
+        while state.epoch < settings.epochs:
+            epoch = state.epoch + 1
             started = time.perf_counter()
-            reporter.start_epoch(epoch, steps_per_epoch)
-            means = train_epoch(model, targets, optimizer, capture, data.train, settings.batch_size,
-                                shuffle, settings.log_every, reporter)
-            row = {"epoch": epoch, "step": epoch * steps_per_epoch, **means}
+            if state.partial is None:
+                state.epoch_start = state.shuffle.get_state()
+            else:  # resumed mid-epoch: draw the epoch's permutation again
+                state.shuffle.set_state(state.epoch_start)
+            reporter.start_epoch(epoch, per_epoch)
+            progress = train_epoch(model, targets, optimizer, capture, data.train, settings.batch_size,
+                                   state.shuffle, settings.log_every, reporter, state.partial, stop)
+            step = state.epoch * per_epoch + progress.batches
+            if progress.non_finite:
+                batch, term, value = progress.non_finite
+                return Outcome("diverged", f"{term} is {value} at step {state.epoch * per_epoch + batch} "
+                                           f"(epoch {epoch}, batch {batch}/{per_epoch})")
+            if progress.batches < per_epoch:  # stopped at a step boundary
+                state.partial = progress
+                save()
+                return Outcome("interrupted", f"stopped at step {step} (epoch {epoch}, batch "
+                                              f"{progress.batches}/{per_epoch}); checkpoint saved")
+            row = {"epoch": epoch, "step": step, **progress.means(targets)}
             if epoch % settings.eval_every == 0 or epoch == settings.epochs:
                 evaluation = evaluate(model, data.test, settings.eval_batch_size, thresholds)
                 row |= {"test_loss": evaluation.loss, "test_acc": evaluation.accuracy,
                         **headline(evaluation, targets, thresholds)}
             row["epoch_time_s"] = time.perf_counter() - started
+            state.epoch, state.partial = epoch, None
             reporter.end_epoch(row)
             on_epoch(row)
+            every = settings.checkpoint_every
+            if (every and epoch % every == 0) or epoch == settings.epochs or stop():
+                save()
+            if stop() and epoch < settings.epochs:
+                return Outcome("interrupted", f"stopped after epoch {epoch} (step {step}); checkpoint saved")
     assert evaluation is not None  # the last epoch always evaluates
-    return evaluation
+    return Outcome("completed", evaluation=evaluation)

@@ -1,0 +1,101 @@
+"""Checkpoints: all a run needs to continue exactly, in one file written atomically.
+
+checkpoint.pt holds the run's config, the model and optimizer states, every RNG state
+(Python, NumPy, torch CPU and CUDA, and the batch shuffler's), where training stands (epochs
+done, and the batches done and running sums of an epoch stopped part-way), the global step
+(the position of any step-driven schedule), and the metrics rows so far. It is loaded with
+`weights_only=True`: plain containers and tensors, never pickled code.
+"""
+
+import os
+import pickle
+import random
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from regrun.errors import RegrunError
+from regrun.trainer import EpochProgress, TrainState
+
+FORMAT = 1
+NAME = "checkpoint.pt"
+
+
+def rng_states() -> dict[str, Any]:
+    """The global RNG states, as plain data and tensors."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        "numpy": [kind, keys.tolist(), pos, has_gauss, gauss],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def restore_rng(states: Mapping[str, Any]) -> None:
+    """Put back the global RNG states saved by `rng_states`."""
+    random.setstate(states["python"])
+    kind, keys, pos, has_gauss, gauss = states["numpy"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, gauss))
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def save_checkpoint(path: Path, config: Mapping[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer,
+                    state: TrainState, step: int, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Write the checkpoint through a temporary file and a rename: a kill never leaves half a file."""
+    partial = state.partial
+    payload = {
+        "format": FORMAT,
+        "config": dict(config),
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "rng": rng_states(),
+        "shuffle": state.shuffle.get_state(),
+        "epoch": state.epoch,
+        "epoch_start": state.epoch_start,
+        "partial": None if partial is None else {"batches": partial.batches, "sums": partial.sums.cpu()},
+        "step": step,
+        "metrics": [dict(row) for row in rows],
+    }
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Read a checkpoint safely (`weights_only=True`); an unreadable one is a one-line error."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise RegrunError(f"{path}: not a readable regrun checkpoint ({reason[:200]})") from err
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+        raise RegrunError(f"{path}: checkpoint format {found!r}; this regrun reads format {FORMAT}")
+    return payload
+
+
+def restore(payload: Mapping[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer,
+            device: torch.device) -> TrainState:
+    """Load model, optimizer and RNG states from a checkpoint; returns where training stands."""
+    try:
+        model.load_state_dict(payload["model"])
+        optimizer.load_state_dict(payload["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as err:
+        first = str(err).strip().splitlines()
+        detail = " ".join(line.strip() for line in first[:3])[:300]
+        raise RegrunError(f"the checkpoint does not fit the model and optimizer of this config: {detail}") from err
+    restore_rng(payload["rng"])
+    shuffle = torch.Generator()
+    shuffle.set_state(payload["shuffle"])
+    partial = payload["partial"]
+    return TrainState(
+        shuffle=shuffle, epoch=payload["epoch"], epoch_start=payload["epoch_start"],
+        partial=None if partial is None else EpochProgress(partial["batches"], partial["sums"].to(device)),
+    )

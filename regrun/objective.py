@@ -1,0 +1,36 @@
+"""What a job returns to an optimizing sweeper (hydra/sweeper=optuna): one number to maximize.
+
+The `objective` config node names a figure of the final metrics row (`metric`) and,
+optionally, a floor on another (`constraint` ≥ `min`), e.g. the best accuracy among runs
+whose targeted layer is at least 80% zeros. A run below the floor scores
+metric − 1 − shortfall: worse than any run that meets it (for metrics in [0, 1]), and
+better the closer it gets, so the search is pulled towards the floor.
+"""
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from regrun.errors import RegrunError
+
+
+def objective(cfg: Mapping[str, Any], summary: Mapping[str, Any]) -> float | None:
+    """The run's score for a sweeper; NaN for a run that did not complete (a failed trial)."""
+    spec = cfg.get("objective")
+    if not spec:
+        return None
+    if summary["status"] != "completed":
+        return math.nan
+    final = summary["final"]
+    value = _figure(final, spec["metric"])
+    if spec.get("constraint"):
+        shortfall = spec.get("min", 0.0) - _figure(final, spec["constraint"])
+        if shortfall > 0:
+            return value - 1.0 - shortfall
+    return value
+
+
+def _figure(final: Mapping[str, Any], key: str) -> float:
+    if key not in final:
+        raise RegrunError(f"objective: {key!r} is not a figure of this run; allowed: {', '.join(sorted(final))}")
+    return float(final[key])

@@ -1,0 +1,45 @@
+"""Stop requests: Ctrl-C and SIGTERM (what Slurm sends before preempting a job) ask a run
+to stop at the next step boundary, save a checkpoint and write its files; a second Ctrl-C
+aborts at once.
+
+One request per process: in a sweep run by Hydra's basic launcher, the jobs after the one
+that was stopped see the request too and do not start.
+"""
+
+import signal
+from types import FrameType
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class StopRequest:
+    """Callable flag: `stop()` is true once a stop signal has arrived."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def __call__(self) -> bool:
+        return self.signum is not None
+
+    def install(self) -> None:
+        """Handle SIGINT and SIGTERM from now on (call from the main thread)."""
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, self._handle)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # the second Ctrl-C: the user does not want to wait
+        self.signum = signum
+
+    @property
+    def name(self) -> str:
+        """The signal's name, e.g. SIGTERM."""
+        return signal.Signals(self.signum).name if self.signum else ""
+
+    @property
+    def exit_code(self) -> int:
+        """The shell's convention for a process ended by a signal: 128 + its number."""
+        return 128 + (self.signum or 0)
+
+
+STOP = StopRequest()
