@@ -1,0 +1,437 @@
+"""`regrun compare PATH...`: the runs under some paths side by side.
+
+One row per run (or per group of runs that differ only by seed): the config values that
+differ between the runs, then the final figures: test accuracy and loss, task loss,
+each penalty, headline sparsity. Printed as a rich table, CSV, Markdown or JSON, with
+an optional PNG of the accuracy/sparsity trade-off (regrun/plots.py).
+
+Runs that did not complete are listed with their status and error; their figures, if
+any, are shown as they stand but never enter a mean over seeds or a plot.
+"""
+
+import argparse
+import csv
+import io
+import json
+import os
+import re
+import statistics
+import sys
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn
+
+from rich import get_console
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from regrun.errors import RegrunError, choices, is_number
+from regrun.runs import MISSING, Run, canonical, config_values, differing_keys, find_runs, is_finite, natural_key, short_names
+
+FORMATS = ("table", "csv", "markdown", "json")
+LEADING_FIGURES = ("test_acc", "test_loss", "train_task_loss")
+SEED = "seed"
+BLANK = 3  # the rank of an empty cell in a sort: after numbers (0), text (1) and the rest (2)
+LISTED_RUNS = 4  # a grouped row names this many of its runs at most
+PIPE_WIDTH = 160  # columns when printing to a file or pipe (rich would assume 80)
+
+
+@dataclass
+class Cell:
+    """A figure in the table: a run's value, or the mean over seeds, with its std and Δ."""
+
+    value: float | None
+    std: float | None = None
+    delta: float | None = None
+
+
+@dataclass
+class Row:
+    """One line of the comparison: a run, or the runs of one config over several seeds."""
+
+    label: str
+    runs: list[Run]
+    config: dict[str, Any]
+    figures: dict[str, Cell]
+
+    @property
+    def status(self) -> str:
+        """The runs' status, or how many have each ('2 completed, 1 broken')."""
+        counts = Counter(run.status for run in self.runs)
+        return self.runs[0].status if len(counts) == 1 else ", ".join(f"{n} {s}" for s, n in counts.items())
+
+    @property
+    def n(self) -> int:
+        """How many completed runs the row's means are over (grouped rows)."""
+        return sum(run.completed for run in self.runs)
+
+
+@dataclass
+class Comparison:
+    """The rows and columns of `regrun compare`, before any output format."""
+
+    config_keys: list[str]
+    figure_keys: list[str]
+    rows: list[Row]
+    labels: dict[Path, str]
+    grouped: bool = False
+    baseline: Row | None = None
+    short: dict[str, str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.short = short_names(self.config_keys)
+
+    @property
+    def columns(self) -> list[str]:
+        """Every column's name, as --sort takes them."""
+        return ["run", *self.config_keys, *(["n"] if self.grouped else []), "status", *self.figure_keys]
+
+    def value(self, row: Row, column: str) -> Any:
+        """The row's plain value in a column (a figure's value or mean)."""
+        if column in self.config_keys:
+            return row.config[column]
+        if column in self.figure_keys:
+            return row.figures[column].value
+        return {"run": row.label, "n": row.n, "status": row.status}[column]
+
+    def sort(self, column: str | None = None, descending: bool = False) -> None:
+        """Sort by a column, blanks last; by default by the config columns, then by run."""
+        if column is None:
+            self.rows.sort(key=lambda r: ([_order(self.value(r, k)) for k in self.config_keys], natural_key(r.label)))
+            return
+        keyed = [(_order(self.value(row, column)), row) for row in self.rows]
+        present = sorted((pair for pair in keyed if pair[0][0] != BLANK), key=lambda pair: pair[0], reverse=descending)
+        self.rows = [row for _, row in present] + [row for key, row in keyed if key[0] == BLANK]
+
+
+def _order(value: Any) -> tuple[int, Any]:
+    """Sort key within a column: numbers by value, then text, then anything else as text."""
+    if is_finite(value):
+        return 0, value
+    if isinstance(value, str):
+        return 1, natural_key(value)
+    if value is MISSING or isinstance(value, float):  # a float here is a diverged run's NaN or inf
+        return BLANK, ""
+    return 2, canonical(value)
+
+
+def figure_columns(runs: Sequence[Run]) -> list[str]:
+    """The final figures to show: accuracy and losses, each penalty, headline sparsity.
+
+    Headline sparsity: all weights, each target, and each module whose outputs a target
+    penalizes; only columns that some run has.
+    """
+    present = dict.fromkeys(key for run in runs for key in run.final)
+    targets = list(dict.fromkeys(name for run in runs for name in run.target_names))
+    modules = dict.fromkeys(m for run in runs for m in run.targeted_modules)
+    wanted = [*LEADING_FIGURES]
+    for target in targets:
+        wanted += [f"penalty.{target}.raw", f"penalty.{target}.weighted"]
+    for prefix in ["weights", *targets]:
+        wanted += [key for key in present if key.startswith(f"sparsity.{prefix}.")]
+    wanted += [f"sparsity.{module}.zero_frac" for module in modules]
+    return [key for key in dict.fromkeys(wanted) if key in present]
+
+
+def run_labels(runs: Sequence[Run]) -> dict[Path, str]:
+    """Each run's path relative to the folder the runs share ('0', '1', ... for a sweep)."""
+    common = Path(os.path.commonpath([run.path.parent for run in runs]))
+    return {run.path: str(run.path.relative_to(common)) for run in runs}
+
+
+def compare_runs(runs: Sequence[Run], group_seeds: bool = False, baseline: str | None = None) -> Comparison:
+    """The comparison table of `runs`: one row per run or, with `group_seeds`, per config."""
+    labels = run_labels(runs)
+    keys = differing_keys(runs)
+    figures = figure_columns(runs)
+    if group_seeds:
+        keys = [key for key in keys if key != SEED]
+        rows = [_group_row(group, keys, figures, labels) for group in _seed_groups(runs, keys)]
+    else:  # each run's figures as they stand, completed or not: its status says which
+        rows = [Row(labels[run.path], [run], config_values(run, keys),
+                    {f: Cell(_figure(run, f)) for f in figures}) for run in runs]
+    comparison = Comparison(keys, figures, rows, labels, grouped=group_seeds)
+    if baseline is not None:
+        _apply_baseline(comparison, _find_baseline(comparison, baseline))
+    return comparison
+
+
+def _figure(run: Run, key: str) -> float | None:
+    value = run.final.get(key)
+    return float(value) if is_number(value) else None
+
+
+def _seed_groups(runs: Sequence[Run], keys: Sequence[str]) -> list[list[Run]]:
+    """Runs with equal values in `keys` (the differing keys but the seed), in first-seen order.
+
+    A run without a config (broken before Hydra wrote one) stays on its own.
+    """
+    groups: dict[Any, list[Run]] = {}
+    for run in runs:
+        key = canonical(config_values(run, keys)) if run.config else str(run.path)
+        groups.setdefault(key, []).append(run)
+    return list(groups.values())
+
+
+def _group_row(runs: list[Run], keys: Sequence[str], figures: Sequence[str], labels: dict[Path, str]) -> Row:
+    """A row for runs that differ only by seed: mean and sample std over the completed ones."""
+    completed = [run for run in runs if run.completed]
+    cells = {}
+    for figure in figures:
+        values = [v for run in completed if is_finite(v := _figure(run, figure))]
+        cells[figure] = Cell(statistics.fmean(values) if values else None,
+                             statistics.stdev(values) if len(values) > 1 else None)
+    names = [labels[run.path] for run in runs]
+    if len(names) > LISTED_RUNS:  # the JSON and CSV `path` still list every run
+        names = [*names[:2], "…", f"{names[-1]} ({len(names)} runs)"]
+    return Row(", ".join(names), runs, config_values(runs[0], keys), cells)
+
+
+def _find_baseline(comparison: Comparison, wanted: str) -> Row:
+    """The row holding the run named by --baseline (its path, or its label in the table)."""
+    path = Path(wanted).resolve()
+    for row in comparison.rows:
+        if any(run.path == path or comparison.labels[run.path] == wanted for run in row.runs):
+            if not any(is_finite(cell.value) for cell in row.figures.values()):
+                raise RegrunError(f"--baseline {wanted} has no figures (status {row.status})")
+            return row
+    raise RegrunError(f"--baseline {wanted} is not among the runs; give one of: {choices(comparison.labels.values())}")
+
+
+def _apply_baseline(comparison: Comparison, base: Row) -> None:
+    comparison.baseline = base
+    for row in comparison.rows:
+        for key, cell in row.figures.items():
+            reference = base.figures[key].value
+            if cell.value is not None and reference is not None:
+                cell.delta = cell.value - reference
+
+
+def figure_header(column: str) -> str:
+    """What the table calls a figure: 'sparsity.act1.zero_frac' → 'act1 zero', 'test_acc' → 'test acc'."""
+    if match := re.fullmatch(r"penalty\.(.+)\.(raw|weighted)", column):
+        return f"{match[1]} {match[2]}"
+    if match := re.fullmatch(r"sparsity\.(.+)\.zero_frac", column):
+        return f"{match[1]} zero"
+    if match := re.fullmatch(r"sparsity\.(.+)\.below_(.+)", column):
+        return f"{match[1]} <{match[2]}"
+    return column.replace("train_", "").replace("_", " ")
+
+
+HEADER_NOTE = "zero: fraction exactly 0 · <t: fraction of |w| below t · raw, weighted: a penalty before and after λ"
+
+
+def resolve_column(name: str, columns: Sequence[str], what: str) -> str:
+    """A column named in full, as the table heads it, or by a unique dotted suffix ('lambda')."""
+    if name in columns:
+        return name
+    matches = [c for c in columns if figure_header(c) == name] or [c for c in columns if c.endswith("." + name)]
+    if len(matches) == 1:
+        return matches[0]
+    problem = f"'{name}' is ambiguous ({', '.join(matches)})" if matches else f"unknown column '{name}'"
+    raise RegrunError(f"{what}: {problem}; allowed: {choices(columns)}")
+
+
+def format_value(value: Any) -> str:
+    """A value as a table shows it: numbers to 4 significant digits, blanks empty."""
+    if value is MISSING:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def is_fraction(column: str) -> bool:
+    """Whether a figure is a fraction in [0, 1] (accuracy, sparsity), shown to 4 decimals."""
+    return column == "test_acc" or column.startswith("sparsity.")
+
+
+def _cell_text(column: str, cell: Cell, is_baseline: bool) -> str:
+    if cell.value is None:
+        return ""
+    fraction = is_fraction(column)
+    text = f"{cell.value:.4f}" if fraction else format_value(cell.value)
+    if cell.std is not None:
+        text += f" ± {cell.std:.4f}" if fraction else f" ± {cell.std:.2g}"
+    if cell.delta is not None and not is_baseline:
+        text += f" ({cell.delta:+.4f})" if fraction else f" ({cell.delta:+.3g})"
+    return text
+
+
+def display_rows(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
+    """Headers and cells as people read them: short config names, means ± std, (Δ)."""
+    headers = [comparison.short.get(c) or figure_header(c) for c in comparison.columns]
+    rows = []
+    for row in comparison.rows:
+        cells = [row.label, *(format_value(row.config[k]) for k in comparison.config_keys)]
+        cells += [str(row.n)] if comparison.grouped else []
+        cells.append(row.status)
+        cells += [_cell_text(f, row.figures[f], row is comparison.baseline) for f in comparison.figure_keys]
+        rows.append(cells)
+    return headers, rows
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _title(comparison: Comparison) -> str:
+    title = _count(sum(len(row.runs) for row in comparison.rows), "run")
+    if comparison.grouped:
+        title += f" in {_count(len(comparison.rows), 'config')} (mean ± sample std over the completed seeds; n = how many)"
+    if comparison.baseline is not None:
+        title += f"; (Δ) against {comparison.baseline.label}"
+    return title
+
+
+def _numeric(comparison: Comparison, column: str) -> bool:
+    return column in comparison.figure_keys or column == "n" or (
+        column in comparison.config_keys and all(is_finite(r.config[column]) or r.config[column] is MISSING
+                                                  for r in comparison.rows))
+
+
+def render_table(comparison: Comparison, console: Console) -> None:
+    """The comparison as a rich table, then one line per run that did not complete."""
+    headers, rows = display_rows(comparison)
+    table = Table(title=_title(comparison), title_justify="left", caption=HEADER_NOTE, caption_justify="left")
+    for column, header in zip(comparison.columns, headers):
+        # One word a line (a config key breaks after its dots), so that a header is as wide as
+        # its longest word; otherwise rich narrows the widest columns and folds names mid-word.
+        table.add_column(re.sub(r"\.(?=[a-z_])", ".\n", header).replace(" ", "\n"), overflow="fold",
+                         justify="right" if _numeric(comparison, column) else "left")
+    for row, cells in zip(comparison.rows, rows):
+        style = None if all(run.completed for run in row.runs) else "yellow"
+        table.add_row(*map(escape, cells), style=style)
+    console.print(table)
+    for run in (run for row in comparison.rows for run in row.runs if not run.completed):
+        console.print(f"[yellow]{escape(comparison.labels[run.path])}: {escape(run.status)}[/]"
+                      f"{escape(': ' + run.error) if run.error else ''}", highlight=False)
+
+
+def render_markdown(comparison: Comparison) -> str:
+    """The comparison as a GitHub-flavoured Markdown table, numbers right-aligned."""
+    headers, rows = display_rows(comparison)
+    align = ["---:" if _numeric(comparison, c) else ":---" for c in comparison.columns]
+    lines = [headers, align, *rows]
+    return "\n".join("| " + " | ".join(cell.replace("|", "\\|") for cell in line) + " |" for line in lines) + "\n"
+
+
+def records(comparison: Comparison) -> list[dict[str, Any]]:
+    """One flat record per row for scripts: full column names, figures as plain numbers,
+    `<figure>.std` over seeds and `<figure>.delta` against the baseline where asked."""
+    out = []
+    for row in comparison.rows:
+        paths = [str(run.path) for run in row.runs]
+        record = {"run": row.label, "path": paths if comparison.grouped else paths[0], **row.config}
+        if comparison.grouped:
+            record["n"] = row.n
+        errors = [f"{comparison.labels[r.path]}: {r.error}" if comparison.grouped else r.error
+                  for r in row.runs if r.error and not r.completed]
+        record |= {"status": row.status, "error": "; ".join(errors) or None}
+        for key, cell in row.figures.items():
+            record[key] = cell.value
+            if comparison.grouped:
+                record[f"{key}.std"] = cell.std
+            if comparison.baseline is not None:
+                record[f"{key}.delta"] = cell.delta
+        out.append(record)
+    return out
+
+
+def render_csv(comparison: Comparison) -> str:
+    """The records as CSV; a list (a path list, model.hidden) is written as JSON."""
+    rows = records(comparison)
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: json.dumps(v) if isinstance(v, list | dict) else v for k, v in row.items()} for row in rows)
+    return out.getvalue()
+
+
+def render_json(comparison: Comparison) -> str:
+    """The records as a JSON list; NaN and infinities (a diverged run's) become null."""
+    clean = [{k: None if isinstance(v, float) and not is_finite(v) else v for k, v in row.items()}
+             for row in records(comparison)]
+    return json.dumps(clean, indent=2, default=str) + "\n"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises a one-line error instead of printing usage and exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        raise RegrunError(message)
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line of `regrun compare`."""
+    p = _Parser(prog="regrun compare", description=__doc__.split("\n\n")[1],
+                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("paths", nargs="+", metavar="PATH", help="run directories, sweep roots, or folders holding them")
+    p.add_argument("--sort", metavar="COL", help="sort by this column (a unique suffix will do: 'lambda', 'test_acc')")
+    p.add_argument("--desc", action="store_true", help="with --sort: largest first")
+    p.add_argument("--group-seeds", action="store_true", help="one row per config: mean ± std over its seeds")
+    p.add_argument("--baseline", metavar="RUN", help="show each figure's difference from this run (path or label)")
+    p.add_argument("--format", default="table", choices=FORMATS, help="output format (default: table)")
+    p.add_argument("--plot", metavar="FILE.png", type=Path, help="write the trade-off, λ and training-curve plots")
+    p.add_argument("--x", metavar="COL", help="plot: the sparsity figure (default: the first target's zero fraction)")
+    p.add_argument("--y", metavar="COL", default="test_acc", help="plot: the figure to trade off (default: test_acc)")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    """Run `regrun compare`; returns the exit code (2 with a one-line error on bad input)."""
+    try:
+        args = parser().parse_args(argv)
+        runs = find_runs(args.paths)
+        comparison = compare_runs(runs, group_seeds=args.group_seeds, baseline=args.baseline)
+        if args.sort is not None:
+            comparison.sort(resolve_column(args.sort, comparison.columns, "--sort"), args.desc)
+        else:
+            comparison.sort()
+        plot = _plot_settings(args, runs) if args.plot else None
+        _emit(comparison, args.format)
+        if plot is not None:
+            from regrun.plots import plot_runs  # matplotlib only when a plot is asked for
+
+            order = [run for row in comparison.rows for run in row.runs]
+            plot_runs(order, args.plot, x=plot[0], y=plot[1], config_keys=differing_keys(runs))
+            print(f"plot written to {args.plot}", file=sys.stderr)
+    except RegrunError as err:
+        print(f"regrun compare: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _plot_settings(args: argparse.Namespace, runs: Sequence[Run]) -> tuple[str, str]:
+    """The plot's x and y columns, checked before anything is printed."""
+    from regrun.plots import default_x, plottable_columns
+
+    if not args.plot.parent.is_dir():
+        raise RegrunError(f"--plot {args.plot}: no folder {args.plot.parent} to write it in")
+    columns = plottable_columns(runs)
+    if not columns:
+        raise RegrunError("--plot: no completed run to plot")
+    x = resolve_column(args.x, columns, "--x") if args.x else default_x(runs)
+    return x, resolve_column(args.y, columns, "--y")
+
+
+def wide_console() -> Console:
+    """rich's console, widened off a terminal so that a table in a file or pipe is not cut.
+
+    regrun.display.shared_console does the same, but importing it imports torch.
+    """
+    console = get_console()
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = max(console.width, PIPE_WIDTH)
+    return console
+
+
+def _emit(comparison: Comparison, fmt: str) -> None:
+    if fmt == "table":
+        render_table(comparison, wide_console())
+        return
+    render = {"csv": render_csv, "markdown": render_markdown, "json": render_json}[fmt]
+    sys.stdout.write(render(comparison))

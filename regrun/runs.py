@@ -1,0 +1,244 @@
+"""Finished (or not) runs on disk: find the run directories under some paths, read each
+into a `Run`, and name the config keys that set them apart.
+
+Only JSON, CSV and YAML are read, never torch, so hundreds of runs load in a second.
+A folder is a run when it holds `.hydra/`, `summary.json` or `metrics.csv`; a run's
+status comes from its summary.json, or is `incomplete` (none yet: still running, or
+killed) or `broken` (unreadable).
+"""
+
+import csv
+import json
+import math
+import os
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from regrun.errors import RegrunError, is_number
+
+RUN_MARKERS = (".hydra", "summary.json", "metrics.csv")
+COMPLETED = "completed"
+
+# A differing key that a run lacks (e.g. a target only some runs have) shows as this.
+MISSING = None
+
+
+@dataclass
+class Run:
+    """One run directory as read from disk; figures are those of its summary.json."""
+
+    path: Path
+    status: str
+    error: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    overrides: list[str] = field(default_factory=list)
+    final: dict[str, Any] = field(default_factory=dict)
+    targeted_modules: list[str] = field(default_factory=list)  # modules whose outputs a target penalizes
+
+    @property
+    def completed(self) -> bool:
+        """Only completed runs enter means and plots; the others are listed with their status."""
+        return self.status == COMPLETED
+
+    @property
+    def target_names(self) -> list[str]:
+        """The regularization targets, in order, from the penalty figures (`penalty.<t>.raw`)."""
+        return [key[len("penalty."):-len(".raw")] for key in self.final
+                if key.startswith("penalty.") and key.endswith(".raw")]
+
+    @cached_property
+    def metrics(self) -> list[dict[str, float | None]]:
+        """metrics.csv as rows of numbers (None for a blank cell); [] when absent or unreadable."""
+        try:
+            with open(self.path / "metrics.csv", newline="") as f:
+                return [{key: _number(value) for key, value in row.items()} for row in csv.DictReader(f)]
+        except (OSError, csv.Error, UnicodeDecodeError):
+            return []
+
+    @cached_property
+    def job_num(self) -> int | None:
+        """Hydra's job number within its sweep (from .hydra/hydra.yaml), None outside a sweep."""
+        try:
+            with open(self.path / ".hydra" / "hydra.yaml") as f:
+                num = yaml.load(f, Loader=_YamlLoader)["hydra"]["job"]["num"]
+        except (OSError, yaml.YAMLError, KeyError, TypeError):
+            return None
+        return num if isinstance(num, int) else None
+
+
+# libyaml's loader where installed: about ten times faster on the files of many runs.
+_YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _number(text: str | None) -> float | None:
+    try:
+        return float(text) if text not in (None, "") else None
+    except ValueError:
+        return None
+
+
+def find_runs(paths: Iterable[str | Path]) -> list[Run]:
+    """The runs at or under each path, each once, in natural path order (9 before 10).
+
+    A path that does not exist, or holds no run, is a RegrunError naming it.
+    """
+    found: dict[Path, None] = {}
+    for given in paths:
+        path = Path(given)
+        if not path.exists():
+            raise RegrunError(f"{given}: no such file or directory")
+        if not path.is_dir():
+            raise RegrunError(f"{given} is not a directory; give run directories, sweep roots or a folder holding them")
+        dirs = [p.resolve() for p in _run_dirs(path)]
+        if not dirs:
+            raise RegrunError(f"no run found under {given}")
+        found.update(dict.fromkeys(dirs))
+    return [read_run(p) for p in sorted(found, key=natural_key)]
+
+
+def _run_dirs(path: Path) -> Iterator[Path]:
+    """Run directories at or below `path`, without descending into a run or a hidden folder."""
+    if is_run_dir(path):
+        yield path
+        return
+    try:
+        entries = sorted(os.scandir(path), key=lambda e: natural_key(e.name))
+    except OSError:
+        return
+    for entry in entries:
+        if entry.is_dir() and not entry.name.startswith("."):
+            yield from _run_dirs(Path(entry.path))
+
+
+def is_run_dir(path: Path) -> bool:
+    """Whether `path` is a run directory (holds .hydra/, summary.json or metrics.csv)."""
+    return any((path / marker).exists() for marker in RUN_MARKERS)
+
+
+def natural_key(value: str | Path) -> list[Any]:
+    """Sort key that orders the digit runs of a name as numbers: job 9 before job 10."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(value))]
+
+
+def read_run(path: Path) -> Run:
+    """Read one run directory; never raises: what cannot be read becomes the run's status."""
+    overrides = _read_overrides(path)
+    summary_path = path / "summary.json"
+    if not summary_path.exists():
+        config, error = _hydra_config(path)
+        return Run(path, "broken" if error else "incomplete",
+                   error or "no summary.json (still running, or killed)", config, overrides)
+    try:
+        summary = json.loads(summary_path.read_text())
+        if not isinstance(summary, dict):
+            raise ValueError(f"a JSON {type(summary).__name__}, not an object")
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        config, _ = _hydra_config(path)
+        return Run(path, "broken", f"summary.json unreadable: {err}", config, overrides)
+    config = summary.get("config")
+    if not isinstance(config, dict):
+        config, _ = _hydra_config(path)
+    final = summary.get("final")
+    return Run(path, str(summary.get("status", "unknown")), summary.get("error"), config, overrides,
+               final if isinstance(final, dict) else {}, _targeted_modules(summary.get("targets")))
+
+
+def _read_overrides(path: Path) -> list[str]:
+    try:
+        with open(path / ".hydra" / "overrides.yaml") as f:
+            overrides = yaml.load(f, Loader=_YamlLoader)
+    except (OSError, yaml.YAMLError):
+        return []
+    return [str(o) for o in overrides] if isinstance(overrides, list) else []
+
+
+def _hydra_config(path: Path) -> tuple[dict[str, Any], str | None]:
+    """The job config Hydra wrote before the job started, resolved where it can be.
+
+    Returns (config, error); a run without .hydra/config.yaml has an empty config and no error.
+    """
+    file = path / ".hydra" / "config.yaml"
+    if not file.exists():
+        return {}, None
+    from omegaconf import OmegaConf  # only runs without a readable summary.json need it
+
+    try:
+        cfg = OmegaConf.load(file)
+    except Exception as err:  # OmegaConf raises yaml's and its own errors alike
+        return {}, f".hydra/config.yaml unreadable: {str(err).splitlines()[0]}"
+    try:
+        return OmegaConf.to_container(cfg, resolve=True), None
+    except Exception:  # e.g. ${now:...} or ${hydra:...}, which resolve only inside Hydra
+        return OmegaConf.to_container(cfg, resolve=False), None
+
+
+def _targeted_modules(targets: Any) -> list[str]:
+    """Names of the modules whose outputs are penalized, from summary.json's `targets` rows."""
+    if not isinstance(targets, list):
+        return []
+    return list(dict.fromkeys(row["tensor"] for row in targets
+                              if isinstance(row, dict) and row.get("site") == "activations" and "tensor" in row))
+
+
+def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings to dotted keys: {"trainer": {"epochs": 5}} → {"trainer.epochs": 5}.
+
+    Lists stay whole values ("model.hidden": [256, 128]).
+    """
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def differing_keys(runs: Sequence[Run]) -> list[str]:
+    """The flattened config keys whose values are not the same in every run, in config order.
+
+    Runs without a config (broken before Hydra wrote one) are left out of the comparison,
+    or every key would differ; so are `hydra.*` keys.
+    """
+    configs = [flatten(run.config) for run in runs if run.config]
+    keys = dict.fromkeys(key for cfg in configs for key in cfg if not key.startswith("hydra."))
+    return [key for key in keys if len({canonical(cfg.get(key, MISSING)) for cfg in configs}) > 1]
+
+
+def canonical(value: Any) -> str:
+    """A config value as comparable text: tells 1 from 1.0 from True, and [1, 2] from [2, 1]."""
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def config_values(run: Run, keys: Sequence[str]) -> dict[str, Any]:
+    """The run's values for the dotted config keys, MISSING where it lacks one."""
+    flat = flatten(run.config)
+    return {key: flat.get(key, MISSING) for key in keys}
+
+
+def short_names(keys: Sequence[str]) -> dict[str, str]:
+    """Each dotted key's shortest suffix of at least two parts that no other key ends with.
+
+    "reg.targets.l1_activations.lambda" → "l1_activations.lambda", "trainer.epochs" stays.
+    """
+    names = {}
+    for key in keys:
+        parts = key.split(".")
+        for size in range(min(2, len(parts)), len(parts) + 1):
+            suffix = ".".join(parts[-size:])
+            if not any(other != key and (other == suffix or other.endswith("." + suffix)) for other in keys):
+                break
+        names[key] = suffix
+    return names
+
+
+def is_finite(value: Any) -> bool:
+    """A number that is not NaN or infinite (the figures of a diverged run may be either)."""
+    return is_number(value) and math.isfinite(value)

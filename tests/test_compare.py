@@ -1,0 +1,255 @@
+"""`regrun compare` on hand-written run directories whose figures are checked by hand."""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from fake_runs import config, final, write_run
+
+from regrun.compare import compare_runs, figure_columns, main
+from regrun.plots import default_x, lambda_key, lambda_series, pareto_front, plot_labels, tradeoff_points
+from regrun.runs import differing_keys, find_runs, flatten, read_run, short_names
+
+LAM = "reg.targets.l1_act.lambda"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def compare(*args: str | Path, capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def as_json(*args: str | Path, capsys: pytest.CaptureFixture) -> list[dict]:
+    code, out, err = compare(*args, "--format", "json", capsys=capsys)
+    assert code == 0, err
+    return json.loads(out)
+
+
+@pytest.fixture
+def sweep(tmp_path: Path) -> Path:
+    """A λ sweep whose job folders sort as text (0, 1, 10, 2) unlike their numbers."""
+    root = tmp_path / "sweep"
+    root.mkdir()
+    (root / "multirun.yaml").write_text("hydra: {}\n")
+    for job, lam, acc, sparsity in [(0, 0.0, 0.97, 0.50), (1, 1e-2, 0.80, 0.95), (2, 1e-3, 0.96, 0.85), (10, 1e-4, 0.97, 0.60)]:
+        write_run(root / str(job), config(lam=lam), final(acc, sparsity, lam), overrides=[f"{LAM}={lam}"], job_num=job)
+    return root
+
+
+@pytest.fixture
+def seeds(tmp_path: Path) -> Path:
+    """Two λ, three seeds each."""
+    figures = {1e-3: [(0.90, 0.5), (0.92, 0.6), (0.94, 0.7)], 1e-2: [(0.80, 0.9), (0.80, 0.9), (0.86, 0.9)]}
+    for lam, runs in figures.items():
+        for seed, (acc, sparsity) in enumerate(runs):
+            write_run(tmp_path / f"lam{lam:g}_seed{seed}", config(lam=lam, seed=seed), final(acc, sparsity, lam))
+    return tmp_path
+
+
+@pytest.fixture
+def mixed(tmp_path: Path) -> Path:
+    """One completed run next to an unfinished, a broken and a failed one."""
+    write_run(tmp_path / "good", config(lam=1e-3), final(0.95, 0.8))
+    write_run(tmp_path / "killed", config(lam=1e-2), status=None, metrics=[final(0.5, 0.9)])
+    write_run(tmp_path / "garbled", config(lam=1e-1)).joinpath("summary.json").write_text('{"status": "compl')
+    write_run(tmp_path / "failed", config(lam=-1.0), status="failed",
+              error="reg.targets.l1_act.lambda must be a finite number ≥ 0, got -1.0")
+    return tmp_path
+
+
+def test_flatten_and_short_names() -> None:
+    assert flatten({"seed": 0, "trainer": {"epochs": 2}, "model": {"hidden": [256, 128]}, "empty": {}}) == {
+        "seed": 0, "trainer.epochs": 2, "model.hidden": [256, 128], "empty": {}}
+    assert short_names(["reg.targets.a.lambda", "reg.targets.b.lambda", "seed", "trainer.epochs"]) == {
+        "reg.targets.a.lambda": "a.lambda", "reg.targets.b.lambda": "b.lambda", "seed": "seed",
+        "trainer.epochs": "trainer.epochs"}
+    # "x.lambda" would also be the end of "a.x.lambda": the longer key keeps a third part
+    assert short_names(["x.lambda", "a.x.lambda"]) == {"x.lambda": "x.lambda", "a.x.lambda": "a.x.lambda"}
+
+
+def test_differing_keys_are_those_and_only_those(tmp_path: Path) -> None:
+    two_targets = config(lam=1e-3, seed=1)
+    two_targets["reg"]["targets"]["l2_w"] = {"site": "weights", "lambda": 1e-4}
+    write_run(tmp_path / "a", config(lam=1e-3, seed=0), final(0.9, 0.5))
+    write_run(tmp_path / "b", config(lam=1e-2, seed=0), final(0.9, 0.5))
+    write_run(tmp_path / "c", two_targets, final(0.9, 0.5))
+    write_run(tmp_path / "d", {}, status=None).joinpath(".hydra", "config.yaml").unlink()  # no config at all
+    runs = find_runs([tmp_path])
+    # d has no config: left out, or every key would differ
+    assert differing_keys(runs) == ["seed", LAM, "reg.targets.l2_w.site", "reg.targets.l2_w.lambda"]
+
+
+def test_find_runs_in_natural_order_without_descending_into_runs(sweep: Path, tmp_path: Path) -> None:
+    write_run(sweep / "2" / "checkpoints" / "inner", config(), final(0.1, 0.1))  # inside a run: not a run of its own
+    write_run(tmp_path / ".trash" / "old", config(), final(0.1, 0.1))  # hidden folders are skipped
+    runs = find_runs([tmp_path, sweep / "0", sweep])  # overlapping paths: each run once
+    assert [run.path.name for run in runs] == ["0", "1", "2", "10"]
+    assert [run.job_num for run in runs] == [0, 1, 2, 10]
+    assert runs[2].overrides == [f"{LAM}=0.001"]
+
+
+def test_run_status_from_its_files(mixed: Path) -> None:
+    runs = {run.path.name: run for run in find_runs([mixed])}
+    assert {name: run.status for name, run in runs.items()} == {
+        "failed": "failed", "garbled": "broken", "good": "completed", "killed": "incomplete"}
+    assert runs["failed"].error.startswith("reg.targets.l1_act.lambda must be") and runs["failed"].final == {}
+    assert runs["garbled"].error.startswith("summary.json unreadable: Unterminated string")
+    assert runs["killed"].error == "no summary.json (still running, or killed)"
+    assert runs["killed"].metrics[0]["test_acc"] == 0.5  # its epochs are there for curves
+    assert runs["garbled"].config["reg"]["targets"]["l1_act"]["lambda"] == 0.1  # from .hydra/config.yaml
+
+
+def test_config_from_hydra_is_resolved_where_it_can_be(tmp_path: Path) -> None:
+    write_run(tmp_path / "a", status=None).joinpath(".hydra", "config.yaml").write_text(
+        "trainer: {epochs: 3}\ntotal: ${trainer.epochs}\nlam: 1e-4\n")
+    write_run(tmp_path / "b", status=None).joinpath(".hydra", "config.yaml").write_text(
+        "trainer: {epochs: 3}\ntotal: ${trainer.epochs}\nwhen: ${now:%H}\n")
+    assert read_run(tmp_path / "a").config == {"trainer": {"epochs": 3}, "total": 3, "lam": 1e-4}
+    # ${now:...} resolves only inside Hydra: the whole config stays unresolved rather than lost
+    assert read_run(tmp_path / "b").config["total"] == "${trainer.epochs}"
+
+
+def test_table_columns_are_the_differing_keys_then_the_figures(sweep: Path, capsys: pytest.CaptureFixture) -> None:
+    runs = find_runs([sweep])
+    assert figure_columns(runs) == [
+        "test_acc", "test_loss", "train_task_loss", "penalty.l1_act.raw", "penalty.l1_act.weighted",
+        "sparsity.weights.zero_frac", "sparsity.weights.below_0.001", "sparsity.l1_act.zero_frac",
+        "sparsity.act1.zero_frac"]  # act2 is not targeted: not a headline column
+    records = as_json(sweep, capsys=capsys)
+    assert list(records[0])[:5] == ["run", "path", LAM, "status", "error"]
+    # sorted by λ as numbers (not as folder names or text)
+    assert [(r["run"], r[LAM], r["test_acc"], r["sparsity.l1_act.zero_frac"]) for r in records] == [
+        ("0", 0.0, 0.97, 0.50), ("10", 1e-4, 0.97, 0.60), ("2", 1e-3, 0.96, 0.85), ("1", 1e-2, 0.80, 0.95)]
+    assert records[2]["penalty.l1_act.weighted"] == pytest.approx(1e-3 * 50)
+
+
+def test_table_markdown_and_csv_show_the_same_rows(sweep: Path, capsys: pytest.CaptureFixture) -> None:
+    code, out, _ = compare(sweep, capsys=capsys)
+    assert code == 0
+    assert "4 runs" in out and "l1_act." in out and "lambda" in out
+    assert "trainer" not in out and "hidden" not in out  # equal in every run: not shown
+    code, out, _ = compare(sweep, "--format", "markdown", "--sort", "test acc", capsys=capsys)
+    lines = out.splitlines()
+    assert lines[0].startswith("| run | l1_act.lambda | status | test acc | test loss | task loss | l1_act raw |")
+    assert lines[1].startswith("| :--- | ---: | :--- | ---: |")
+    assert lines[2].startswith("| 1 | 0.01 | completed | 0.8000 |")  # lowest accuracy first
+    code, out, _ = compare(sweep, "--format", "csv", "--sort", "act1.zero_frac", "--desc", capsys=capsys)
+    rows = out.splitlines()
+    assert rows[0].startswith(f"run,path,{LAM},status,error,test_acc,")
+    assert [row.split(",")[0] for row in rows[1:]] == ["1", "2", "10", "0"]
+
+
+def test_group_seeds_mean_and_sample_std(seeds: Path, capsys: pytest.CaptureFixture) -> None:
+    records = as_json(seeds, "--group-seeds", capsys=capsys)
+    assert [(r[LAM], r["n"], r["run"]) for r in records] == [
+        (1e-3, 3, "lam0.001_seed0, lam0.001_seed1, lam0.001_seed2"),
+        (1e-2, 3, "lam0.01_seed0, lam0.01_seed1, lam0.01_seed2")]
+    assert "seed" not in records[0]
+    # λ=1e-3: accuracies 0.90, 0.92, 0.94 → mean 0.92, sample std √((0.02² + 0 + 0.02²)/2) = 0.02
+    assert records[0]["test_acc"] == pytest.approx(0.92) and records[0]["test_acc.std"] == pytest.approx(0.02)
+    assert records[0]["sparsity.act1.zero_frac"] == pytest.approx(0.6)
+    assert records[0]["sparsity.act1.zero_frac.std"] == pytest.approx(0.1)
+    # λ=1e-2: 0.80, 0.80, 0.86 → mean 0.82, std √((0.02² + 0.02² + 0.04²)/2) = √0.0012
+    assert records[1]["test_acc"] == pytest.approx(0.82) and records[1]["test_acc.std"] == pytest.approx(math.sqrt(0.0012))
+    assert records[1]["sparsity.act1.zero_frac.std"] == pytest.approx(0.0)
+    code, out, _ = compare(seeds, "--group-seeds", "--format", "markdown", capsys=capsys)
+    assert "| 0.001 | 3 | completed | 0.9200 ± 0.0200 |" in out
+
+
+def test_group_seeds_leaves_unfinished_runs_out_of_the_mean(seeds: Path, capsys: pytest.CaptureFixture) -> None:
+    write_run(seeds / "lam0.001_seed3", config(lam=1e-3, seed=3), status=None, metrics=[final(0.10, 0.1)])
+    records = as_json(seeds, "--group-seeds", capsys=capsys)
+    assert records[0]["status"] == "3 completed, 1 incomplete" and records[0]["n"] == 3
+    assert records[0]["test_acc"] == pytest.approx(0.92)
+    assert records[0]["error"] == "lam0.001_seed3: no summary.json (still running, or killed)"
+
+
+def test_baseline_deltas(sweep: Path, capsys: pytest.CaptureFixture) -> None:
+    records = {r["run"]: r for r in as_json(sweep, "--baseline", sweep / "0", capsys=capsys)}
+    assert records["2"]["test_acc.delta"] == pytest.approx(0.96 - 0.97)
+    assert records["2"]["sparsity.l1_act.zero_frac.delta"] == pytest.approx(0.85 - 0.50)
+    assert records["0"]["test_acc.delta"] == 0.0
+    by_label = {r["run"]: r for r in as_json(sweep, "--baseline", "0", capsys=capsys)}  # a label works too
+    assert by_label["1"]["test_acc.delta"] == pytest.approx(0.80 - 0.97)
+    code, out, _ = compare(sweep, "--baseline", "0", "--format", "markdown", capsys=capsys)
+    assert "| 2 | 0.001 | completed | 0.9600 (-0.0100) |" in out
+
+
+def test_broken_folders_are_listed_and_the_others_still_print(mixed: Path, capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    code, out, err = compare(mixed, "--plot", tmp_path / "mixed.png", capsys=capsys)
+    assert code == 0, err
+    assert "0.9500" in out  # the completed run's accuracy
+    for line in ("killed: incomplete: no summary.json (still running, or killed)",
+                 "garbled: broken: summary.json unreadable: Unterminated string",
+                 "failed: failed: reg.targets.l1_act.lambda must be a finite number ≥ 0, got -1.0"):
+        assert line in out
+    assert (tmp_path / "mixed.png").read_bytes().startswith(PNG_SIGNATURE)
+    records = {r["run"]: r for r in as_json(mixed, capsys=capsys)}
+    assert records["killed"]["test_acc"] is None and records["failed"]["status"] == "failed"
+
+
+def test_pareto_front_of_hand_made_points() -> None:
+    points = [(0.1, 0.9), (0.5, 0.8), (0.3, 0.7), (0.9, 0.2), (0.5, 0.6), (0.9, 0.2), (0.05, 0.9)]
+    # (0.3, 0.7) is beaten by (0.5, 0.8); (0.5, 0.6) too; (0.05, 0.9) by (0.1, 0.9);
+    # the two (0.9, 0.2) do not beat each other
+    assert pareto_front(points) == [0, 1, 3, 5]
+    assert pareto_front([]) == [] and pareto_front([(0.0, 0.0)]) == [0]
+
+
+def test_plot_data_and_png(sweep: Path, capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    write_run(sweep / "3", config(lam=1.0), status=None, metrics=[final(0.99, 0.99)])  # unfinished: not plotted
+    runs = find_runs([sweep])
+    keys = differing_keys(runs)
+    assert default_x(runs) == "sparsity.l1_act.zero_frac" and lambda_key(keys) == LAM
+    points, front = tradeoff_points(runs, "sparsity.l1_act.zero_frac", "test_acc", plot_labels(runs, keys))
+    assert [(p.label, p.x, p.y) for p in points] == [
+        ("λ=0", 0.50, 0.97), ("λ=0.01", 0.95, 0.80), ("λ=0.001", 0.85, 0.96), ("λ=0.0001", 0.60, 0.97)]
+    # λ=0 (0.50, 0.97) is beaten by λ=1e-4 (0.60, 0.97); the others trade accuracy for sparsity
+    assert [points[i].label for i in front] == ["λ=0.0001", "λ=0.001", "λ=0.01"]
+    (series,) = lambda_series(runs, LAM, "sparsity.act1.zero_frac", keys)
+    assert series.lambdas == [0.0, 1e-4, 1e-3, 1e-2] and series.means == [0.50, 0.60, 0.85, 0.95]
+    png = tmp_path / "plot.png"
+    code, _, err = compare(sweep, "--plot", png, capsys=capsys)
+    assert code == 0 and png.read_bytes().startswith(PNG_SIGNATURE) and f"plot written to {png}" in err
+
+
+def test_lambda_series_means_over_seeds(seeds: Path) -> None:
+    runs = find_runs([seeds])
+    (series,) = lambda_series(runs, LAM, "test_acc", differing_keys(runs))
+    assert series.lambdas == [1e-3, 1e-2]
+    assert series.means == pytest.approx([0.92, 0.82]) and sorted(series.values[1]) == [0.80, 0.80, 0.86]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["{tmp}/nowhere"], "{tmp}/nowhere: no such file or directory"),
+    (["{tmp}/empty"], "no run found under {tmp}/empty"),
+    (["{sweep}", "--sort", "accuracy"], "--sort: unknown column 'accuracy'; allowed: run, reg.targets.l1_act.lambda, status, test_acc,"),
+    (["{sweep}", "--format", "xml"], "argument --format: invalid choice: 'xml' (choose from"),
+    (["{sweep}", "--baseline", "{tmp}/elsewhere"], "--baseline {tmp}/elsewhere is not among the runs; give one of: 0, 1, 2, 10"),
+    (["{sweep}", "--plot", "{tmp}/p.png", "--x", "sparsity"], "--x: unknown column 'sparsity'; allowed:"),
+    (["{sweep}", "--plot", "{tmp}/no/such/dir/p.png"], "--plot {tmp}/no/such/dir/p.png: no folder {tmp}/no/such/dir to write it in"),
+    (["{sweep}", "--plot", "{tmp}/p.xyz"], "plot {tmp}/p.xyz: cannot write it (Format 'xyz' is not supported"),
+    ([], "the following arguments are required: PATH"),
+])
+def test_bad_input_is_one_line_and_exit_2(sweep: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
+                                          args: list[str], message: str) -> None:
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    fill = {"tmp": tmp_path, "sweep": sweep}
+    code, _, err = compare(*(a.format(**fill) for a in args), capsys=capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("regrun compare: error: "), err
+    assert message.format(**fill) in lines[0]
+
+
+def test_compare_reads_no_torch(sweep: Path, tmp_path: Path) -> None:
+    """Hundreds of runs must take seconds: the command never imports torch."""
+    code = ("import sys; from regrun.compare import main; "
+            f"assert main([{str(sweep)!r}, '--plot', {str(tmp_path / 'p.png')!r}]) == 0; "
+            "assert 'torch' not in sys.modules, 'torch was imported'")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
