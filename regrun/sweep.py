@@ -1,0 +1,68 @@
+"""The end of a sweep: a summary of its jobs in the sweep root.
+
+Hydra calls `SweepSummary.on_multirun_end` once every job of a multirun has returned
+(conf/config.yaml registers it under hydra.callbacks). It writes
+
+    summary.csv    one row per job: job number, path, overrides, status, error, final figures
+    tradeoff.png   the plots of `regrun compare --plot` over the completed jobs
+
+and prints the comparison table. Jobs that did not complete are rows with their status
+and error, never dropped; nothing here may fail the sweep, whose runs are already written.
+"""
+
+import csv
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from regrun.compare import compare_runs, render_table, wide_console
+from regrun.runs import Run, differing_keys, find_runs
+
+log = logging.getLogger(__name__)
+JOB_COLUMNS = ("job", "path", "overrides", "status", "error")
+
+
+class SweepSummary(Callback):
+    """Hydra callback: summary.csv, tradeoff.png and a table when a multirun ends."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        """Summarize the sweep in `hydra.sweep.dir`; any failure is a logged warning."""
+        try:
+            summarize_sweep(Path(config.hydra.sweep.dir))
+        except Exception as err:  # the jobs' results are on disk already: never fail the sweep here
+            log.warning("sweep summary not written: %s", err)
+
+
+def summarize_sweep(sweep_dir: Path) -> list[Run]:
+    """Write summary.csv and tradeoff.png into `sweep_dir` and print the table; returns the jobs."""
+    runs = find_runs([sweep_dir])
+    write_summary_csv(runs, sweep_dir, sweep_dir / "summary.csv")
+    comparison = compare_runs(runs)
+    comparison.sort()
+    render_table(comparison, wide_console())  # rich's global console, as the log handler's
+    log.info("sweep summary: %s", sweep_dir / "summary.csv")
+    try:
+        from regrun.plots import default_x, plot_runs
+
+        plot_runs(runs, sweep_dir / "tradeoff.png", x=default_x(runs), config_keys=differing_keys(runs))
+        log.info("trade-off plot: %s", sweep_dir / "tradeoff.png")
+    except Exception as err:  # a plot is a bonus: the CSV above is the record
+        log.warning("tradeoff.png not written: %s", err)
+    return runs
+
+
+def write_summary_csv(runs: Sequence[Run], root: Path, out: Path) -> None:
+    """One row per job in job order: where it is, what it overrode, how it ended, every final figure."""
+    figures = list(dict.fromkeys(key for run in runs for key in run.final))
+    jobs = sorted(runs, key=lambda run: (run.job_num is None, run.job_num or 0))
+    with open(out, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=[*JOB_COLUMNS, *figures], lineterminator="\n")
+        writer.writeheader()
+        for run in jobs:
+            writer.writerow({"job": run.job_num, "path": run.path.relative_to(root.resolve()),
+                             "overrides": " ".join(run.overrides), "status": run.status,
+                             "error": run.error or "", **run.final})
