@@ -173,6 +173,7 @@ def _no_data(ax: Any, what: str) -> None:
 def _draw_tradeoff(ax: Any, points: list[Point], front: list[int], x: str, y: str, colors: dict) -> None:
     ax.set(title=f"{figure_name(y)} vs {figure_name(x)}", xlabel=figure_name(x), ylabel=figure_name(y))
     ax.grid(alpha=0.3)
+    ax.margins(x=0.1)  # room for the labels of the points at the edges
     if not points:
         _no_data(ax, f"run with both {x} and {y}")
         return
