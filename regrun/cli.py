@@ -9,7 +9,9 @@
 import importlib
 import itertools
 import logging
+import os
 import sys
+import threading
 from pathlib import Path
 
 import hydra
@@ -42,6 +44,8 @@ def job(cfg: DictConfig) -> float | None:
 
     out = Path(HydraConfig.get().runtime.output_dir)
     sweeping = HydraConfig.get().mode == RunMode.MULTIRUN
+    if threading.current_thread() is threading.main_thread():
+        STOP.install()  # again here: launchers run jobs in processes of their own (joblib, submitit)
     if STOP():  # a stop signal ended an earlier job of this sweep: this one does not start
         not_started(cfg, out)
         return None
@@ -50,7 +54,7 @@ def job(cfg: DictConfig) -> float | None:
     except OmegaConfBaseException as err:  # a missing value (???) or a broken ${...}
         return refused(str(err).splitlines()[0], out, sweeping)
     try:
-        summary = run(plain, out)
+        summary = continued(plain, out) if (out / "config.json").exists() else run(plain, out)
         score = objective(plain, summary)
     except RegrunError as err:
         return refused(str(err), out, sweeping, plain)
@@ -64,6 +68,29 @@ def job(cfg: DictConfig) -> float | None:
     if not sweeping and summary["status"] != "completed":
         raise SystemExit(exit_code(summary["status"]))
     return score
+
+
+def continued(cfg: dict, out: Path) -> dict:
+    """A job whose folder already holds a run: submitit requeues a preempted job into its
+    folder, and a user may point hydra.run.dir at an old run. The same config continues
+    from the checkpoint (a completed run is left as it is); another config is refused, so
+    nothing written is overwritten."""
+    import json
+
+    from regrun.resume import differing_keys, prepare
+    from regrun.run import run
+
+    saved = json.loads((out / "config.json").read_text())
+    if differing := differing_keys(saved, cfg):
+        raise RegrunError(f"{out} already holds another run ({differing[0]} differs); choose another "
+                          "hydra.run.dir, or continue that run with: regrun resume " + str(out))
+    summary = json.loads((out / "summary.json").read_text()) if (out / "summary.json").exists() else {}
+    if summary.get("status") == "completed":
+        log.info("%s already holds this run, completed; nothing to do", out)
+        return summary
+    log.info("%s already holds this run, not finished: continuing it", out)
+    cfg, checkpoint = prepare(out, [])
+    return run(cfg, out, checkpoint, resume=True)
 
 
 # Statuses of the jobs this process ran: the exit code of a sweep on the basic launcher.
@@ -105,6 +132,21 @@ def fail(message: str) -> None:
     raise SystemExit(2)
 
 
+def check_output_dirs(args: list[str]) -> None:
+    """Refuse an output folder that cannot be created before Hydra tries (with a traceback)."""
+    wanted = {arg.split("=", 1)[0]: arg.split("=", 1)[1] for arg in args
+              if arg.startswith(("hydra.run.dir=", "hydra.sweep.dir="))}
+    for key, value in wanted.items() or [("the current directory", ".")]:
+        if "${" in value:
+            continue  # resolved by Hydra; cannot be judged here
+        existing = Path(value).absolute()
+        while not existing.exists():
+            existing = existing.parent
+        if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+            fail(f"{key}={value}: cannot create an output folder there ({existing} is not a writable "
+                 "directory); allowed: a path under a writable directory")
+
+
 def unique_dir(path: str) -> str:
     """Claim a fresh directory named `path`, or `path-1`, `path-2`, … if it is taken.
 
@@ -138,6 +180,7 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] in SUBCOMMANDS:
         command = importlib.import_module(SUBCOMMANDS[sys.argv[1]])
         raise SystemExit(command.main(sys.argv[2:]))
+    check_output_dirs(sys.argv[1:])
     # config_path must be absolute: relative paths resolve against the package when the
     # app runs as a console script (hydra#2125).
     app = hydra.main(config_path=str(conf_dir()), config_name="config", version_base="1.3")(job)

@@ -96,15 +96,18 @@ def _with_overrides(cfg: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return OmegaConf.to_container(merged)
 
 
+def differing_keys(saved: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
+    """The dotted keys whose values differ between two configs, ignoring those a resume may change."""
+    ours, theirs = _flat(cfg), _flat(saved)
+    return sorted(k for k in ours.keys() | theirs.keys() if k not in RESUMABLE and ours.get(k) != theirs.get(k))
+
+
 def _check_compatible(saved: dict[str, Any], cfg: dict[str, Any], run_dir: Path) -> None:
     """The checkpoint must come from this run's config, up to the keys a resume may change."""
-    ours, theirs = _flat(cfg), _flat(saved)
-    differing = sorted(k for k in ours.keys() | theirs.keys()
-                       if k not in RESUMABLE and ours.get(k) != theirs.get(k))
-    if differing:
+    if differing := differing_keys(saved, cfg):
         key = differing[0]
         raise RegrunError(f"{run_dir}/checkpoint.pt was written by an incompatible config: {key} is "
-                          f"{theirs.get(key)!r} there and {ours.get(key)!r} in config.json "
+                          f"{_flat(saved).get(key)!r} there and {_flat(cfg).get(key)!r} in config.json "
                           f"({len(differing)} key(s) differ)")
 
 
