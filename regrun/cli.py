@@ -39,7 +39,7 @@ def job(cfg: DictConfig) -> float | None:
     config or a crash is recorded as a `failed` run and the sweep goes on, so the summary
     at its end lists every job. Returns the objective for an optimizing sweeper (Optuna).
     """
-    from regrun.objective import objective
+    from regrun.objective import check_objective, objective
     from regrun.run import run  # torch imports late, so `regrun --help` stays quick
 
     out = Path(HydraConfig.get().runtime.output_dir)
@@ -54,6 +54,7 @@ def job(cfg: DictConfig) -> float | None:
     except OmegaConfBaseException as err:  # a missing value (???) or a broken ${...}
         return refused(str(err).splitlines()[0], out, sweeping)
     try:
+        check_objective(plain)
         summary = continued(plain, out) if (out / "config.json").exists() else run(plain, out)
         score = objective(plain, summary)
     except RegrunError as err:
@@ -176,6 +177,7 @@ SUBCOMMANDS = {"compare": "regrun.compare", "resume": "regrun.resume"}
 
 def main() -> None:
     """Entry point of the `regrun` console script."""
+    JOB_STATUSES.clear()
     STOP.install()  # Ctrl-C / SIGTERM: stop at a step boundary with a checkpoint
     if len(sys.argv) > 1 and sys.argv[1] in SUBCOMMANDS:
         command = importlib.import_module(SUBCOMMANDS[sys.argv[1]])

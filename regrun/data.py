@@ -6,7 +6,9 @@ hot loop has no per-sample Python work (no DataLoader, no ToTensor).
 """
 
 import gzip
+import math
 import shutil
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +40,7 @@ class DatasetInfo:
         return [Path(url).name.removesuffix(".gz") for url, _ in self.cls.resources]
 
 
+IDX_UBYTE = 0x08  # the IDX type code of unsigned bytes, the only type MNIST and its relatives use
 DATASET_KEYS = ("name", "root", "download", "train_limit", "test_limit")
 DATASETS: dict[str, DatasetInfo] = {
     "mnist": DatasetInfo(datasets.MNIST, 0.1307, 0.3081),
@@ -123,7 +126,24 @@ def _ensure_raw_files(name: str, info: DatasetInfo, root: Path, download: bool) 
     )
 
 
+def check_idx(path: Path) -> None:
+    """Refuse an IDX file whose size does not match its header (truncated or not IDX at all)."""
+    data = path.read_bytes()
+    dims = data[3] if len(data) >= 4 and data[:2] == b"\0\0" and data[2] == IDX_UBYTE else None
+    if dims is None or len(data) < 4 + 4 * dims:
+        raise RegrunError(f"{path}: not an IDX file of unsigned bytes (bad header); replace it with torchvision's raw file")
+    shape = struct.unpack(f">{dims}I", data[4:4 + 4 * dims])
+    expected = 4 + 4 * dims + math.prod(shape)
+    if len(data) != expected:
+        raise RegrunError(f"{path}: {len(data)} bytes, but its header ({'×'.join(map(str, shape))}) "
+                          f"needs {expected}; the file is truncated or corrupt, replace it")
+
+
 def _load_split(info: DatasetInfo, root: Path, train: bool, limit: int | None, device: torch.device) -> Split:
+    prefix = "train" if train else "t10k"
+    for file in info.raw_files():
+        if file.startswith(prefix):
+            check_idx(info.raw_dir(root) / file)
     try:
         ds = info.cls(str(root), train=train, download=False)
     except (RuntimeError, ValueError, OSError, TypeError) as err:

@@ -11,7 +11,24 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from regrun.errors import RegrunError
+from regrun.errors import RegrunError, is_number
+
+
+# Figures every run has; per-target and per-layer ones are named penalty.* and sparsity.*.
+FIGURES = ("test_acc", "test_loss", "train_task_loss", "train_penalty_total", "train_total_loss")
+
+
+def check_objective(cfg: Mapping[str, Any]) -> None:
+    """Refuse an objective naming no figure a run can have, before any training."""
+    spec = cfg.get("objective") or {}
+    for key in ("metric", "constraint"):
+        name = spec.get(key)
+        if (key == "metric" or name is not None) and not (
+                name in FIGURES or str(name).startswith(("sparsity.", "penalty."))):
+            raise RegrunError(f"objective.{key}={name!r}: not a figure of a run; allowed: "
+                              f"{', '.join(FIGURES)}, penalty.<target>.*, sparsity.*")
+    if not is_number(spec.get("min", 0.0)):
+        raise RegrunError(f"objective.min must be a number, got {spec.get('min')!r}")
 
 
 def objective(cfg: Mapping[str, Any], summary: Mapping[str, Any]) -> float | None:

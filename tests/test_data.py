@@ -58,7 +58,15 @@ def test_failed_download_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyP
 def test_corrupt_idx_file_is_one_line(tmp_path: Path) -> None:
     write_dataset(tmp_path)
     (tmp_path / "MNIST/raw/train-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x03garbage")
-    with pytest.raises(RegrunError, match="cannot read the IDX files"):
+    with pytest.raises(RegrunError, match="train-images-idx3-ubyte: not an IDX file of unsigned bytes"):
+        load_data(cfg(tmp_path), torch.device("cpu"))
+
+
+def test_truncated_idx_file_says_how_many_bytes_it_lacks(tmp_path: Path) -> None:
+    write_dataset(tmp_path)  # 320 train images of 28×28: a 16-byte header and 250880 bytes
+    images = tmp_path / "MNIST/raw/train-images-idx3-ubyte"
+    images.write_bytes(images.read_bytes()[:5000])
+    with pytest.raises(RegrunError, match=r"5000 bytes, but its header \(320×28×28\) needs 250896"):
         load_data(cfg(tmp_path), torch.device("cpu"))
 
 

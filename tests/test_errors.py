@@ -1,0 +1,149 @@
+"""Bad input, table-driven: each case through the real entry point (`regrun.cli.main`, in
+process for speed) must end with one line on stderr that names the bad value, a non-zero
+exit, no traceback, and no training."""
+
+import json
+import shutil
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from regrun.cli import main
+from regrun.run import run
+
+from conftest import write_dataset
+
+L1 = "reg.targets.l1_activations"
+
+# (case, command-line arguments, a fragment the one-line message must hold). {root} is
+# the tiny data, {tmp} the test's own folder, {done} a finished run, {other} a finished
+# run of another config.
+CASES = [
+    ("unknown layer", ["reg=l1_activations", f"{L1}.layers=[fc9]"], "fc9"),
+    ("pattern matching nothing", ["reg=l1_activations", f"{L1}.layers=[conv*]"], "conv*"),
+    ("lambda negative", ["reg=l1_activations", f"{L1}.lambda=-1"], "lambda must be a finite number ≥ 0, got -1"),
+    ("lambda not a number", ["reg=l1_activations", f"{L1}.lambda=abc"], "'abc'"),
+    ("unknown penalty", ["reg=l1_activations", f"{L1}.penalty=l3"], "l3"),
+    ("unknown site", ["reg=l1_activations", f"{L1}.site=neurons"], "neurons"),
+    ("unknown reduction", ["reg=l1_activations", f"{L1}.reduction=median"], "median"),
+    ("l1_ratio outside [0, 1]", ["reg=elastic_net", "reg.targets.elastic_net.l1_ratio=2"], "l1_ratio"),
+    ("proximal on activations", ["reg=l1_activations", f"+{L1}.proximal=true"], "proximal"),
+    ("typo under reg", ["+reg.target=1"], "reg.target: unknown key"),
+    ("epochs zero", ["trainer.epochs=0"], "trainer.epochs must be a positive integer, got 0"),
+    ("batch size negative", ["trainer.batch_size=-5"], "trainer.batch_size must be a positive integer, got -5"),
+    ("batch size larger than the dataset", ["trainer.batch_size=100000"], "larger than the training set (320 samples)"),
+    ("checkpoint_every negative", ["trainer.checkpoint_every=-1"], "trainer.checkpoint_every"),
+    ("unknown trainer key", ["+trainer.epoch=3"], "trainer.epoch: unknown key"),
+    ("unknown device", ["trainer.device=tpu"], "'tpu'"),
+    ("unknown model", ["model.name=resnet"], "resnet"),
+    ("unknown activation", ["model.activation=swishy"], "swishy"),
+    ("unknown optimizer", ["optimizer.name=rmsprop"], "rmsprop"),
+    ("seed not an integer", ["seed=abc"], "seed must be an integer, got 'abc'"),
+    ("negative threshold", ["sparsity.thresholds=[-1]"], "sparsity.thresholds"),
+    ("dataset missing offline", ["dataset.root={tmp}/nowhere"], "{tmp}/nowhere/MNIST/raw"),
+    ("truncated IDX file", ["dataset.root={tmp}/truncated"], "train-images-idx3-ubyte"),
+    ("output folder that cannot be created", ["hydra.run.dir={tmp}/a-file/run"], "a-file is not a writable directory"),
+    ("objective on a figure the run lacks", ["objective.metric=test_f1"], "test_f1"),
+]
+if not torch.cuda.is_available():
+    CASES.append(("cuda without a GPU", ["trainer.device=cuda"], "no CUDA GPU"))
+
+# The subcommands: (case, argv after `regrun`, fragment).
+SUBCOMMAND_CASES = [
+    ("compare on a folder with no run", ["compare", "{tmp}/empty"], "no run found"),
+    ("compare on a path that does not exist", ["compare", "{tmp}/missing"], "{tmp}/missing"),
+    ("resume on a folder with no run", ["resume", "{tmp}/empty"], "holds no regrun run"),
+    ("resume on a path that does not exist", ["resume", "{tmp}/missing"], "no such directory"),
+    ("resume a finished run", ["resume", "{done}"], "trainer.epochs=N"),
+    ("resume changing the model", ["resume", "{done}", "model.hidden=[8]"], "'model.hidden=[8]': a resume can change only"),
+    ("resume a checkpoint of another config", ["resume", "{mixed}", "trainer.epochs=3"], "incompatible config: seed is 5"),
+    ("resume a corrupt checkpoint", ["resume", "{corrupt}", "trainer.epochs=3"], "not a readable regrun checkpoint"),
+]
+
+
+@pytest.fixture(scope="module")
+def places(tmp_path_factory: pytest.TempPathFactory, tiny_root: Path) -> dict[str, Path]:
+    """The folders the cases name: bad data, a file in the way, finished runs to resume."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from regrun.cli import conf_dir
+
+    tmp = tmp_path_factory.mktemp("bad")
+    (tmp / "empty").mkdir()
+    (tmp / "a-file").write_text("not a folder")
+    raw = write_dataset(tmp / "truncated") / "MNIST" / "raw"
+    image_file = raw / "train-images-idx3-ubyte"
+    image_file.write_bytes(image_file.read_bytes()[:1000])
+
+    def finished(name: str, seed: int) -> Path:
+        overrides = [f"dataset.root={tiny_root}", "dataset.download=false", "trainer.device=cpu",
+                     "trainer.epochs=1", "trainer.batch_size=32", f"seed={seed}"]
+        with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+            cfg = OmegaConf.to_container(compose(config_name="config", overrides=overrides), resolve=True)
+        run(cfg, tmp / name)
+        return tmp / name
+
+    done, other = finished("done", 0), finished("other", 5)
+    for name in ("mixed", "corrupt"):
+        shutil.copytree(done, tmp / name)
+    shutil.copy(other / "checkpoint.pt", tmp / "mixed" / "checkpoint.pt")
+    (tmp / "corrupt" / "checkpoint.pt").write_bytes(b"\x00garbage" * 10)
+    return {"tmp": tmp, "root": tiny_root, "done": done, "mixed": tmp / "mixed", "corrupt": tmp / "corrupt"}
+
+
+@pytest.fixture(autouse=True)
+def keep_signal_handlers() -> Iterator[None]:
+    """main() installs regrun's stop handlers; give pytest its own back."""
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for s, handler in saved.items():
+        signal.signal(s, handler)
+
+
+def call(argv: list[str], places: dict[str, Path], monkeypatch: pytest.MonkeyPatch,
+         capsys: pytest.CaptureFixture) -> tuple[int, str]:
+    monkeypatch.setattr(sys, "argv", ["regrun", *(a.format(**places) for a in argv)])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    return exit_info.value.code, capsys.readouterr().err
+
+
+def one_line_error(code: int, err: str, fragment: str, prefix: str) -> None:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2, err
+    assert "Traceback" not in err
+    assert len(lines) == 1 and lines[0].startswith(prefix), err
+    assert fragment in lines[0], lines[0]
+
+
+@pytest.mark.parametrize(("case", "argv", "fragment"), CASES, ids=[c[0] for c in CASES])
+def test_a_bad_run_config_is_one_line_and_exit_2(case: str, argv: list[str], fragment: str,
+                                                  places: dict[str, Path], tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    base = ["dataset.root={root}", "dataset.download=false", "trainer.device=cpu", "trainer.epochs=1",
+            "trainer.batch_size=32", f"hydra.run.dir={tmp_path}/run"]
+    code, err = call(base + argv, places, monkeypatch, capsys)
+    one_line_error(code, err, fragment.format(**places), "regrun: error:")
+    assert not (tmp_path / "run" / "model.pt").exists()  # nothing trained to completion
+    summary = tmp_path / "run" / "summary.json"
+    if summary.exists():  # refused before training: recorded as a failed run
+        assert json.loads(summary.read_text())["status"] in ("failed", "completed")
+
+
+@pytest.mark.parametrize(("case", "argv", "fragment"), SUBCOMMAND_CASES, ids=[c[0] for c in SUBCOMMAND_CASES])
+def test_a_bad_subcommand_input_is_one_line_and_exit_2(case: str, argv: list[str], fragment: str,
+                                                        places: dict[str, Path], monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    before = {p: p.read_bytes() for p in places["done"].rglob("*") if p.is_file()}
+    code, err = call(argv, places, monkeypatch, capsys)
+    one_line_error(code, err, fragment.format(**places), f"regrun {argv[0]}: error:")
+    assert {p: p.read_bytes() for p in places["done"].rglob("*") if p.is_file()} == before  # nothing overwritten
+
+
+def test_the_table_holds_at_least_twenty_cases() -> None:
+    assert len(CASES) + len(SUBCOMMAND_CASES) >= 20
