@@ -63,9 +63,7 @@ def job(cfg: DictConfig) -> float | None:
         if not sweeping:
             raise
         log.exception("job %s failed; the sweep goes on", out)
-        JOB_STATUSES.append("failed")
         return None
-    JOB_STATUSES.append(summary["status"])
     if not sweeping and summary["status"] != "completed":
         raise SystemExit(exit_code(summary["status"]))
     return score
@@ -94,20 +92,18 @@ def continued(cfg: dict, out: Path) -> dict:
     return run(cfg, out, checkpoint, resume=True)
 
 
-# Statuses of the jobs this process ran: the exit code of a sweep on the basic launcher.
-JOB_STATUSES: list[str] = []
-
-
 def exit_code(status: str) -> int:
-    """0 for a completed run; 128 + signal number when interrupted; 1 diverged; 2 failed."""
-    return {"completed": 0, "diverged": 1, "failed": 2}.get(status, STOP.exit_code)
+    """0 completed; 2 failed (a config error); 128 + the signal's number when interrupted
+    here by one; 1 for any other end (diverged, interrupted elsewhere, incomplete)."""
+    if status == "interrupted" and STOP():
+        return STOP.exit_code
+    return {"completed": 0, "failed": 2}.get(status, 1)
 
 
 def refused(message: str, out: Path, sweeping: bool, cfg: dict | None = None) -> None:
     """A config error: one line and exit 2 in a single run; a `failed` job in a sweep."""
     from regrun.rundir import RunDir
 
-    JOB_STATUSES.append("failed")
     if not sweeping:
         fail(message)
     log.error("job failed: %s", message)
@@ -124,7 +120,6 @@ def not_started(cfg: DictConfig, out: Path) -> None:
     rundir.write_json("config.json", plain)
     rundir.write_json("summary.json", {"status": "interrupted", "config": plain,
                                        "error": f"not started: {STOP.name} stopped the sweep before this job"})
-    JOB_STATUSES.append("interrupted")
 
 
 def fail(message: str) -> None:
@@ -177,7 +172,6 @@ SUBCOMMANDS = {"compare": "regrun.compare", "resume": "regrun.resume"}
 
 def main() -> None:
     """Entry point of the `regrun` console script."""
-    JOB_STATUSES.clear()
     STOP.install()  # Ctrl-C / SIGTERM: stop at a step boundary with a checkpoint
     if len(sys.argv) > 1 and sys.argv[1] in SUBCOMMANDS:
         command = importlib.import_module(SUBCOMMANDS[sys.argv[1]])
@@ -191,6 +185,9 @@ def main() -> None:
     except KeyboardInterrupt:  # a second Ctrl-C
         print("regrun: aborted by a second Ctrl-C; the last checkpoint is intact", file=sys.stderr)
         raise SystemExit(130) from None
-    worst = max(JOB_STATUSES, key=exit_code, default="completed")  # a sweep: its worst job
+    from regrun.sweep import STATUSES  # set when a sweep ends; a single run has exited already
+
+    worst = max(STATUSES, key=exit_code, default="completed")  # a sweep exits as its worst job
+    STATUSES.clear()
     if exit_code(worst):
         raise SystemExit(exit_code(worst))

@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
-from rich import get_console
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from regrun.console import shared_console
 from regrun.errors import RegrunError, choices, is_number
 from regrun.runs import MISSING, Run, canonical, config_values, differing_keys, find_runs, is_finite, natural_key, short_names
 
@@ -36,7 +36,6 @@ LEADING_FIGURES = ("test_acc", "test_loss", "train_task_loss")
 SEED = "seed"
 BLANK = 3  # the rank of an empty cell in a sort: after numbers (0), text (1) and the rest (2)
 LISTED_RUNS = 4  # a grouped row names this many of its runs at most
-PIPE_WIDTH = 160  # columns when printing to a file or pipe (rich would assume 80)
 
 
 @dataclass
@@ -418,20 +417,9 @@ def _plot_settings(args: argparse.Namespace, runs: Sequence[Run]) -> tuple[str, 
     return x, resolve_column(args.y, columns, "--y")
 
 
-def wide_console() -> Console:
-    """rich's console, widened off a terminal so that a table in a file or pipe is not cut.
-
-    regrun.display.shared_console does the same, but importing it imports torch.
-    """
-    console = get_console()
-    if not console.is_terminal and "COLUMNS" not in os.environ:
-        console.width = max(console.width, PIPE_WIDTH)
-    return console
-
-
 def _emit(comparison: Comparison, fmt: str) -> None:
     if fmt == "table":
-        render_table(comparison, wide_console())
+        render_table(comparison, shared_console())
         return
     render = {"csv": render_csv, "markdown": render_markdown, "json": render_json}[fmt]
     sys.stdout.write(render(comparison))

@@ -7,27 +7,17 @@ line carries the same figures.
 """
 
 import logging
-import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from rich import get_console
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from regrun.console import shared_console
 from regrun.sparsity import threshold_key
 
 log = logging.getLogger(__name__)
-LOG_WIDTH = 160  # columns when the output is a file or a pipe: rich would assume 80 and cut tables
-
-
-def shared_console() -> Console:
-    """rich's global console (the one the logging handler writes to), sized for its output."""
-    console = get_console()
-    if not console.is_terminal and "COLUMNS" not in os.environ:
-        console.width = max(console.width, LOG_WIDTH)
-    return console
 
 
 def _fmt(value: Any) -> str:

@@ -17,7 +17,9 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from rich.logging import RichHandler
 
+from regrun.console import shared_console
 from regrun.errors import RegrunError, choices
+from regrun.runs import flatten
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +100,7 @@ def _with_overrides(cfg: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 
 def differing_keys(saved: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
     """The dotted keys whose values differ between two configs, ignoring those a resume may change."""
-    ours, theirs = _flat(cfg), _flat(saved)
+    ours, theirs = flatten(cfg), flatten(saved)
     return sorted(k for k in ours.keys() | theirs.keys() if k not in RESUMABLE and ours.get(k) != theirs.get(k))
 
 
@@ -107,24 +109,12 @@ def _check_compatible(saved: dict[str, Any], cfg: dict[str, Any], run_dir: Path)
     if differing := differing_keys(saved, cfg):
         key = differing[0]
         raise RegrunError(f"{run_dir}/checkpoint.pt was written by an incompatible config: {key} is "
-                          f"{_flat(saved).get(key)!r} there and {_flat(cfg).get(key)!r} in config.json "
+                          f"{flatten(saved).get(key)!r} there and {flatten(cfg).get(key)!r} in config.json "
                           f"({len(differing)} key(s) differ)")
-
-
-def _flat(cfg: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat = {}
-    for key, value in cfg.items():
-        if isinstance(value, dict) and value:
-            flat |= _flat(value, f"{prefix}{key}.")
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def _log_to(run_dir: Path) -> None:
     """Log as a Hydra job does: rich on the console, and appended to the run's regrun.log."""
-    from regrun.display import shared_console
-
     file = logging.FileHandler(run_dir / "regrun.log")
     file.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
     console = RichHandler(console=shared_console(), show_path=False)

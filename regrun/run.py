@@ -19,7 +19,8 @@ import torch
 
 from regrun.checkpoint import NAME as CHECKPOINT, restore, save_checkpoint
 from regrun.data import check_dataset_config, load_data
-from regrun.display import RichReporter, shared_console, show_summary, show_targets
+from regrun.console import shared_console
+from regrun.display import RichReporter, show_summary, show_targets
 from regrun.errors import RegrunError, is_number
 from regrun.models import build_model
 from regrun.optim import build_optimizer

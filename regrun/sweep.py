@@ -19,11 +19,15 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from regrun.compare import compare_runs, render_table, wide_console
+from regrun.compare import compare_runs, render_table
+from regrun.console import shared_console
 from regrun.runs import Run, differing_keys, find_runs
 
 log = logging.getLogger(__name__)
 JOB_COLUMNS = ("job", "path", "overrides", "status", "error")
+# The statuses of the jobs of the sweep just summarized, whatever process ran them: the
+# `regrun -m` exit code comes from them.
+STATUSES: list[str] = []
 
 
 class SweepSummary(Callback):
@@ -32,7 +36,7 @@ class SweepSummary(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         """Summarize the sweep in `hydra.sweep.dir`; any failure is a logged warning."""
         try:
-            summarize_sweep(Path(config.hydra.sweep.dir))
+            STATUSES[:] = [run.status for run in summarize_sweep(Path(config.hydra.sweep.dir))]
         except Exception as err:  # the jobs' results are on disk already: never fail the sweep here
             log.warning("sweep summary not written: %s", err)
 
@@ -43,7 +47,7 @@ def summarize_sweep(sweep_dir: Path) -> list[Run]:
     write_summary_csv(runs, sweep_dir, sweep_dir / "summary.csv")
     comparison = compare_runs(runs)
     comparison.sort()
-    render_table(comparison, wide_console())  # rich's global console, as the log handler's
+    render_table(comparison, shared_console())  # rich's global console, as the log handler's
     log.info("sweep summary: %s", sweep_dir / "summary.csv")
     try:
         from regrun.plots import default_x, plot_runs
