@@ -35,7 +35,7 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 def swept(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
     """A λ sweep of one epoch a job, run once for the tests of this file; λ = -1 is a failed job.
 
-    (The sweep's exit code with a failed job is cli.py's business, tested with it.)
+    The jobs after the failed one still run, and the sweep exits as its worst job: 2.
     """
     root = tmp_path_factory.mktemp("sweep")
     proc = regrun("-m", "reg=l1_activations", f"{LAM}=0,1e-3,-1,1e-1", "trainer.epochs=1", "trainer.device=cpu",
@@ -59,6 +59,7 @@ def test_multirun_end_writes_summary_csv_and_plot(swept: tuple[Path, subprocess.
         assert float(row["sparsity.l1_activations.zero_frac"]) == summary["final"]["sparsity.l1_activations.zero_frac"]
     assert (sweep_dir / "tradeoff.png").read_bytes().startswith(PNG_SIGNATURE)
     assert "4 runs" in proc.stdout  # the comparison table, printed when the sweep ends
+    assert proc.returncode == 2  # a failed job (a config error) fails the sweep, after all the others ran
     assert f"2: failed: {LAM} must be a finite number ≥ 0, got -1" in proc.stdout
 
 
