@@ -8,7 +8,7 @@ TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 DATA_ROOT ?= ../shared/data
 ARGS ?=
 
-.PHONY: install run test test-real bench clean
+.PHONY: install run test test-real test-slow bench bench-sweep clean
 
 install: $(VENV)/.installed
 
@@ -27,8 +27,15 @@ test: install  ## the fast suite (generated data, no network)
 test-real: install  ## the real-data checks on $(DATA_ROOT); skipped where the files are absent
 	REGRUN_DATA_ROOT=$(DATA_ROOT) $(PY) -m pytest -m realdata $(ARGS)
 
+test-slow: install  ## the Ray launcher's tests (marker `slow`): adds the `ray` extra, starts a local Ray
+	$(PY) -m pip install -q -e '.[dev,ray]'
+	$(PY) -m pytest -m slow $(ARGS)
+
 bench: install  ## epoch timings: regrun vs the seed-004 loop vs a bare loop (real MNIST)
 	$(PY) bench/epoch_speed.py --data-root $(DATA_ROOT) $(ARGS)
+
+bench-sweep: install  ## wall time of a 3-job λ sweep: basic launcher vs joblib (real MNIST)
+	$(PY) bench/sweep_speed.py --data-root $(DATA_ROOT) $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache
