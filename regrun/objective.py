@@ -7,7 +7,6 @@ metric − 1 − shortfall: worse than any run that meets it (for metrics in [0,
 better the closer it gets, so the search is pulled towards the floor.
 """
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -32,12 +31,14 @@ def check_objective(cfg: Mapping[str, Any]) -> None:
 
 
 def objective(cfg: Mapping[str, Any], summary: Mapping[str, Any]) -> float | None:
-    """The run's score for a sweeper; NaN for a run that did not complete (a failed trial)."""
+    """The run's score for a sweeper; None for a run that did not complete.
+
+    None, not NaN: the Optuna sweeper records a None as a failed trial and searches on,
+    but crashes the whole sweep on a NaN (hydra-optuna-sweeper 1.3.0, optuna 2.10).
+    """
     spec = cfg.get("objective")
-    if not spec:
+    if not spec or summary["status"] != "completed":
         return None
-    if summary["status"] != "completed":
-        return math.nan
     final = summary["final"]
     value = _figure(final, spec["metric"])
     if spec.get("constraint"):

@@ -158,5 +158,7 @@ def _report(summary: Mapping[str, Any], path: Path, console) -> None:
     elif summary["status"] == "interrupted":
         log.warning("interrupted by %s: %s. Continue with: regrun resume %s", STOP.name, summary["error"], path)
     else:
-        log.error("diverged: %s. The last checkpoint holds the weights before it.", summary["error"])
+        before = ("the last checkpoint holds finite weights from before it" if (path / CHECKPOINT).exists()
+                  else "no checkpoint was written before it")
+        log.error("diverged: %s; %s", summary["error"], before)
     log.info("run directory: %s", path)
