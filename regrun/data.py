@@ -1,8 +1,11 @@
-"""Datasets by name, loaded once through torchvision and held as tensors on the device.
+"""Datasets by name, read once from their IDX files and held as tensors on the device.
 
-torchvision's dataset classes parse the IDX files; regrun then keeps the whole split as
-one normalised float tensor on the training device and slices batches from it, so the
-hot loop has no per-sample Python work (no DataLoader, no ToTensor).
+The files are torchvision's raw files in torchvision's layout (<root>/MNIST/raw/...), read
+here by a 20-line IDX reader that checks each file against its header: importing
+torchvision costs two seconds per process (its models), so it is imported only to
+download. regrun keeps the whole split as one normalised float tensor on the training
+device and slices batches from it, so the hot loop has no per-sample Python work (no
+DataLoader, no ToTensor).
 """
 
 import gzip
@@ -14,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
-from torchvision import datasets
 
 from regrun.errors import RegrunError, choices, positive_int
 
@@ -25,27 +28,33 @@ from regrun.errors import RegrunError, choices, positive_int
 class DatasetInfo:
     """What regrun knows of a dataset before reading a byte of it."""
 
-    cls: type[datasets.MNIST]
+    folder: str  # torchvision's class name, which is also its folder under the root
     mean: float  # of the training pixels in [0, 1]; used to normalise
     std: float
     input_shape: tuple[int, ...] = (1, 28, 28)
     num_classes: int = 10
 
     def raw_dir(self, root: str | Path) -> Path:
-        """Where torchvision looks for the raw IDX files under `root`."""
-        return Path(root) / self.cls.__name__ / "raw"
+        """Where torchvision keeps the raw IDX files under `root`."""
+        return Path(root) / self.folder / "raw"
 
     def raw_files(self) -> list[str]:
-        """The uncompressed IDX file names torchvision expects."""
-        return [Path(url).name.removesuffix(".gz") for url, _ in self.cls.resources]
+        """The uncompressed IDX file names (the same for MNIST and its relatives)."""
+        return [f"{split}-{kind}" for split in ("train", "t10k") for kind in ("images-idx3-ubyte", "labels-idx1-ubyte")]
+
+    def download(self, root: Path) -> None:
+        """Fetch the files with torchvision's own downloader (its mirrors and checksums)."""
+        from torchvision import datasets  # slow to import: only when a download is asked for
+
+        getattr(datasets, self.folder)(str(root), train=True, download=True)
 
 
 IDX_UBYTE = 0x08  # the IDX type code of unsigned bytes, the only type MNIST and its relatives use
 DATASET_KEYS = ("name", "root", "download", "train_limit", "test_limit")
 DATASETS: dict[str, DatasetInfo] = {
-    "mnist": DatasetInfo(datasets.MNIST, 0.1307, 0.3081),
-    "fashion_mnist": DatasetInfo(datasets.FashionMNIST, 0.2860, 0.3530),
-    "kmnist": DatasetInfo(datasets.KMNIST, 0.1918, 0.3483),
+    "mnist": DatasetInfo("MNIST", 0.1307, 0.3081),
+    "fashion_mnist": DatasetInfo("FashionMNIST", 0.2860, 0.3530),
+    "kmnist": DatasetInfo("KMNIST", 0.1918, 0.3483),
 }
 
 
@@ -115,19 +124,19 @@ def _ensure_raw_files(name: str, info: DatasetInfo, root: Path, download: bool) 
     reason = "download is off (dataset.download=false)"
     if download:
         try:
-            info.cls(str(root), train=True, download=True)
+            info.download(root)
             return
         except Exception as err:  # any network failure: report it on the one line below
             reason = f"download failed ({type(err).__name__})"
     raise RegrunError(
         f"dataset {name}: {reason} and {raw} lacks {', '.join(missing)}; put torchvision's raw "
         f"IDX files (or their .gz) there, or point dataset.root=DIR at a folder holding "
-        f"{info.cls.__name__}/raw/"
+        f"{info.folder}/raw/"
     )
 
 
-def check_idx(path: Path) -> None:
-    """Refuse an IDX file whose size does not match its header (truncated or not IDX at all)."""
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX file of unsigned bytes as an array; a truncated or corrupt file is a one-line error."""
     data = path.read_bytes()
     dims = data[3] if len(data) >= 4 and data[:2] == b"\0\0" and data[2] == IDX_UBYTE else None
     if dims is None or len(data) < 4 + 4 * dims:
@@ -137,20 +146,20 @@ def check_idx(path: Path) -> None:
     if len(data) != expected:
         raise RegrunError(f"{path}: {len(data)} bytes, but its header ({'×'.join(map(str, shape))}) "
                           f"needs {expected}; the file is truncated or corrupt, replace it")
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
 
 
 def _load_split(info: DatasetInfo, root: Path, train: bool, limit: int | None, device: torch.device) -> Split:
-    prefix = "train" if train else "t10k"
-    for file in info.raw_files():
-        if file.startswith(prefix):
-            check_idx(info.raw_dir(root) / file)
-    try:
-        ds = info.cls(str(root), train=train, download=False)
-    except (RuntimeError, ValueError, OSError, TypeError) as err:
-        raise RegrunError(f"dataset {info.cls.__name__}: cannot read the IDX files in {info.raw_dir(root)}: {err}") from err
-    images, labels = ds.data[:limit], ds.targets[:limit]
-    x = images.to(device).unsqueeze(1).float().div_(255).sub_(info.mean).div_(info.std)
-    return Split(x, labels.to(device).long())
+    prefix = info.raw_dir(root) / ("train" if train else "t10k")
+    images = read_idx(Path(f"{prefix}-images-idx3-ubyte"))
+    labels = read_idx(Path(f"{prefix}-labels-idx1-ubyte"))
+    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+        raise RegrunError(f"{prefix}-*: {images.shape} images do not pair with {labels.shape} labels; "
+                          "expected N×28×28 images and N labels")
+    if labels.max(initial=0) >= info.num_classes:
+        raise RegrunError(f"{prefix}-labels-idx1-ubyte: label {labels.max()} outside 0..{info.num_classes - 1}")
+    x = torch.tensor(images[:limit], device=device).unsqueeze(1).float().div_(255).sub_(info.mean).div_(info.std)
+    return Split(x, torch.tensor(labels[:limit], device=device).long())
 
 
 def batches(split: Split, batch_size: int, generator: torch.Generator, skip: int = 0) -> Iterator[tuple[Tensor, Tensor]]:

@@ -1,4 +1,4 @@
-"""Dataset loading through torchvision's classes: layout, .gz files, missing files, batches."""
+"""Dataset loading: torchvision's layout and file names, .gz files, missing or bad files, batches."""
 
 from pathlib import Path
 
@@ -13,6 +13,26 @@ from conftest import write_dataset
 
 def cfg(root: Path, **kw: object) -> dict:
     return {"name": "mnist", "root": str(root), "download": False} | kw
+
+
+@pytest.mark.parametrize("name", sorted(DATASETS))
+def test_files_and_folders_are_torchvisions(name: str) -> None:
+    from torchvision import datasets
+
+    info = DATASETS[name]
+    cls = getattr(datasets, info.folder)
+    assert info.raw_dir("/r") == Path("/r") / cls.__name__ / "raw"
+    assert info.raw_files() == [Path(url).name.removesuffix(".gz") for url, _ in cls.resources]
+
+
+def test_reads_what_torchvision_reads(tiny_root: Path) -> None:
+    from torchvision import datasets
+
+    data = load_data(cfg(tiny_root), torch.device("cpu"))
+    theirs = datasets.MNIST(str(tiny_root), train=True, download=False)
+    info = DATASETS["mnist"]
+    assert torch.equal(data.train.y, theirs.targets)
+    assert torch.allclose(data.train.x, (theirs.data.unsqueeze(1).float() / 255 - info.mean) / info.std)
 
 
 def test_loads_normalised_tensors(tiny_root: Path) -> None:
@@ -50,7 +70,7 @@ def test_failed_download_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyP
     def no_network(*args: object, **kwargs: object) -> None:
         raise OSError("network unreachable")
 
-    monkeypatch.setattr(DATASETS["mnist"].cls, "download", no_network)
+    monkeypatch.setattr(type(DATASETS["mnist"]), "download", no_network)
     with pytest.raises(RegrunError, match=r"download failed \(OSError\) and .*MNIST/raw lacks"):
         load_data(cfg(tmp_path, download=True), torch.device("cpu"))
 
