@@ -56,9 +56,7 @@ from rich.table import Table
 
 REPO = Path(__file__).resolve().parent.parent
 REGRUN = Path(sys.executable).parent / "regrun"
-LAMBDAS = "0,1e-4,1e-3"
-SWEEP = ["-m", "reg=l1_activations", f"reg.targets.l1_activations.lambda={LAMBDAS}"]
-JOBS = len(LAMBDAS.split(","))
+LAMBDAS = "0,1e-4,1e-3"  # the issue's sweep; --lambdas times another
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 # Other processes' CPU time during a sweep, as a share of all CPUs' time, above which the
 # sweep's wall time is not the launcher's own.
@@ -89,7 +87,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=1, help="trainer.epochs of each run (default %(default)s)")
     parser.add_argument("--repeats", type=int, default=1,
                         help="sweeps per variant, in alternating order (default %(default)s)")
-    parser.add_argument("--n-jobs", type=int, nargs="+", default=[-1, JOBS], metavar="N",
+    parser.add_argument("--lambdas", default=LAMBDAS, help="the λ values, one job each (default %(default)s)")
+    parser.add_argument("--n-jobs", type=int, nargs="+", default=[-1, 3], metavar="N",
                         help="hydra.launcher.n_jobs of each joblib variant (default: %(default)s)")
     parser.add_argument("--out", default="bench/results/sweep_speed.json",
                         help="results JSON (relative: from the repository root; default %(default)s)")
@@ -113,19 +112,23 @@ def variants(n_jobs: Sequence[int]) -> list[Variant]:
     return [Variant("basic", []), *joblib]
 
 
-def command(variant: Variant, root: Path, epochs: int, sweep_dir: Path) -> list[str]:
-    """The README's sweep with the variant's launcher, writing into `sweep_dir`."""
-    return [str(REGRUN), *SWEEP, f"trainer.epochs={epochs}", f"dataset.root={root}", *variant.overrides,
-            f"hydra.sweep.dir={sweep_dir}"]
+def sweep(lambdas: str, epochs: int) -> list[str]:
+    """The README's λ sweep: L1 on the activations, one job per λ."""
+    return ["-m", "reg=l1_activations", f"reg.targets.l1_activations.lambda={lambdas}", f"trainer.epochs={epochs}"]
 
 
-def run_sweep(variant: Variant, root: Path, epochs: int, sweep_dir: Path) -> None:
+def command(variant: Variant, root: Path, settings: list[str], sweep_dir: Path) -> list[str]:
+    """The sweep with the variant's launcher, writing into `sweep_dir`."""
+    return [str(REGRUN), *settings, f"dataset.root={root}", *variant.overrides, f"hydra.sweep.dir={sweep_dir}"]
+
+
+def run_sweep(variant: Variant, root: Path, settings: list[str], sweep_dir: Path) -> None:
     """Time one whole sweep; record its wall time and its jobs, or exit naming its log."""
     log = sweep_dir.with_suffix(".log")
     with open(log, "w") as out:
         busy, own = machine_busy_s(), children_cpu_s()
         started = time.perf_counter()
-        code = subprocess.run(command(variant, root, epochs, sweep_dir), cwd=REPO, stdout=out,
+        code = subprocess.run(command(variant, root, settings, sweep_dir), cwd=REPO, stdout=out,
                               stderr=subprocess.STDOUT).returncode
         seconds = time.perf_counter() - started
         after = machine_busy_s()
@@ -157,7 +160,7 @@ def children_cpu_s() -> float:
 def read_jobs(sweep_dir: Path) -> list[dict[str, Any]]:
     """Each job's status, λ, final test accuracy and torch thread count, from its summary.json."""
     jobs = []
-    for job in range(JOBS):
+    for job in range(len(list(sweep_dir.glob("[0-9]*")))):
         path = sweep_dir / str(job) / "summary.json"
         summary = json.loads(path.read_text()) if path.exists() else {"status": "missing"}
         target = summary.get("config", {}).get("reg", {}).get("targets", {}).get("l1_activations", {})
@@ -167,14 +170,14 @@ def read_jobs(sweep_dir: Path) -> list[dict[str, Any]]:
     return jobs
 
 
-def time_all(all_variants: list[Variant], root: Path, epochs: int, repeats: int, runs_dir: Path,
+def time_all(all_variants: list[Variant], root: Path, settings: list[str], repeats: int, runs_dir: Path,
              console: Console) -> None:
     """Every variant `repeats` times, the order reversed on every other repeat."""
     for repeat in range(repeats):
         order = all_variants if repeat % 2 == 0 else all_variants[::-1]
         for variant in order:
             sweep_dir = runs_dir / f"{variant.name.replace(' n_jobs=', '_n')}_{repeat + 1}"
-            run_sweep(variant, root, epochs, sweep_dir)
+            run_sweep(variant, root, settings, sweep_dir)
             console.print(f"  {variant.name}: {variant.wall_s[-1]:.1f} s")
 
 
@@ -183,11 +186,12 @@ def threads(variant: Variant) -> str:
     return ", ".join(str(n) for n in sorted({job["torch_threads"] for jobs in variant.jobs for job in jobs}))
 
 
-def show(console: Console, all_variants: Sequence[Variant], epochs: int, repeats: int) -> None:
+def show(console: Console, all_variants: Sequence[Variant], args: argparse.Namespace) -> None:
     """The timing table: wall time per sweep, and the speed-up over the basic launcher."""
     basic = all_variants[0]
-    title = (f"{JOBS}-job λ sweep ({LAMBDAS}), {epochs} epoch(s) of MNIST each, {os.cpu_count()} CPUs "
-             f"(wall time of the whole `regrun -m`, mean of {repeats})")
+    jobs = len(args.lambdas.split(","))
+    title = (f"{jobs}-job λ sweep ({args.lambdas}), {args.epochs} epoch(s) of MNIST each, {os.cpu_count()} CPUs "
+             f"(wall time of the whole `regrun -m`, mean of {args.repeats})")
     table = Table(title=title, title_justify="left")
     for column in ("launcher", "wall s", "speed-up over basic", "torch threads per job"):
         table.add_column(column, justify="left" if column == "launcher" else "right")
@@ -211,13 +215,14 @@ def write_json(out: Path, args: argparse.Namespace, root: Path, all_variants: Se
     report = {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": [sys.executable, *sys.argv],
-        "settings": {"data_root": str(root), "epochs": args.epochs, "repeats": args.repeats, "lambdas": LAMBDAS,
-                     "sweep": SWEEP},
+        "settings": {"data_root": str(root), "epochs": args.epochs, "repeats": args.repeats, "lambdas": args.lambdas,
+                     "sweep": sweep(args.lambdas, args.epochs)},
         "environment": {"cpu_count": os.cpu_count(), "python": sys.version.split()[0],
                         "busy_sweeps": busy_sweeps(all_variants),
                         "thread_vars": {var: os.environ.get(var) for var in THREAD_VARS}},
         "variants": {v.name: {**asdict(v), "mean_s": v.mean_s,
-                              "command": command(v, root, args.epochs, Path("SWEEP_DIR"))} for v in all_variants},
+                              "command": command(v, root, sweep(args.lambdas, args.epochs), Path("SWEEP_DIR"))}
+                     for v in all_variants},
     }
     out.write_text(json.dumps(report, indent=2) + "\n")
 
@@ -234,9 +239,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs_dir.mkdir(parents=True)
     console = Console()
     all_variants = variants(args.n_jobs)
-    console.print(f"{len(all_variants)} variants × {args.repeats} repeat(s) of the {JOBS}-job sweep on {root}")
-    time_all(all_variants, root, args.epochs, args.repeats, runs_dir, console)
-    show(console, all_variants, args.epochs, args.repeats)
+    console.print(f"{len(all_variants)} variants × {args.repeats} repeat(s) of the λ={args.lambdas} sweep on {root}")
+    time_all(all_variants, root, sweep(args.lambdas, args.epochs), args.repeats, runs_dir, console)
+    show(console, all_variants, args)
     for busy in busy_sweeps(all_variants):
         console.print(f"[bold yellow]warning:[/] {busy}: the machine was shared, so that time is not the launcher's own")
     write_json(out, args, root, all_variants)
