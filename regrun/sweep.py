@@ -12,6 +12,7 @@ and error, never dropped; nothing here may fail the sweep, whose runs are alread
 
 import csv
 import logging
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -70,3 +71,16 @@ def write_summary_csv(runs: Sequence[Run], root: Path, out: Path) -> None:
             writer.writerow({"job": run.job_num, "path": run.path.relative_to(root.resolve()),
                              "overrides": " ".join(run.overrides), "status": run.status,
                              "error": run.error or "", **run.final})
+
+
+def release_workers() -> None:
+    """Kill the joblib launcher's worker processes once the sweep is over.
+
+    loky keeps its workers for reuse and, when regrun exits, waits while each one tears
+    down its torch (about a second on a small machine, longer than a short job's data
+    loading). Every job has returned by now, so the idle workers hold nothing to lose.
+    """
+    loky = sys.modules.get("joblib.externals.loky.reusable_executor")
+    executor = getattr(loky, "_executor", None)  # None: no joblib sweep ran in this process
+    if executor is not None:
+        executor.shutdown(wait=True, kill_workers=True)

@@ -14,7 +14,7 @@ from fake_runs import config, final, write_run
 from omegaconf import OmegaConf
 
 from regrun import plots
-from regrun.sweep import SweepSummary, summarize_sweep
+from regrun.sweep import SweepSummary, release_workers, summarize_sweep
 
 REGRUN = str(Path(sys.executable).parent / "regrun")
 LAM = "reg.targets.l1_activations.lambda"
@@ -116,3 +116,15 @@ def test_callback_never_raises(tmp_path: Path, caplog: pytest.LogCaptureFixture)
     with caplog.at_level(logging.WARNING):
         SweepSummary().on_multirun_end(cfg)
     assert f"sweep summary not written: {tmp_path / 'gone'}: no such file or directory" in caplog.text
+
+
+def test_release_workers_kills_the_idle_joblib_workers() -> None:
+    from joblib import Parallel, delayed
+    from joblib.externals.loky import reusable_executor
+
+    pids = set(Parallel(n_jobs=2, backend="loky")(delayed(os.getpid)() for _ in range(4)))
+    workers = list(reusable_executor._executor._processes.values())
+    assert {w.pid for w in workers} >= pids and all(w.is_alive() for w in workers)
+    release_workers()
+    assert not any(w.is_alive() for w in workers)
+    release_workers()  # nothing left to release: a no-op
