@@ -132,8 +132,7 @@ def read_run(path: Path) -> Run:
     summary_path = path / "summary.json"
     if not summary_path.exists():
         config, error = _hydra_config(path)
-        return Run(path, "broken" if error else "incomplete",
-                   error or "no summary.json (still running, or killed)", config, overrides)
+        return Run(path, "broken", error, config, overrides) if error else _unfinished(path, config, overrides)
     try:
         summary = json.loads(summary_path.read_text())
         if not isinstance(summary, dict):
@@ -147,6 +146,21 @@ def read_run(path: Path) -> Run:
     final = summary.get("final")
     return Run(path, str(summary.get("status", "unknown")), summary.get("error"), config, overrides,
                final if isinstance(final, dict) else {}, _targeted_modules(summary.get("targets")))
+
+
+def _unfinished(path: Path, config: dict[str, Any], overrides: list[str]) -> Run:
+    """A run without summary.json (still running, or killed): its figures are those of its
+    last metrics row, as they stand, and its error says how far it got."""
+    run = Run(path, "incomplete", "no summary.json (still running, or killed)", config, overrides)
+    if run.metrics:
+        run.final = {key: value for key, value in run.metrics[-1].items() if value is not None}
+        epochs = config.get("trainer", {}).get("epochs") if isinstance(config.get("trainer"), dict) else None
+        run.error += f"; last metrics row: epoch {run.final.get('epoch', 0):.0f} of {epochs or '?'}"
+    try:
+        run.targeted_modules = _targeted_modules(json.loads((path / "targets.json").read_text()))
+    except (OSError, UnicodeDecodeError, ValueError):
+        pass  # killed before the targets were resolved: no module is known to be penalized
+    return run
 
 
 def _read_overrides(path: Path) -> list[str]:

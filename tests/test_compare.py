@@ -54,7 +54,7 @@ def seeds(tmp_path: Path) -> Path:
 def mixed(tmp_path: Path) -> Path:
     """One completed run next to an unfinished, a broken and a failed one."""
     write_run(tmp_path / "good", config(lam=1e-3), final(0.95, 0.8))
-    write_run(tmp_path / "killed", config(lam=1e-2), status=None, metrics=[final(0.5, 0.9)])
+    write_run(tmp_path / "killed", config(lam=1e-2, epochs=5), status=None, metrics=[final(0.5, 0.9)])
     write_run(tmp_path / "garbled", config(lam=1e-1)).joinpath("summary.json").write_text('{"status": "compl')
     write_run(tmp_path / "failed", config(lam=-1.0), status="failed",
               error="reg.targets.l1_act.lambda must be a finite number ≥ 0, got -1.0")
@@ -98,8 +98,10 @@ def test_run_status_from_its_files(mixed: Path) -> None:
         "failed": "failed", "garbled": "broken", "good": "completed", "killed": "incomplete"}
     assert runs["failed"].error.startswith("reg.targets.l1_act.lambda must be") and runs["failed"].final == {}
     assert runs["garbled"].error.startswith("summary.json unreadable: Unterminated string")
-    assert runs["killed"].error == "no summary.json (still running, or killed)"
+    assert runs["killed"].error == "no summary.json (still running, or killed); last metrics row: epoch 2 of 5"
     assert runs["killed"].metrics[0]["test_acc"] == 0.5  # its epochs are there for curves
+    assert runs["killed"].final["test_acc"] == 0.5  # and its figures as they stand
+    assert runs["killed"].targeted_modules == []  # no targets.json: nothing known to be penalized
     assert runs["garbled"].config["reg"]["targets"]["l1_act"]["lambda"] == 0.1  # from .hydra/config.yaml
 
 
@@ -165,7 +167,7 @@ def test_group_seeds_leaves_unfinished_runs_out_of_the_mean(seeds: Path, capsys:
     records = as_json(seeds, "--group-seeds", capsys=capsys)
     assert records[0]["status"] == "3 completed, 1 incomplete" and records[0]["n"] == 3
     assert records[0]["test_acc"] == pytest.approx(0.92)
-    assert records[0]["error"] == "lam0.001_seed3: no summary.json (still running, or killed)"
+    assert records[0]["error"] == "lam0.001_seed3: no summary.json (still running, or killed); last metrics row: epoch 2 of 2"
 
 
 def test_baseline_deltas(sweep: Path, capsys: pytest.CaptureFixture) -> None:
@@ -183,13 +185,13 @@ def test_broken_folders_are_listed_and_the_others_still_print(mixed: Path, capsy
     code, out, err = compare(mixed, "--plot", tmp_path / "mixed.png", capsys=capsys)
     assert code == 0, err
     assert "0.9500" in out  # the completed run's accuracy
-    for line in ("killed: incomplete: no summary.json (still running, or killed)",
+    for line in ("killed: incomplete: no summary.json (still running, or killed); last metrics row: epoch 2 of 5",
                  "garbled: broken: summary.json unreadable: Unterminated string",
                  "failed: failed: reg.targets.l1_act.lambda must be a finite number ≥ 0, got -1.0"):
         assert line in out
     assert (tmp_path / "mixed.png").read_bytes().startswith(PNG_SIGNATURE)
     records = {r["run"]: r for r in as_json(mixed, capsys=capsys)}
-    assert records["killed"]["test_acc"] is None and records["failed"]["status"] == "failed"
+    assert records["killed"]["test_acc"] == 0.5 and records["failed"]["test_acc"] is None  # figures as they stand
 
 
 def test_pareto_front_of_hand_made_points() -> None:

@@ -92,7 +92,7 @@ def test_summary_lists_jobs_that_did_not_complete(tmp_path: Path, capsys: pytest
     assert [(r["job"], r["overrides"], r["status"], r["error"], r["test_acc"]) for r in rows] == [
         ("0", "lam=0", "completed", "", "0.97"),
         ("1", "lam=-1", "failed", "reg.targets.l1_act.lambda must be a finite number ≥ 0, got -1.0", ""),
-        ("2", "", "incomplete", "no summary.json (still running, or killed)", ""),
+        ("2", "", "incomplete", "no summary.json (still running, or killed); last metrics row: epoch 2 of 2", "0.5"),
         ("3", "lam=0.001", "completed", "", "0.96")]
     assert (tmp_path / "tradeoff.png").read_bytes().startswith(PNG_SIGNATURE)
     assert "1: failed: reg.targets.l1_act.lambda must be" in capsys.readouterr().out
