@@ -8,7 +8,7 @@ TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 DATA_ROOT ?= ../shared/data
 ARGS ?=
 
-.PHONY: install run test test-real test-slow bench bench-sweep clean
+.PHONY: install run test test-real test-slow bench bench-sweep bench-compare clean
 
 install: $(VENV)/.installed
 
@@ -36,6 +36,9 @@ bench: install  ## epoch timings: regrun vs the seed-004 loop vs a bare loop (re
 
 bench-sweep: install  ## wall time of a 3-job λ sweep: basic launcher vs joblib (real MNIST)
 	$(PY) bench/sweep_speed.py --data-root $(DATA_ROOT) $(ARGS)
+
+bench-compare: install  ## wall time of `regrun compare` over 100, 400 and 1000 runs (copies of one real run)
+	$(PY) bench/compare_speed.py --data-root $(DATA_ROOT) $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache
