@@ -190,10 +190,12 @@ def main() -> None:
     except KeyboardInterrupt:  # a second Ctrl-C
         print("regrun: aborted by a second Ctrl-C; the last checkpoint is intact", file=sys.stderr)
         raise SystemExit(130) from None
-    from regrun.sweep import STATUSES, release_workers  # set when a sweep ends; a single run has exited already
+    from regrun.sweep import STATUSES, release_workers
 
-    release_workers()
-    worst = max(STATUSES, key=exit_code, default="completed")  # a sweep exits as its worst job
+    release_workers()  # a joblib sweep's idle worker processes
+    # STATUSES: the jobs of the sweep that just ended (none after a single run, which exits
+    # non-zero by itself when it did not complete); a sweep exits as its worst job.
+    worst = max(STATUSES, key=exit_code, default="completed")
     STATUSES.clear()
     if exit_code(worst):
         raise SystemExit(exit_code(worst))

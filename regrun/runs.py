@@ -154,8 +154,8 @@ def _unfinished(path: Path, config: dict[str, Any], overrides: list[str]) -> Run
     run = Run(path, "incomplete", "no summary.json (still running, or killed)", config, overrides)
     if run.metrics:
         run.final = {key: value for key, value in run.metrics[-1].items() if value is not None}
-        epochs = config.get("trainer", {}).get("epochs") if isinstance(config.get("trainer"), dict) else None
-        run.error += f"; last metrics row: epoch {run.final.get('epoch', 0):.0f} of {epochs or '?'}"
+        epochs = flatten(config).get("trainer.epochs", "?")
+        run.error += f"; last metrics row: epoch {run.final.get('epoch', 0):.0f} of {epochs}"
     try:
         run.targeted_modules = _targeted_modules(json.loads((path / "targets.json").read_text()))
     except (OSError, UnicodeDecodeError, ValueError):

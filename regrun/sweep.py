@@ -77,8 +77,8 @@ def release_workers() -> None:
     """Kill the joblib launcher's worker processes once the sweep is over.
 
     loky keeps its workers for reuse and, when regrun exits, waits while each one tears
-    down its torch (about a second on a small machine, longer than a short job's data
-    loading). Every job has returned by now, so the idle workers hold nothing to lose.
+    down its torch, about a second each. Every job has returned by now, so the idle
+    workers hold nothing to lose.
     """
     loky = sys.modules.get("joblib.externals.loky.reusable_executor")
     executor = getattr(loky, "_executor", None)  # None: no joblib sweep ran in this process
