@@ -73,12 +73,22 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise RegrunError(f"{path}: not a readable regrun checkpoint ({reason[:200]})") from err
+        raise RegrunError(f"{path}: not a readable regrun checkpoint ({_load_failure(err)})") from err
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
         raise RegrunError(f"{path}: checkpoint format {found!r}; this regrun reads format {FORMAT}")
     return payload
+
+
+def _load_failure(err: Exception) -> str:
+    """Why torch.load failed, in a few words. torch's weights-only refusal opens with advice
+    to load with weights_only=False, which a corrupt or foreign file must never be given:
+    keep only its reason."""
+    text = str(err).strip()
+    if "WeightsUnpickler error:" in text:
+        reason = text.split("WeightsUnpickler error:", 1)[1].split("Check the documentation", 1)[0]
+        return f"corrupt, or holds more than plain data and tensors: {' '.join(reason.split())}"
+    return text.splitlines()[0][:200] if text else type(err).__name__
 
 
 def restore(payload: Mapping[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer,
