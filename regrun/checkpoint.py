@@ -88,7 +88,7 @@ def _load_failure(err: Exception) -> str:
     if "WeightsUnpickler error:" in text:
         reason = text.split("WeightsUnpickler error:", 1)[1].split("Check the documentation", 1)[0]
         return f"corrupt, or holds more than plain data and tensors: {' '.join(reason.split())}"
-    return text.splitlines()[0][:200] if text else type(err).__name__
+    return text.splitlines()[0].split(". ")[0][:200] if text else type(err).__name__  # its first sentence
 
 
 def restore(payload: Mapping[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer,

@@ -65,7 +65,7 @@ SUBCOMMAND_CASES = [
     ("resume a corrupt checkpoint", ["resume", "{corrupt}", "trainer.epochs=3"],
      "not a readable regrun checkpoint (corrupt, or holds more than plain data and tensors: Unsupported operand 0)"),
     ("resume a truncated checkpoint", ["resume", "{cut}", "trainer.epochs=3"],
-     "not a readable regrun checkpoint (PytorchStreamReader failed reading zip archive"),
+     "not a readable regrun checkpoint (PytorchStreamReader failed reading zip archive: failed finding central directory)"),
 ]
 
 
