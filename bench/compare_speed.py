@@ -63,17 +63,21 @@ def make_template(data_root: Path, where: Path) -> Path:
     return out
 
 
+def set_point(cfg: dict, lam: float, seed: int) -> None:
+    """Give a run's config its λ and seed."""
+    cfg["seed"], cfg["reg"]["targets"][TARGET]["lambda"] = seed, lam
+
+
 def clone(template: Path, dest: Path, job: int, lam: float, seed: int) -> None:
     """A copy of the template run as job `job` of a λ × seed sweep."""
     shutil.copytree(template, dest, ignore=shutil.ignore_patterns(*SKIPPED))
     for name in ("config.json", "summary.json"):
         data = json.loads((dest / name).read_text())
-        cfg = data.get("config", data)
-        cfg["seed"], cfg["reg"]["targets"][TARGET]["lambda"] = seed, lam
+        set_point(data.get("config", data), lam, seed)
         (dest / name).write_text(json.dumps(data))
     hydra = dest / ".hydra"
     cfg = yaml.safe_load((hydra / "config.yaml").read_text())
-    cfg["seed"], cfg["reg"]["targets"][TARGET]["lambda"] = seed, lam
+    set_point(cfg, lam, seed)
     (hydra / "config.yaml").write_text(yaml.safe_dump(cfg))
     (hydra / "overrides.yaml").write_text(yaml.safe_dump([f"{LAM_KEY}={lam}", f"seed={seed}"]))
     meta = yaml.safe_load((hydra / "hydra.yaml").read_text())
