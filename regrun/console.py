@@ -4,6 +4,7 @@ Kept free of torch, so that `regrun compare` starts in a blink.
 """
 
 import os
+from typing import Any
 
 from rich import get_console
 from rich.console import Console
@@ -17,3 +18,12 @@ def shared_console() -> Console:
     if not console.is_terminal and "COLUMNS" not in os.environ:
         console.width = max(console.width, LOG_WIDTH)
     return console
+
+
+def format_value(value: Any) -> str:
+    """A value as a table shows it: numbers to 4 significant digits, blanks (None) empty."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)

@@ -6,10 +6,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from regrun.capture import ActivationCapture, forward_hooks, output_shapes
-from regrun.models import build_model
-from regrun.targets import resolve_targets
-from regrun.trainer import train_step
+from regrun.training.capture import ActivationCapture, forward_hooks, output_shapes
+from regrun.components.models import build_model
+from regrun.training.targets import resolve_targets
+from regrun.training.trainer import train_step
 
 MLP = {"name": "mlp", "hidden": [16, 8]}
 

@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 from fake_runs import config, final, write_run
 
-from regrun.compare import compare_runs, figure_columns, main
-from regrun.plots import default_x, lambda_key, lambda_series, pareto_front, plot_labels, tradeoff_points
-from regrun.runs import differing_keys, find_runs, flatten, read_run, short_names
+from regrun.analysis.compare import compare_runs, figure_columns
+from regrun.cli.compare import main
+from regrun.analysis.plots import default_x, lambda_key, lambda_series, pareto_front, plot_labels, tradeoff_points
+from regrun.analysis.runs import differing_keys, find_runs, read_run, short_names
+from regrun.config import flatten
 
 LAM = "reg.targets.l1_act.lambda"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -250,7 +252,7 @@ def test_bad_input_is_one_line_and_exit_2(sweep: Path, tmp_path: Path, capsys: p
 
 def test_compare_reads_no_torch(sweep: Path, tmp_path: Path) -> None:
     """Hundreds of runs must take seconds: the command never imports torch."""
-    code = ("import sys; from regrun.compare import main; "
+    code = ("import sys; from regrun.cli.compare import main; "
             f"assert main([{str(sweep)!r}, '--plot', {str(tmp_path / 'p.png')!r}]) == 0; "
             "assert 'torch' not in sys.modules, 'torch was imported'")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from regrun.cli import conf_dir
-from regrun.data import dataset_info, load_data
-from regrun.models import build_model
-from regrun.optim import build_optimizer
-from regrun.targets import resolve_targets
+from regrun.components.datasets import dataset_info, load_data
+from regrun.components.models import build_model
+from regrun.components.optimizers import build_optimizer
+from regrun.training.targets import resolve_targets
 
 GROUPS = ("model", "dataset", "optimizer", "reg")
 

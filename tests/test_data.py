@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from regrun.data import DATASETS, Split, batches, chunks, load_data
+from regrun.components.datasets import DATASETS, Split, batches, chunks, load_data
 from regrun.errors import RegrunError
 
 from conftest import write_dataset

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from regrun.cli import main
-from regrun.run import run
+from regrun.training.run import run
 
 from conftest import write_dataset
 

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from regrun.compare import main as compare_main
-from regrun.objective import objective
+from regrun.cli.compare import main as compare_main
+from regrun.training.objective import objective
 
 REGRUN = str(Path(sys.executable).parent / "regrun")
 LAMBDA = "reg.targets.l1_activations.lambda"

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from regrun.penalties import PENALTIES, elastic_net, group_lasso, hoyer, hoyer_square, l1, l2, soft_threshold
+from regrun.components.penalties import PENALTIES, elastic_net, group_lasso, hoyer, hoyer_square, l1, l2, soft_threshold
 
 X = torch.tensor([[3.0, -4.0, 0.0], [1.0, 0.0, -2.0]])
 

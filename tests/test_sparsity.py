@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from regrun.sparsity import ActivationStats, normalized_hoyer, stat_modules, weight_stats
+from regrun.training.sparsity import ActivationStats, normalized_hoyer, stat_modules, weight_stats
 
 
 def test_normalized_hoyer_closed_forms() -> None:

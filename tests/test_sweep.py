@@ -13,8 +13,8 @@ import pytest
 from fake_runs import config, final, write_run
 from omegaconf import OmegaConf
 
-from regrun import plots
-from regrun.sweep import SweepSummary, release_workers, summarize_sweep
+from regrun.analysis import plots
+from regrun.analysis.sweep import SweepSummary, release_workers, summarize_sweep
 
 REGRUN = str(Path(sys.executable).parent / "regrun")
 LAM = "reg.targets.l1_activations.lambda"

@@ -5,8 +5,8 @@ import torch
 from torch import nn
 
 from regrun.errors import RegrunError
-from regrun.models import build_model
-from regrun.targets import describe_targets, resolve_target, resolve_targets
+from regrun.components.models import build_model
+from regrun.training.targets import describe_targets, resolve_target, resolve_targets
 
 MLP = {"name": "mlp", "hidden": [8, 4], "activation": "relu", "batch_norm": False, "dropout": 0.0}
 CNN = {"name": "cnn", "channels": [4, 6], "kernel_size": 3, "activation": "leaky_relu",

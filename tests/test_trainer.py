@@ -6,11 +6,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from regrun.capture import ActivationCapture
-from regrun.models import build_model
-from regrun.targets import resolve_targets
-from regrun.penalties import soft_threshold
-from regrun.trainer import loss_terms, train_step, with_totals
+from regrun.training.capture import ActivationCapture
+from regrun.components.models import build_model
+from regrun.training.targets import resolve_targets
+from regrun.components.penalties import soft_threshold
+from regrun.training.trainer import loss_terms, train_step, with_totals
 
 SPECS = {
     "act": {"layers": ["act*"], "site": "activations", "penalty": "l1", "lambda": 0.01},

@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from regrun.console import shared_console
-from regrun.sparsity import threshold_key
+from regrun.training.sparsity import threshold_key
 
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from regrun.compare import SEED, format_value
+from regrun.console import format_value
 from regrun.errors import RegrunError
-from regrun.runs import Run, config_values, is_finite, short_names
+from regrun.layout import SEED
+from regrun.analysis.runs import Run, config_values, is_finite, short_names
 
 LAMBDA_KEY = re.compile(r"reg\.targets\.[^.]+\.lambda")
 FIGURE_NAMES = {"test_acc": "test accuracy", "test_loss": "test loss", "train_task_loss": "task loss (train)"}

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from regrun.errors import RegrunError
-from regrun.targets import Target
+from regrun.training.targets import Target
 
 
 def atomic_write(path: Path, text: str) -> None:

@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from regrun.capture import output_shapes
+from regrun.training.capture import output_shapes
 from regrun.errors import RegrunError, choices, is_number
-from regrun.penalties import ADDITIVE, PARAMETER_ONLY, PENALTIES, PENALTY_OPTIONS, soft_threshold
+from regrun.components.penalties import ADDITIVE, PARAMETER_ONLY, PENALTIES, PENALTY_OPTIONS, soft_threshold
 
 SITES = ("weights", "biases", "params", "activations")
 PARAM_SUFFIX = {"weights": "weight", "biases": "bias", "params": ""}

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from regrun.errors import RegrunError
-from regrun.trainer import EpochProgress, TrainState
+from regrun.training.trainer import EpochProgress, TrainState
 
 FORMAT = 1
 NAME = "checkpoint.pt"

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from torch import nn
 
 from regrun.errors import RegrunError, choices
-from regrun.registry import build
+from regrun.components.registry import build
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU,

@@ -17,17 +17,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from regrun.checkpoint import NAME as CHECKPOINT, restore, save_checkpoint
-from regrun.data import check_dataset_config, load_data
+from regrun.training.checkpoint import NAME as CHECKPOINT, restore, save_checkpoint
+from regrun.components.datasets import check_dataset_config, load_data
 from regrun.console import shared_console
-from regrun.display import RichReporter, show_summary, show_targets
+from regrun.training.display import RichReporter, show_summary, show_targets
 from regrun.errors import RegrunError, is_number
-from regrun.models import build_model
-from regrun.optim import build_optimizer
-from regrun.rundir import RunDir, environment, loss_breakdown, mark_targeted
-from regrun.signals import STOP
-from regrun.targets import describe_targets, resolve_targets
-from regrun.trainer import Outcome, TrainerSettings, TrainState, fit, pick_device, steps_per_epoch
+from regrun.components.models import build_model
+from regrun.components.optimizers import build_optimizer
+from regrun.training.rundir import RunDir, environment, loss_breakdown, mark_targeted
+from regrun.training.signals import STOP
+from regrun.training.targets import describe_targets, resolve_targets
+from regrun.training.trainer import Outcome, TrainerSettings, TrainState, fit, pick_device, steps_per_epoch
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from regrun.registry import build
+from regrun.components.registry import build
 
 OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
     "sgd": torch.optim.SGD,

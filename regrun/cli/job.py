@@ -1,14 +1,9 @@
-"""The `regrun` command: a Hydra app over the configs in conf/, plus subcommands.
+"""One Hydra job: a run in Hydra's output folder, or a `failed` record when it is refused.
 
-    regrun model=mlp reg=l1_activations        one run
-    regrun -m reg.targets.l1_activations.lambda=0,1e-4,1e-3   a sweep (Hydra multirun)
-    regrun compare PATH...                     tables and plots over finished runs
-    regrun resume RUN_DIR                      continue a run from its last checkpoint
+Hydra calls `job` once per run, in this process or in a launcher's worker (joblib,
+submitit, Ray); whatever happens, a sweep job leaves a summary in its folder.
 """
 
-import atexit
-import gc
-import importlib
 import itertools
 import logging
 import os
@@ -16,22 +11,21 @@ import sys
 import threading
 from pathlib import Path
 
-import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from regrun.errors import RegrunError
-from regrun.signals import STOP
+from regrun.training.signals import STOP, exit_code
 
 log = logging.getLogger(__name__)
 
 
-def conf_dir() -> Path:
-    """The config folder: inside the installed package, or conf/ of a source checkout."""
-    packaged = Path(__file__).parent / "conf"
-    return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "conf"
+def fail(message: str) -> None:
+    """Print a one-line error and exit 2 (a usage error, as argparse does)."""
+    print(f"regrun: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def job(cfg: DictConfig) -> float | None:
@@ -41,8 +35,8 @@ def job(cfg: DictConfig) -> float | None:
     config or a crash is recorded as a `failed` run and the sweep goes on, so the summary
     at its end lists every job. Returns the objective for an optimizing sweeper (Optuna).
     """
-    from regrun.objective import check_objective, objective
-    from regrun.run import run  # torch imports late, so `regrun --help` stays quick
+    from regrun.training.objective import check_objective, objective
+    from regrun.training.run import run  # torch imports late, so `regrun --help` stays quick
 
     out = Path(HydraConfig.get().runtime.output_dir)
     sweeping = HydraConfig.get().mode == RunMode.MULTIRUN
@@ -78,8 +72,8 @@ def continued(cfg: dict, out: Path) -> dict:
     nothing written is overwritten."""
     import json
 
-    from regrun.resume import differing_keys, prepare
-    from regrun.run import run
+    from regrun.training.resume import differing_keys, prepare
+    from regrun.training.run import run
 
     saved = json.loads((out / "config.json").read_text())
     if differing := differing_keys(saved, cfg):
@@ -94,17 +88,9 @@ def continued(cfg: dict, out: Path) -> dict:
     return run(cfg, out, checkpoint, resume=True)
 
 
-def exit_code(status: str) -> int:
-    """0 completed; 2 failed (a config error); 128 + the signal's number when interrupted
-    here by one; 1 for any other end (diverged, interrupted elsewhere, incomplete)."""
-    if status == "interrupted" and STOP():
-        return STOP.exit_code
-    return {"completed": 0, "failed": 2}.get(status, 1)
-
-
 def refused(message: str, out: Path, sweeping: bool, cfg: dict | None = None) -> None:
     """A config error: one line and exit 2 in a single run; a `failed` job in a sweep."""
-    from regrun.rundir import RunDir
+    from regrun.training.rundir import RunDir
 
     if not sweeping:
         fail(message)
@@ -115,19 +101,13 @@ def refused(message: str, out: Path, sweeping: bool, cfg: dict | None = None) ->
 
 def not_started(cfg: DictConfig, out: Path) -> None:
     """Record a sweep job that a stop signal kept from starting, resumable from scratch."""
-    from regrun.rundir import RunDir
+    from regrun.training.rundir import RunDir
 
     plain = OmegaConf.to_container(cfg, resolve=True)
     rundir = RunDir(out)
     rundir.write_json("config.json", plain)
     rundir.write_json("summary.json", {"status": "interrupted", "config": plain,
                                        "error": f"not started: {STOP.name} stopped the sweep before this job"})
-
-
-def fail(message: str) -> None:
-    """Print a one-line error and exit 2 (a usage error, as argparse does)."""
-    print(f"regrun: error: {message}", file=sys.stderr)
-    raise SystemExit(2)
 
 
 def check_output_dirs(args: list[str]) -> None:
@@ -167,35 +147,3 @@ def unique_dir(path: str) -> str:
 OmegaConf.register_new_resolver("unique_dir", unique_dir, use_cache=True)
 
 
-# Subcommand name → module with a `main(argv) -> int`. Hydra owns the rest of the command
-# line, so these are dispatched before it parses sys.argv (hydra#409).
-SUBCOMMANDS = {"compare": "regrun.compare", "resume": "regrun.resume"}
-
-
-def main() -> None:
-    """Entry point of the `regrun` console script."""
-    # At exit, keep the garbage collector from walking torch's objects once more (files and
-    # logs are closed explicitly, so no finalizer waits on it): the process ends 0.7 s sooner.
-    atexit.register(gc.freeze)
-    STOP.install()  # Ctrl-C / SIGTERM: stop at a step boundary with a checkpoint
-    if len(sys.argv) > 1 and sys.argv[1] in SUBCOMMANDS:
-        command = importlib.import_module(SUBCOMMANDS[sys.argv[1]])
-        raise SystemExit(command.main(sys.argv[2:]))
-    check_output_dirs(sys.argv[1:])
-    # config_path must be absolute: relative paths resolve against the package when the
-    # app runs as a console script (hydra#2125).
-    app = hydra.main(config_path=str(conf_dir()), config_name="config", version_base="1.3")(job)
-    try:
-        app()
-    except KeyboardInterrupt:  # a second Ctrl-C
-        print("regrun: aborted by a second Ctrl-C; the last checkpoint is intact", file=sys.stderr)
-        raise SystemExit(130) from None
-    from regrun.sweep import STATUSES, release_workers
-
-    release_workers()  # a joblib sweep's idle worker processes
-    # STATUSES: the jobs of the sweep that just ended (none after a single run, which exits
-    # non-zero by itself when it did not complete); a sweep exits as its worst job.
-    worst = max(STATUSES, key=exit_code, default="completed")
-    STATUSES.clear()
-    if exit_code(worst):
-        raise SystemExit(exit_code(worst))

@@ -17,12 +17,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from regrun.capture import ActivationCapture, forward_hooks
-from regrun.data import Data, Split, batches, chunks
+from regrun.training.capture import ActivationCapture, forward_hooks
+from regrun.components.datasets import Data, Split, batches, chunks
 from regrun.errors import RegrunError, positive_int
-from regrun.models import ACTIVATION_TYPES
-from regrun.sparsity import ActivationStats, stat_modules, threshold_key, weight_stats
-from regrun.targets import Target
+from regrun.components.models import ACTIVATION_TYPES
+from regrun.training.sparsity import ActivationStats, stat_modules, threshold_key, weight_stats
+from regrun.training.targets import Target
 
 
 @dataclass(frozen=True)

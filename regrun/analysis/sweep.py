@@ -20,9 +20,9 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from regrun.compare import compare_runs, render_table
+from regrun.analysis.compare import compare_runs, render_table
 from regrun.console import shared_console
-from regrun.runs import Run, differing_keys, find_runs
+from regrun.analysis.runs import Run, differing_keys, find_runs
 
 log = logging.getLogger(__name__)
 JOB_COLUMNS = ("job", "path", "overrides", "status", "error")
@@ -51,7 +51,7 @@ def summarize_sweep(sweep_dir: Path) -> list[Run]:
     render_table(comparison, shared_console())  # rich's global console, as the log handler's
     log.info("sweep summary: %s", sweep_dir / "summary.csv")
     try:
-        from regrun.plots import default_x, plot_runs
+        from regrun.analysis.plots import default_x, plot_runs
 
         plot_runs(runs, sweep_dir / "tradeoff.png", x=default_x(runs), config_keys=differing_keys(runs))
         log.info("trade-off plot: %s", sweep_dir / "tradeoff.png")

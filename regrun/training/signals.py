@@ -9,6 +9,8 @@ that was stopped see the request too and do not start.
 import signal
 from types import FrameType
 
+from regrun.layout import EXIT_CODES, EXIT_OTHER, INTERRUPTED
+
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -43,3 +45,11 @@ class StopRequest:
 
 
 STOP = StopRequest()
+
+
+def exit_code(status: str) -> int:
+    """0 completed; 2 failed (a config error); 128 + the signal's number when interrupted
+    here by one; 1 for any other end (diverged, interrupted elsewhere, incomplete)."""
+    if status == INTERRUPTED and STOP():
+        return STOP.exit_code
+    return EXIT_CODES.get(status, EXIT_OTHER)

@@ -1,4 +1,5 @@
-"""`regrun resume RUN_DIR [key=value ...]`: continue a run from its last checkpoint.
+"""What `regrun resume` checks before a run continues: the config to continue with, the
+keys a resume may change, and the checkpoint's compatibility with the run.
 
 The run's own config (config.json) is used, in the same directory; its metrics rows are
 kept and the new epochs appended. A few settings may change on resume because they do
@@ -6,52 +7,24 @@ not change what the checkpoint means (e.g. more epochs, another device, data mov
 anything else is refused, as is a checkpoint whose config differs from the run's.
 """
 
-import argparse
 import json
-import logging
-import sys
 from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
-from rich.logging import RichHandler
 
-from regrun.console import shared_console
 from regrun.errors import RegrunError, choices
-from regrun.runs import flatten
-
-log = logging.getLogger(__name__)
+from regrun.config import flatten
 
 # Keys a resume may override: none of them changes the training trajectory so far.
 RESUMABLE = ("trainer.epochs", "trainer.device", "trainer.log_every", "trainer.eval_every",
              "trainer.eval_batch_size", "trainer.checkpoint_every", "dataset.root", "dataset.download")
 
 
-def main(argv: list[str]) -> int:
-    """Parse the command line, check the run can continue, and continue it."""
-    parser = argparse.ArgumentParser(prog="regrun resume", description=__doc__.split("\n\n")[0])
-    parser.add_argument("run_dir", type=Path, help="a run directory (one holding config.json)")
-    parser.add_argument("overrides", nargs="*", metavar="key=value", help=f"allowed: {', '.join(RESUMABLE)}")
-    args = parser.parse_args(argv)
-    from regrun.cli import exit_code  # the one mapping of status to exit code
-    from regrun.run import run
-
-    try:
-        cfg, checkpoint = prepare(args.run_dir, args.overrides)
-        _log_to(args.run_dir)
-        if checkpoint is None:
-            log.warning("%s has no checkpoint: training starts again from the first step", args.run_dir)
-        summary = run(cfg, args.run_dir, checkpoint, resume=True)
-    except RegrunError as err:
-        print(f"regrun resume: error: {err}", file=sys.stderr)
-        return 2
-    return exit_code(summary["status"])
-
-
 def prepare(run_dir: Path, overrides: list[str]) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """The config to continue with and the checkpoint to continue from (None: start again)."""
-    from regrun.checkpoint import NAME, load_checkpoint
+    from regrun.training.checkpoint import NAME, load_checkpoint
 
     cfg = _config(run_dir)
     summary = _summary(run_dir)
@@ -111,11 +84,3 @@ def _check_compatible(saved: dict[str, Any], cfg: dict[str, Any], run_dir: Path)
         raise RegrunError(f"{run_dir}/checkpoint.pt was written by an incompatible config: {key} is "
                           f"{flatten(saved).get(key)!r} there and {flatten(cfg).get(key)!r} in config.json "
                           f"({len(differing)} key(s) differ)")
-
-
-def _log_to(run_dir: Path) -> None:
-    """Log as a Hydra job does: rich on the console, and appended to the run's regrun.log."""
-    file = logging.FileHandler(run_dir / "regrun.log")
-    file.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
-    console = RichHandler(console=shared_console(), show_path=False)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[console, file], force=True)

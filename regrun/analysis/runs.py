@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from regrun.config import flatten
 from regrun.errors import RegrunError, is_number
 
 RUN_MARKERS = (".hydra", "summary.json", "metrics.csv")
@@ -198,21 +199,6 @@ def _targeted_modules(targets: Any) -> list[str]:
         return []
     return list(dict.fromkeys(row["tensor"] for row in targets
                               if isinstance(row, dict) and row.get("site") == "activations" and "tensor" in row))
-
-
-def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested mappings to dotted keys: {"trainer": {"epochs": 5}} → {"trainer.epochs": 5}.
-
-    Lists stay whole values ("model.hidden": [256, 128]).
-    """
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            flat.update(flatten(value, f"{name}."))
-        else:
-            flat[name] = value
-    return flat
 
 
 def differing_keys(runs: Sequence[Run]) -> list[str]:

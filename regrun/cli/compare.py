@@ -1,0 +1,89 @@
+"""`regrun compare PATH...`: the runs under some paths side by side.
+
+One row per run (or per group of runs that differ only by seed): the config values that
+differ between the runs, then the final figures: the task's test figures, task loss,
+each penalty, headline sparsity. Printed as a rich table, CSV, Markdown or JSON, with
+an optional PNG of the trade-offs.
+
+The runs are read by regrun/analysis/runs.py, compared by regrun/analysis/compare.py and
+plotted by regrun/analysis/plots.py.
+"""
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from regrun.analysis.compare import FORMATS, Comparison, compare_runs, render_csv, render_json, render_markdown, render_table, resolve_column
+from regrun.analysis.runs import Run, differing_keys, find_runs
+from regrun.console import shared_console
+from regrun.errors import RegrunError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises a one-line error instead of printing usage and exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        raise RegrunError(message)
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line of `regrun compare`."""
+    p = _Parser(prog="regrun compare", description=__doc__.split("\n\n")[1],
+                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("paths", nargs="+", metavar="PATH", help="run directories, sweep roots, or folders holding them")
+    p.add_argument("--sort", metavar="COL", help="sort by this column (a unique suffix will do: 'lambda', 'test_acc')")
+    p.add_argument("--desc", action="store_true", help="with --sort: largest first")
+    p.add_argument("--group-seeds", action="store_true", help="one row per config: mean ± std over its seeds")
+    p.add_argument("--baseline", metavar="RUN", help="show each figure's difference from this run (path or label)")
+    p.add_argument("--format", default="table", choices=FORMATS, help="output format (default: table)")
+    p.add_argument("--plot", metavar="FILE.png", type=Path, help="write the trade-off, λ and training-curve plots")
+    p.add_argument("--x", metavar="COL", help="plot: the sparsity figure (default: the first target's zero fraction)")
+    p.add_argument("--y", metavar="COL", default="test_acc", help="plot: the figure to trade off (default: test_acc)")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    """Run `regrun compare`; returns the exit code (2 with a one-line error on bad input)."""
+    try:
+        args = parser().parse_args(argv)
+        runs = find_runs(args.paths)
+        comparison = compare_runs(runs, group_seeds=args.group_seeds, baseline=args.baseline)
+        if args.sort is not None:
+            comparison.sort(resolve_column(args.sort, comparison.columns, "--sort"), args.desc)
+        else:
+            comparison.sort()
+        plot = _plot_settings(args, runs) if args.plot else None
+        _emit(comparison, args.format)
+        if plot is not None:
+            from regrun.analysis.plots import plot_runs  # matplotlib only when a plot is asked for
+
+            order = [run for row in comparison.rows for run in row.runs]
+            plot_runs(order, args.plot, x=plot[0], y=plot[1], config_keys=differing_keys(runs))
+            print(f"plot written to {args.plot}", file=sys.stderr)
+    except RegrunError as err:
+        print(f"regrun compare: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _plot_settings(args: argparse.Namespace, runs: Sequence[Run]) -> tuple[str, str]:
+    """The plot's x and y columns, checked before anything is printed."""
+    from regrun.analysis.plots import default_x, plottable_columns
+
+    if not args.plot.parent.is_dir():
+        raise RegrunError(f"--plot {args.plot}: no folder {args.plot.parent} to write it in")
+    columns = plottable_columns(runs)
+    if not columns:
+        raise RegrunError("--plot: no completed run to plot")
+    x = resolve_column(args.x, columns, "--x") if args.x else default_x(runs)
+    return x, resolve_column(args.y, columns, "--y")
+
+
+def _emit(comparison: Comparison, fmt: str) -> None:
+    if fmt == "table":
+        render_table(comparison, shared_console())
+        return
+    render = {"csv": render_csv, "markdown": render_markdown, "json": render_json}[fmt]
+    sys.stdout.write(render(comparison))

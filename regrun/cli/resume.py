@@ -1,0 +1,49 @@
+"""`regrun resume RUN_DIR [key=value ...]`: continue a run from its last checkpoint.
+
+The run's own config (config.json) is used, in the same directory; its metrics rows are
+kept and the new epochs appended. A few settings may change on resume (more epochs,
+another device, data moved); anything else is refused (regrun/training/resume.py).
+"""
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from rich.logging import RichHandler
+
+from regrun.console import shared_console
+from regrun.errors import RegrunError
+from regrun.layout import LOG
+from regrun.training.resume import RESUMABLE, prepare
+from regrun.training.signals import exit_code
+
+log = logging.getLogger(__name__)
+
+
+def main(argv: list[str]) -> int:
+    """Parse the command line, check the run can continue, and continue it."""
+    parser = argparse.ArgumentParser(prog="regrun resume", description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_dir", type=Path, help="a run directory (one holding config.json)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help=f"allowed: {', '.join(RESUMABLE)}")
+    args = parser.parse_args(argv)
+    from regrun.training.run import run
+
+    try:
+        cfg, checkpoint = prepare(args.run_dir, args.overrides)
+        _log_to(args.run_dir)
+        if checkpoint is None:
+            log.warning("%s has no checkpoint: training starts again from the first step", args.run_dir)
+        summary = run(cfg, args.run_dir, checkpoint, resume=True)
+    except RegrunError as err:
+        print(f"regrun resume: error: {err}", file=sys.stderr)
+        return 2
+    return exit_code(summary["status"])
+
+
+def _log_to(run_dir: Path) -> None:
+    """Log as a Hydra job does: rich on the console, and appended to the run's regrun.log."""
+    file = logging.FileHandler(run_dir / LOG)
+    file.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
+    console = RichHandler(console=shared_console(), show_path=False)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[console, file], force=True)

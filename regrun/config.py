@@ -1,0 +1,22 @@
+"""Config values as plain data: the dotted keys of a nested config.
+
+Torch-free: readers of run directories and the command line use it.
+"""
+
+from collections.abc import Mapping
+from typing import Any
+
+
+def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings to dotted keys: {"trainer": {"epochs": 5}} → {"trainer.epochs": 5}.
+
+    Lists stay whole values ("model.hidden": [256, 128]).
+    """
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
