@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from torch import nn
 
 from regrun.errors import RegrunError, choices
-from regrun.components.registry import build
+from regrun.components.registry import Registry, build
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU,
@@ -99,9 +99,19 @@ def cnn(
     return nn.Sequential(layers)
 
 
-MODELS: dict[str, Callable[..., nn.Module]] = {"mlp": mlp, "cnn": cnn}
+# name → builder(input_shape, num_classes, **options) returning an nn.Module
+MODELS: Registry[Callable[..., nn.Module]] = Registry("model", "regrun.models")
+
+
+def register_model(name: str, builder: Callable[..., nn.Module], replace: bool = False) -> None:
+    """Make `model.name=NAME` build `builder(input_shape, num_classes, **the node's other keys)`."""
+    MODELS.register(name, builder, replace)
+
+
+register_model("mlp", mlp)
+register_model("cnn", cnn)
 
 
 def build_model(cfg: dict, input_shape: Sequence[int], num_classes: int) -> nn.Module:
     """The model named by `cfg["name"]`, built with the config's other keys."""
-    return build(MODELS, cfg, "model", input_shape=input_shape, num_classes=num_classes)
+    return build(MODELS, cfg, input_shape=input_shape, num_classes=num_classes)

@@ -1,31 +1,116 @@
-"""Build things by name from a config node: `{name: adamw, lr: 1e-3}` → `AdamW(..., lr=1e-3)`.
+"""Registries keyed by name, and building an entry from a config node.
 
-Configs name a registry entry, never an import path, so a config is plain data.
+Each kind of component (model, dataset, task, penalty, optimizer) has one `Registry`:
+one record per name, filled by regrun's own modules through `register`, and by
+installed packages through a Python entry-point group (`regrun.models`, ...), loaded the
+first time the registry is read. Configs name an entry, never an import path, so a
+config is plain data:
+
+    {name: adamw, lr: 1e-3}  →  OPTIMIZERS["adamw"]  →  AdamW(params, lr=1e-3)
+
+A plugin's package declares, in its pyproject.toml:
+
+    [project.entry-points."regrun.models"]
+    tiny_resnet = "my_package.models:tiny_resnet"
+
+and the object the entry point names is registered as it is, or, when it is a plain
+function and the registry wraps functions in records, through the registry's `wrap`.
 """
 
 import inspect
-from collections.abc import Callable, Mapping
-from typing import Any
+import logging
+from collections.abc import Callable, Iterator, Mapping
+from importlib import metadata
+from typing import Any, Generic, TypeVar
 
 from regrun.errors import RegrunError, choices
 
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
-def build(registry: Mapping[str, Callable[..., Any]], cfg: Mapping[str, Any], group: str, **fixed: Any) -> Any:
-    """Call `registry[cfg["name"]]` with `fixed` and the config's other keys as keywords.
 
-    Unknown names and keys, and the builder's own TypeError/ValueError (a negative learning
-    rate, say), become a one-line `RegrunError` naming the config group.
+class Registry(Mapping[str, T], Generic[T]):
+    """Name → record for one kind of component, with its entry-point group.
+
+    A Mapping, so `name in REG`, `REG[name]` and `sorted(REG)` work; `entry(name)` is the
+    lookup with a one-line error that lists what is allowed.
     """
-    name = cfg.get("name")
-    if name not in registry:
-        raise RegrunError(f"{group}.name: unknown {group} {name!r}; allowed: {choices(registry)}")
-    builder = registry[name]
-    options = {key: value for key, value in cfg.items() if key != "name"}
-    accepted = [p for p in inspect.signature(builder).parameters if p not in fixed]
+
+    def __init__(self, kind: str, group: str, wrap: Callable[[str, Any], T] | None = None):
+        self.kind = kind  # "model": words in messages, and the config group (`model.name`)
+        self.entry_point_group = group  # "regrun.models"
+        self._wrap = wrap  # turns what an entry point names into a record, when it is not one
+        self._records: dict[str, T] = {}
+        self._plugins_loaded = False
+
+    def register(self, name: str, record: T, replace: bool = False) -> T:
+        """Add `record` under `name`; a name already taken is an error unless `replace`."""
+        if not name or not isinstance(name, str):
+            raise ValueError(f"a {self.kind} needs a non-empty name, got {name!r}")
+        if name in self._records and not replace:
+            raise ValueError(f"{self.kind} {name!r} is registered already; pass replace=True to override it")
+        self._records[name] = record
+        return record
+
+    def entry(self, name: object, where: str | None = None) -> T:
+        """The record named `name`, or a one-line error naming `where` and the allowed names."""
+        if not isinstance(name, str) or name not in self:
+            where = where or f"{self.kind}.name"
+            raise RegrunError(f"{where}: unknown {self.kind} {name!r}; allowed: {choices(self)}")
+        return self[name]
+
+    def _load_plugins(self) -> None:
+        """Register every entry point of this registry's group, once; a broken plugin is a warning."""
+        if self._plugins_loaded:
+            return
+        self._plugins_loaded = True
+        for point in metadata.entry_points(group=self.entry_point_group):
+            if point.name in self._records:
+                continue  # regrun's own entries win over a plugin of the same name
+            try:
+                loaded = point.load()
+                self.register(point.name, self._wrap(point.name, loaded) if self._wrap else loaded)
+            except Exception as err:  # a plugin must not take regrun down with it
+                log.warning("%s plugin %r (%s) not loaded: %s", self.kind, point.name, point.value, err)
+
+    def __getitem__(self, name: str) -> T:
+        self._load_plugins()
+        return self._records[name]
+
+    def __iter__(self) -> Iterator[str]:
+        self._load_plugins()
+        return iter(self._records)
+
+    def __len__(self) -> int:
+        self._load_plugins()
+        return len(self._records)
+
+
+def call_with_options(builder: Callable[..., Any], options: Mapping[str, Any], where: str, what: str,
+                      **fixed: Any) -> Any:
+    """Call `builder(**fixed, **options)`, checking the options against its signature.
+
+    An option the builder does not take (`where.key`), and the builder's own TypeError or
+    ValueError (a negative learning rate, say), become a one-line `RegrunError`; `what`
+    names the thing built ("optimizer 'adamw'").
+    """
+    parameters = inspect.signature(builder).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    accepted = [name for name, p in parameters.items()
+                if name not in fixed and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
     for key in options:
-        if key not in accepted:
-            raise RegrunError(f"{group}.{key}: not an option of {group} {name!r}; allowed: {choices(accepted)}")
+        if key not in accepted and not takes_any:
+            raise RegrunError(f"{where}.{key}: not an option of {what}; allowed: {choices(accepted)}")
     try:
         return builder(**fixed, **options)
     except (TypeError, ValueError) as err:
-        raise RegrunError(f"{group} {name!r}: {err}") from err
+        raise RegrunError(f"{what}: {err}") from err
+
+
+def build(registry: Registry[Callable[..., Any]], cfg: Mapping[str, Any], **fixed: Any) -> Any:
+    """Build the entry `cfg["name"]` of a registry of builders with the config's other keys:
+    `{name: adamw, lr: 1e-3}` → `OPTIMIZERS["adamw"](**fixed, lr=1e-3)`."""
+    name = cfg.get("name")
+    builder = registry.entry(name)
+    options = {key: value for key, value in cfg.items() if key != "name"}
+    return call_with_options(builder, options, registry.kind, f"{registry.kind} {name!r}", **fixed)

@@ -8,7 +8,7 @@ import pytest
 
 from test_cli import regrun
 
-ROOT = Path(os.environ.get("REGRUN_DATA_ROOT", Path(__file__).resolve().parents[2] / "shared" / "data")).resolve()
+ROOT = Path(os.environ.get("REGRUN_DATA_ROOT", Path(__file__).resolve().parents[3] / "shared" / "data")).resolve()
 pytestmark = [
     pytest.mark.realdata,
     pytest.mark.skipif(not (ROOT / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file(), reason=f"no MNIST in {ROOT}"),

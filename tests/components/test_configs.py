@@ -75,4 +75,4 @@ def test_every_config_file_starts_with_a_comment() -> None:
 
 
 def test_conf_dir_is_the_checkout_conf() -> None:
-    assert conf_dir() == Path(__file__).resolve().parent.parent / "conf"
+    assert conf_dir() == Path(__file__).resolve().parents[2] / "conf"
