@@ -9,14 +9,14 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "regrun"
 
 # A layer may import the layers listed for it, and itself; nothing else of regrun's.
-BASE = {"regrun", "regrun.errors", "regrun.layout", "regrun.config", "regrun.console"}
+BASE = {"regrun", "regrun.errors", "regrun.layout", "regrun.config", "regrun.console", "regrun.schema"}
 ALLOWED = {
     "components": BASE | {"components"},
     "training": BASE | {"components", "training"},
     "analysis": BASE | {"analysis"},
     "cli": BASE | {"components", "training", "analysis", "cli"},
 }
-TORCH_FREE = ("regrun.errors", "regrun.layout", "regrun.config", "regrun.console", "regrun.analysis",
+TORCH_FREE = ("regrun.errors", "regrun.layout", "regrun.config", "regrun.console", "regrun.schema", "regrun.analysis",
               "regrun.cli.compare")
 
 

@@ -24,6 +24,7 @@ from importlib import metadata
 from typing import Any, Generic, TypeVar
 
 from regrun.errors import RegrunError, choices
+from regrun.schema import check_options
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -101,6 +102,7 @@ def call_with_options(builder: Callable[..., Any], options: Mapping[str, Any], w
     for key in options:
         if key not in accepted and not takes_any:
             raise RegrunError(f"{where}.{key}: not an option of {what}; allowed: {choices(accepted)}")
+    options = check_options(builder, options, where)  # types and ranges from the builder's signature
     try:
         return builder(**fixed, **options)
     except (TypeError, ValueError) as err:
