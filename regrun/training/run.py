@@ -22,6 +22,7 @@ from regrun.components.datasets import check_dataset_config, load_data
 from regrun.console import shared_console
 from regrun.training.display import RichReporter, show_summary, show_targets
 from regrun.errors import RegrunError, is_number
+from regrun.layout import lambda_column
 from regrun.components.models import build_model
 from regrun.components.optimizers import build_optimizer
 from regrun.training.rundir import RunDir, environment, loss_breakdown, mark_targeted
@@ -96,9 +97,7 @@ def _train(cfg: dict[str, Any], rundir: RunDir, checkpoint: Mapping[str, Any] | 
     model = build_model(cfg["model"], info.input_shape, info.num_classes).to(device)
     targets = resolve_targets(model, reg_targets(cfg["reg"]))
     optimizer = build_optimizer(model, cfg["optimizer"])
-    if any(t.proximal for t in targets) and isinstance(optimizer, torch.optim.Adam | torch.optim.AdamW):
-        log.warning("proximal L1 with %s: the threshold lr·λ is not scaled like Adam's per-coordinate "
-                    "steps, so it zeroes far less than with optimizer=sgd at the same λ", cfg["optimizer"]["name"])
+    _check_targets(targets, settings.epochs, optimizer, cfg["optimizer"]["name"])
 
     example = torch.zeros((1, *info.input_shape), device=device)
     target_rows = describe_targets(targets, model, example)
@@ -133,6 +132,22 @@ def _train(cfg: dict[str, Any], rundir: RunDir, checkpoint: Mapping[str, Any] | 
     return summary
 
 
+def _check_targets(targets: list, epochs: int, optimizer: torch.optim.Optimizer, optimizer_name: str) -> None:
+    """What a target asks that this run's epochs or optimizer cannot give: refused, or warned."""
+    adam = isinstance(optimizer, torch.optim.Adam | torch.optim.AdamW)
+    for t in targets:
+        if t.schedule.start_epoch > epochs:
+            raise RegrunError(f"reg.targets.{t.name}.start_epoch={t.schedule.start_epoch} is after the last epoch "
+                              f"(trainer.epochs={epochs}); allowed: 1 to {epochs}")
+        if t.adaptive and not adam:
+            raise RegrunError(f"reg.targets.{t.name}.proximal=adaptive scales the threshold by Adam's per-coordinate "
+                              f"step; optimizer {optimizer_name!r} has none; allowed: adam, adamw (or proximal=true)")
+        if t.proximal and not t.adaptive and adam:
+            log.warning("%s: proximal L1 with %s: the threshold lr·λ is not scaled like Adam's per-coordinate "
+                        "steps, so it zeroes far less than with optimizer=sgd at the same λ; "
+                        "proximal=adaptive scales it", t.name, optimizer_name)
+
+
 def _summary(outcome: Outcome, rundir: RunDir, model: torch.nn.Module, targets: list, target_rows: list,
              thresholds: list[float], cfg: dict[str, Any]) -> dict[str, Any]:
     """summary.json's content for any outcome; the per-layer tables only for a completed run."""
@@ -142,7 +157,7 @@ def _summary(outcome: Outcome, rundir: RunDir, model: torch.nn.Module, targets: 
     last = rundir.rows[-1] if rundir.rows else None
     summary["final"] = last
     if last:
-        summary["loss_breakdown"] = loss_breakdown(last, {t.name: t.lam for t in targets})
+        summary["loss_breakdown"] = loss_breakdown(last, {t.name: last.get(lambda_column(t.name), t.lam) for t in targets})
     if outcome.evaluation:
         rundir.save_model(model)
         final = outcome.evaluation

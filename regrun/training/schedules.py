@@ -71,7 +71,7 @@ def parse_schedule(where: str, spec: Mapping[str, object]) -> Schedule:
     decay_to = spec.get("decay_to", 0.0)
     if not is_number(decay_to) or not 0.0 <= decay_to <= 1.0:
         raise RegrunError(f"{where}.decay_to must be a number in [0, 1] (a fraction of lambda), got {decay_to!r}")
-    if "decay_to" in spec and decay == "none":
+    if decay == "none" and decay_to != 0.0:
         raise RegrunError(f"{where}.decay_to needs {where}.decay=linear or cosine; allowed decays: {', '.join(DECAYS)}")
     return Schedule(warmup, start, end, str(decay), float(decay_to))
 

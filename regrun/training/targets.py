@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from regrun.training.capture import output_shapes
+from regrun.training.schedules import SCHEDULE_KEYS, Schedule, parse_schedule
 from regrun.errors import RegrunError, choices, is_number
 from regrun.components.penalties import ADDITIVE, PARAMETER_ONLY, PENALTIES, PENALTY_OPTIONS, soft_threshold
 
@@ -45,7 +46,7 @@ TORCH_MODULE_TYPES = frozenset(
     name for name, obj in vars(nn).items() if isinstance(obj, type) and issubclass(obj, nn.Module)
 )
 REQUIRED_KEYS = ("site", "penalty", "lambda")
-OPTIONAL_KEYS = ("layers", "types", "exclude", "reduction", "proximal")
+OPTIONAL_KEYS = ("layers", "types", "exclude", "reduction", "proximal", *SCHEDULE_KEYS)
 ALL_OPTION_KEYS = tuple(sorted({k for opts in PENALTY_OPTIONS.values() for k in opts}))
 
 
@@ -62,6 +63,8 @@ class Target:
     reduction: str = "batch_mean"
     options: Mapping[str, float] = field(default_factory=dict)
     proximal: bool = False  # L1 on parameters applied as soft-thresholding after each step
+    schedule: Schedule = field(default_factory=Schedule)  # λ's factor at each step
+    adaptive: bool = False  # proximal threshold scaled per coordinate like Adam's step
 
     @property
     def on_activations(self) -> bool:
@@ -78,11 +81,20 @@ class Target:
             return next(iter(params.values())).new_zeros(())
         return sum(terms[1:], terms[0])
 
-    def shrink_(self, params: Mapping[str, Tensor], lr_of: Mapping[str, float]) -> None:
-        """Soft-threshold each targeted parameter in place by lr·λ (proximal L1 step)."""
+    def lam_at(self, step: int, steps_per_epoch: int, epochs: int) -> float:
+        """λ in effect at global step `step` (1-based), under the target's schedule."""
+        return self.lam if self.schedule.constant else self.lam * self.schedule.factor(step, steps_per_epoch, epochs)
+
+    def shrink_(self, params: Mapping[str, Tensor], lr_of: Mapping[str, float], lam: float,
+                optimizer: torch.optim.Optimizer | None = None) -> None:
+        """Soft-threshold each targeted parameter in place (a proximal L1 step) by lr·λ, or,
+        when adaptive, by λ times Adam's per-coordinate step size lr/(√v̂ + ε)."""
         with torch.no_grad():
             for name in self.params:
-                params[name].copy_(soft_threshold(params[name], lr_of[name] * self.lam))
+                threshold = lr_of[name] * lam
+                if self.adaptive and optimizer is not None:
+                    threshold = threshold / adam_denominator(optimizer, params[name])
+                params[name].copy_(soft_threshold(params[name], threshold))
 
     def _reduced(self, out: Tensor) -> Tensor:
         fn = PENALTIES[self.penalty]
@@ -92,6 +104,18 @@ class Target:
         if self.reduction == "sum":
             return total
         return total / (out.shape[0] if self.reduction == "batch_mean" else out.numel())
+
+
+def adam_denominator(optimizer: torch.optim.Optimizer, param: Tensor) -> Tensor | float:
+    """√v̂ + ε of Adam/AdamW for `param`: its update is lr·m̂/(√v̂ + ε), so lr/(√v̂ + ε) is each
+    coordinate's step size; 1 before the optimizer's first step."""
+    state = optimizer.state.get(param, {})
+    if "exp_avg_sq" not in state:
+        return 1.0
+    group = next(g for g in optimizer.param_groups if any(p is param for p in g["params"]))
+    step = float(state["step"])
+    v_hat = state["exp_avg_sq"] / (1.0 - group["betas"][1] ** step)
+    return v_hat.sqrt().add_(group["eps"])
 
 
 def resolve_targets(model: nn.Module, specs: Mapping[str, Mapping]) -> list[Target]:
@@ -118,10 +142,11 @@ def resolve_target(model: nn.Module, name: str, spec: Mapping) -> Target:
     lam = _number(f"{where}.lambda", spec["lambda"], 0.0, math.inf)
     options = _penalty_options(where, penalty, spec)
     reduction = _reduction(where, site, spec)
-    proximal = _proximal(where, site, penalty, spec)
+    proximal, adaptive = _proximal(where, site, penalty, spec)
     modules = match_modules(model, where, spec)
     params = _site_params(model, where, site, modules)
-    return Target(name, site, penalty, lam, tuple(modules), tuple(params), reduction, options, proximal)
+    schedule = parse_schedule(where, spec)
+    return Target(name, site, penalty, lam, tuple(modules), tuple(params), reduction, options, proximal, schedule, adaptive)
 
 
 def match_modules(model: nn.Module, where: str, spec: Mapping) -> list[str]:
@@ -181,13 +206,14 @@ def _reduction(where: str, site: str, spec: Mapping) -> str:
     return _one_of(where, "reduction", spec["reduction"], REDUCTIONS)
 
 
-def _proximal(where: str, site: str, penalty: str, spec: Mapping) -> bool:
+def _proximal(where: str, site: str, penalty: str, spec: Mapping) -> tuple[bool, bool]:
+    """(proximal, adaptive) from `proximal: false | true | adaptive`."""
     value = spec.get("proximal", False)
-    if not isinstance(value, bool):
-        raise RegrunError(f"{where}.proximal must be true or false, got {value!r}")
+    if value not in (False, True, "adaptive") or isinstance(value, int) and not isinstance(value, bool):
+        raise RegrunError(f"{where}.proximal must be true, false or adaptive, got {value!r}")
     if value and (penalty != "l1" or site == "activations"):
         raise RegrunError(f"{where}.proximal applies to penalty 'l1' on weights, biases or params, not {penalty!r} on {site!r}")
-    return value
+    return bool(value), value == "adaptive"
 
 
 def _one_of(where: str, key: str, value: object, allowed: Sequence[str] | Mapping[str, object]) -> str:
@@ -231,7 +257,7 @@ def describe_targets(targets: Sequence[Target], model: nn.Module, example: Tenso
             shape = shapes[name] if t.on_activations else tuple(params[name].shape)
             rows.append({
                 "target": t.name, "site": t.site, "penalty": t.penalty, "lambda": t.lam,
-                "reduction": t.reduction if t.on_activations else None, **t.options,
+                "reduction": t.reduction if t.on_activations else None, "proximal": "adaptive" if t.adaptive else t.proximal, **t.options,
                 "tensor": name, "shape": list(shape), "numel": math.prod(shape),
             })
     return rows

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from regrun.training.capture import ActivationCapture, forward_hooks
 from regrun.components.datasets import Data, Split, batches, chunks
 from regrun.errors import RegrunError, positive_int
+from regrun.layout import lambda_column
 from regrun.components.models import ACTIVATION_TYPES
 from regrun.training.sparsity import ActivationStats, stat_modules, threshold_key, weight_stats
 from regrun.training.targets import Target
@@ -80,23 +81,26 @@ def loss_terms(targets: Sequence[Target]) -> list[str]:
 
 
 def train_step(model: nn.Module, x: Tensor, y: Tensor, targets: Sequence[Target], params: Mapping[str, Tensor],
-               capture: ActivationCapture, optimizer: torch.optim.Optimizer) -> Tensor:
-    """One optimisation step; returns the detached loss terms in `loss_terms` order."""
+               capture: ActivationCapture, optimizer: torch.optim.Optimizer,
+               lams: Sequence[float] | None = None) -> Tensor:
+    """One optimisation step with the targets' λ in effect (`lams`; default: each target's
+    full λ); returns the detached loss terms in `loss_terms` order."""
+    lams = [t.lam for t in targets] if lams is None else lams
     logits = model(x)
     activations = capture.take()  # from here on the capture holds nothing of this step
     task = F.cross_entropy(logits, y)
     raw = [_raw(t, params, activations) for t in targets]
-    weighted = [t.lam * r for t, r in zip(targets, raw)]
+    weighted = [lam * r for lam, r in zip(lams, raw)]
     # A proximal target's penalty is applied by shrinking after the step, not by its gradient.
     total = sum((w for t, w in zip(targets, weighted) if not t.proximal), task)
     optimizer.zero_grad(set_to_none=True)
     total.backward()
     optimizer.step()
-    proximal = [t for t in targets if t.proximal]
-    if proximal:
+    if any(t.proximal for t in targets):
         lr_of = learning_rates(optimizer, params)
-        for t in proximal:
-            t.shrink_(params, lr_of)
+        for t, lam in zip(targets, lams):
+            if t.proximal:
+                t.shrink_(params, lr_of, lam, optimizer)
     with torch.no_grad():  # reporting only: no autograd node for the stack
         return torch.stack([task, *raw, *weighted])
 
@@ -216,8 +220,12 @@ class EpochProgress:
 def train_epoch(model: nn.Module, targets: Sequence[Target], optimizer: torch.optim.Optimizer,
                 capture: ActivationCapture, split: Split, batch_size: int, shuffle: torch.Generator,
                 log_every: int, reporter: Reporter, done: EpochProgress | None = None,
-                stop: Callable[[], bool] = lambda: False) -> EpochProgress:
+                stop: Callable[[], bool] = lambda: False, first_step: int = 1,
+                lambdas: Callable[[int], Sequence[float]] | None = None) -> EpochProgress:
     """One shuffled pass over `split`, or the rest of one that `done` describes.
+
+    `first_step` is the global number of the epoch's first step and `lambdas(step)` the
+    targets' λ at a step (their schedules); by default every λ is constant.
 
     Stops early, at a step boundary, when `stop()` turns true or a loss term is NaN/Inf.
     Non-finite terms are looked for only when the loop syncs with the device (every
@@ -230,7 +238,8 @@ def train_epoch(model: nn.Module, targets: Sequence[Target], optimizer: torch.op
     progress = done or EpochProgress(0, torch.zeros(len(names), dtype=torch.float64, device=split.y.device))
     recent: list[Tensor] = []  # the steps since the last sync, to name the first bad one
     for x, y in batches(split, batch_size, shuffle, skip=progress.batches):
-        terms = train_step(model, x, y, targets, params, capture, optimizer)
+        lams = lambdas(first_step + progress.batches) if lambdas else None
+        terms = train_step(model, x, y, targets, params, capture, optimizer, lams)
         progress.sums += terms
         progress.batches += 1
         recent.append(terms)
@@ -300,6 +309,10 @@ def fit(model: nn.Module, targets: Sequence[Target], optimizer: torch.optim.Opti
     captured = sorted({m for t in targets if t.on_activations for m in t.modules})
     per_epoch = steps_per_epoch(len(data.train), settings.batch_size)
     evaluation: Evaluation | None = None
+
+    def lambdas(step: int) -> list[float]:
+        return [t.lam_at(step, per_epoch, settings.epochs) for t in targets]
+
     with ActivationCapture(model, captured) as capture:
         while state.epoch < settings.epochs:
             epoch = state.epoch + 1
@@ -310,7 +323,8 @@ def fit(model: nn.Module, targets: Sequence[Target], optimizer: torch.optim.Opti
                 state.shuffle.set_state(state.epoch_start)
             reporter.start_epoch(epoch, per_epoch)
             progress = train_epoch(model, targets, optimizer, capture, data.train, settings.batch_size,
-                                   state.shuffle, settings.log_every, reporter, state.partial, stop)
+                                   state.shuffle, settings.log_every, reporter, state.partial, stop,
+                                   state.epoch * per_epoch + 1, lambdas)
             step = state.epoch * per_epoch + progress.batches
             if progress.non_finite:
                 batch, term, value = progress.non_finite
@@ -321,7 +335,8 @@ def fit(model: nn.Module, targets: Sequence[Target], optimizer: torch.optim.Opti
                 save()
                 return Outcome("interrupted", f"stopped at step {step} (epoch {epoch}, batch "
                                               f"{progress.batches}/{per_epoch}); checkpoint saved")
-            row = {"epoch": epoch, "step": step, **progress.means(targets)}
+            row = {"epoch": epoch, "step": step, **progress.means(targets),
+                   **{lambda_column(t.name): lam for t, lam in zip(targets, lambdas(step))}}
             if epoch % settings.eval_every == 0 or epoch == settings.epochs:
                 evaluation = evaluate(model, data.test, settings.eval_batch_size, thresholds)
                 row |= {"test_loss": evaluation.loss, "test_acc": evaluation.accuracy,

@@ -65,3 +65,72 @@ def test_bad_schedule_keys_are_one_line_errors(spec: dict, message: str) -> None
     with pytest.raises(RegrunError) as err:
         parse_schedule("t", spec)
     assert str(err.value) == message
+
+
+# Through a whole run: tiny data of 320 samples, batch 32, so 10 steps per epoch.
+LAMBDA = 1e-3
+TARGET = "reg.targets.l1_activations"
+
+
+def scheduled_run(make_cfg, out, *overrides: str, stop=None, monkeypatch=None) -> list[dict]:
+    from regrun.training.run import run
+
+    cfg = make_cfg("reg=l1_activations", f"{TARGET}.lambda={LAMBDA}", *overrides)
+    run(cfg, out)
+    return RunDirRows(out)
+
+
+def RunDirRows(out) -> list[dict]:  # noqa: N802
+    from regrun.training.rundir import RunDir
+
+    return RunDir(out).read_metrics()
+
+
+def test_a_warmup_run_reports_lambda_rising_to_its_full_value(make_cfg, tmp_path) -> None:
+    rows = scheduled_run(make_cfg, tmp_path / "run", f"{TARGET}.warmup_steps=15", "trainer.epochs=3")
+    assert [r["lambda.l1_activations"] for r in rows] == pytest.approx([LAMBDA * 10 / 15, LAMBDA, LAMBDA])
+
+
+def test_a_window_run_has_no_penalty_outside_its_epochs(make_cfg, tmp_path) -> None:
+    rows = scheduled_run(make_cfg, tmp_path / "run", f"{TARGET}.start_epoch=2", f"{TARGET}.end_epoch=2",
+                         "trainer.epochs=3")
+    assert [r["lambda.l1_activations"] for r in rows] == [0.0, LAMBDA, 0.0]
+    weighted = [r["penalty.l1_activations.weighted"] for r in rows]
+    assert weighted[0] == weighted[2] == 0.0 and weighted[1] > 0
+    assert all(r["penalty.l1_activations.raw"] > 0 for r in rows)  # measured all along, applied in the window
+
+
+class StopAfter:
+    """Stands in for the process's stop request: true from the n-th check on."""
+
+    name = "SIGTERM"
+
+    def __init__(self, n: int) -> None:
+        self.calls, self.n = 0, n
+
+    def __call__(self) -> bool:
+        self.calls += 1
+        return self.calls > self.n
+
+
+def test_a_run_stopped_mid_warmup_resumes_to_the_figures_of_an_unbroken_run(make_cfg, tmp_path, monkeypatch) -> None:
+    from regrun.training import run as run_module
+    from regrun.training.resume import prepare
+
+    overrides = (f"{TARGET}.warmup_steps=25", "trainer.epochs=3")
+    unbroken = scheduled_run(make_cfg, tmp_path / "unbroken", *overrides)
+    monkeypatch.setattr(run_module, "STOP", StopAfter(14))  # 14 steps: part-way through epoch 2
+    stopped = run_module.run(make_cfg("reg=l1_activations", f"{TARGET}.lambda={LAMBDA}", *overrides), tmp_path / "cut")
+    assert stopped["status"] == "interrupted"
+    monkeypatch.setattr(run_module, "STOP", StopAfter(10**9))
+    cfg, checkpoint = prepare(tmp_path / "cut", [])
+    assert run_module.run(cfg, tmp_path / "cut", checkpoint, resume=True)["status"] == "completed"
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "epoch_time_s"} for r in rows]  # noqa: E731
+    assert strip(RunDirRows(tmp_path / "cut")) == strip(unbroken)
+
+
+def test_a_window_that_starts_after_the_last_epoch_is_refused(make_cfg, tmp_path) -> None:
+    from regrun.training.run import run
+
+    with pytest.raises(RegrunError, match=r"start_epoch=4 is after the last epoch \(trainer.epochs=3\); allowed: 1 to 3"):
+        run(make_cfg("reg=l1_activations", f"{TARGET}.start_epoch=4", "trainer.epochs=3"), tmp_path / "run")

@@ -121,7 +121,7 @@ def test_activation_penalty_sums_repeated_calls_of_a_module(mlp: nn.Module) -> N
     ("l1", "reg.targets.t must be a mapping"),
     (spec(layers=["fc1"], penalty="l2", proximal=True), "reg.targets.t.proximal applies to penalty 'l1' on weights, biases or params, not 'l2' on 'weights'"),
     (spec(layers=["act1"], site="activations", proximal=True), "not 'l1' on 'activations'"),
-    (spec(layers=["fc1"], proximal="yes"), "reg.targets.t.proximal must be true or false, got 'yes'"),
+    (spec(layers=["fc1"], proximal="yes"), "reg.targets.t.proximal must be true, false or adaptive, got 'yes'"),
 ])
 def test_bad_specs_fail_in_one_line_naming_the_value(mlp: nn.Module, bad: object, message: str) -> None:
     with pytest.raises(RegrunError) as info:
@@ -136,3 +136,22 @@ def test_batch_mean_of_a_non_additive_penalty_is_per_sample(mlp: nn.Module) -> N
     t = resolve_target(mlp, "h", spec(layers="act1", site="activations", penalty="hoyer"))
     out = torch.tensor([[3.0, 4.0, 0.0], [1.0, 0.0, 0.0]])
     assert t.raw(dict(mlp.named_parameters()), {"act1": [out]}).item() == pytest.approx((7 / 5 + 1) / 2)
+
+
+def test_adaptive_proximal_l1_thresholds_each_coordinate_by_adams_step() -> None:
+    """After one Adam step with gradient g, v̂ = g², so the threshold is lr·λ/(|g| + ε)."""
+    import torch
+
+    model = build_model({"name": "mlp", "hidden": [4]}, (1, 2, 2), 3)
+    (target,) = resolve_targets(model, {"t": spec(layers=["fc1"], site="weights", proximal="adaptive")})
+    assert target.proximal and target.adaptive
+    weight = model.fc1.weight
+    optimizer = torch.optim.Adam([weight], lr=0.1, eps=1e-8)
+    grad = torch.linspace(-2.0, 2.0, weight.numel()).reshape(weight.shape)
+    weight.grad = grad.clone()
+    optimizer.step()
+    before = weight.detach().clone()
+    target.shrink_({"fc1.weight": weight}, {"fc1.weight": 0.1}, lam=0.5, optimizer=optimizer)
+    threshold = 0.1 * 0.5 / (grad.abs() + 1e-8)
+    expected = before.sign() * (before.abs() - threshold).clamp_min(0)
+    torch.testing.assert_close(weight.detach(), expected)
