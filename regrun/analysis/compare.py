@@ -282,7 +282,8 @@ def _numeric(comparison: Comparison, column: str) -> bool:
 
 
 def render_table(comparison: Comparison, console: Console) -> None:
-    """The comparison as a rich table, then one line per run that did not complete."""
+    """The comparison as a rich table, then one line per run that did not complete and
+    one per warning of a run's diagnostics."""
     headers, rows = display_rows(comparison)
     table = Table(title=_title(comparison), title_justify="left", caption=HEADER_NOTE, caption_justify="left")
     for column, header in zip(comparison.columns, headers):
@@ -294,9 +295,13 @@ def render_table(comparison: Comparison, console: Console) -> None:
         style = None if all(run.completed for run in row.runs) else "yellow"
         table.add_row(*map(escape, cells), style=style)
     console.print(table)
-    for run in (run for row in comparison.rows for run in row.runs if not run.completed):
+    runs = [run for row in comparison.rows for run in row.runs]
+    for run in (run for run in runs if not run.completed):
         console.print(f"[yellow]{escape(comparison.labels[run.path])}: {escape(run.status)}[/]"
                       f"{escape(': ' + run.error) if run.error else ''}", highlight=False)
+    for run in runs:
+        for warning in run.warnings:
+            console.print(f"[yellow]{escape(comparison.labels[run.path])}: warning:[/] {escape(warning)}", highlight=False)
 
 
 def render_markdown(comparison: Comparison) -> str:
@@ -318,7 +323,8 @@ def records(comparison: Comparison) -> list[dict[str, Any]]:
             record["n"] = row.n
         errors = [f"{comparison.labels[r.path]}: {r.error}" if comparison.grouped else r.error
                   for r in row.runs if r.error and not r.completed]
-        record |= {"status": row.status, "error": "; ".join(errors) or None}
+        record |= {"status": row.status, "error": "; ".join(errors) or None,
+                   "warnings": "; ".join(w for r in row.runs for w in r.warnings) or None}
         for key, cell in row.figures.items():
             record[key] = cell.value
             if comparison.grouped:

@@ -41,6 +41,7 @@ class Run:
     overrides: list[str] = field(default_factory=list)
     final: dict[str, Any] = field(default_factory=dict)
     targeted_modules: list[str] = field(default_factory=list)  # modules whose outputs a target penalizes
+    warnings: list[str] = field(default_factory=list)  # the run's diagnostics (training/diagnostics.py)
 
     @property
     def completed(self) -> bool:
@@ -146,7 +147,8 @@ def read_run(path: Path) -> Run:
         config, _ = _hydra_config(path)
     final = summary.get("final")
     return Run(path, str(summary.get("status", "unknown")), summary.get("error"), config, overrides,
-               final if isinstance(final, dict) else {}, _targeted_modules(summary.get("targets")))
+               final if isinstance(final, dict) else {}, _targeted_modules(summary.get("targets")),
+               _warnings(summary.get("warnings")))
 
 
 def _unfinished(path: Path, config: dict[str, Any], overrides: list[str]) -> Run:
@@ -191,6 +193,13 @@ def _hydra_config(path: Path) -> tuple[dict[str, Any], str | None]:
         return OmegaConf.to_container(cfg, resolve=True), None
     except Exception:  # e.g. ${now:...} or ${hydra:...}, which resolve only inside Hydra
         return OmegaConf.to_container(cfg, resolve=False), None
+
+
+def _warnings(warnings: Any) -> list[str]:
+    """The messages of summary.json's `warnings` records; anything else there is ignored."""
+    if not isinstance(warnings, list):
+        return []
+    return [str(w["message"]) for w in warnings if isinstance(w, dict) and "message" in w]
 
 
 def _targeted_modules(targets: Any) -> list[str]:

@@ -143,7 +143,7 @@ def test_table_markdown_and_csv_show_the_same_rows(sweep: Path, capsys: pytest.C
     assert lines[2].startswith("| 1 | 0.01 | completed | 0.8000 |")  # lowest accuracy first
     code, out, _ = compare(sweep, "--format", "csv", "--sort", "act1.zero_frac", "--desc", capsys=capsys)
     rows = out.splitlines()
-    assert rows[0].startswith(f"run,path,{LAM},status,error,test_acc,")
+    assert rows[0].startswith(f"run,path,{LAM},status,error,warnings,test_acc,")
     assert [row.split(",")[0] for row in rows[1:]] == ["1", "2", "10", "0"]
 
 
@@ -257,3 +257,17 @@ def test_compare_reads_no_torch(sweep: Path, tmp_path: Path) -> None:
             "assert 'torch' not in sys.modules, 'torch was imported'")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_a_runs_diagnostics_are_shown_under_the_table_and_in_the_records(tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture) -> None:
+    run = write_run(tmp_path / "runs" / "r", config(), final(0.11, 0.0))
+    summary = json.loads((run / "summary.json").read_text())
+    summary["warnings"] = [{"code": "chance_level", "message": "test_acc = 0.11 is at chance level"}, "not a record"]
+    (run / "summary.json").write_text(json.dumps(summary))
+    write_run(tmp_path / "runs" / "s", config(lam=0.0), final(0.97, 0.5))
+    code, out, _ = compare(tmp_path / "runs", capsys=capsys)
+    assert code == 0
+    assert [line for line in out.splitlines() if "warning:" in line] == ["r: warning: test_acc = 0.11 is at chance level"]
+    records = as_json(tmp_path / "runs", capsys=capsys)
+    assert [r["warnings"] for r in records] == [None, "test_acc = 0.11 is at chance level"]
