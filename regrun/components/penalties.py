@@ -1,8 +1,10 @@
-"""Penalty functions: pure functions of a tensor, reduced over the given dimensions.
+"""Penalties by name: pure functions of a tensor, reduced over the given dimensions, one
+record each in the `PENALTIES` registry.
 
 Conventions (Keras's, so figures compare with the anchors):
     l1          Σ|x|
     l2          Σx²                       (no ½)
+    l2_norm     sqrt(Σx²)                 (thread 000's torch.norm(p, 2), unsquared)
     elastic_net ρ·Σ|x| + (1−ρ)·Σx²        (ρ = l1_ratio)
     hoyer       Σ|x| / sqrt(Σx²)          (DeepHoyer; 0 for an all-zero input)
     hoyer_square (Σ|x|)² / Σx²            (DeepHoyer; 0 for an all-zero input)
@@ -11,19 +13,32 @@ Conventions (Keras's, so figures compare with the anchors):
                                            filter of a Conv2d; a bias entry alone)
 
 `dims=None` reduces over every dimension; a tuple reduces over those only, which is how
-an activation penalty is taken per sample before averaging over the batch.
+an activation penalty is taken per sample before averaging over the batch. A target over
+several tensors sums their penalties: l2_norm on a layer's `params` is ‖W‖ + ‖b‖, not
+the norm of the two concatenated.
 
 The gradient of |x| at exactly 0 is 0 (torch's sign(0) = 0), so an L1 penalty never pushes
 an entry that is already zero. `F.l1_loss` differs there (its gradient at 0 is ±1). The
-same holds for a group of zeros under group lasso (torch's norm has gradient 0 at 0).
+same holds for a norm of zeros (l2_norm, a zero group under group lasso): torch's
+vector_norm has gradient 0 at 0, where `x.square().sum().sqrt()` gives NaN.
+
+A plugin adds a penalty with `register_penalty`, or through the entry-point group
+`regrun.penalties` naming a `Penalty` record (or a plain function, registered as a
+non-additive penalty without options).
 """
 
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import torch
 from torch import Tensor
 
+from regrun.components.registry import Registry
+
 Dims = tuple[int, ...] | None
+
 
 def _sum(x: Tensor, dims: Dims) -> Tensor:
     return x.sum() if dims is None else x.sum(dim=dims)
@@ -39,6 +54,11 @@ def l2(x: Tensor, dims: Dims = None) -> Tensor:
     return _sum(x.square(), dims)
 
 
+def l2_norm(x: Tensor, dims: Dims = None) -> Tensor:
+    """sqrt(Σx²), the unsquared L2 norm; its gradient at an all-zero input is 0, not NaN."""
+    return torch.linalg.vector_norm(x, dim=dims)
+
+
 def elastic_net(x: Tensor, dims: Dims = None, l1_ratio: float = 0.5) -> Tensor:
     """ρ·Σ|x| + (1−ρ)·Σx² with ρ = l1_ratio in [0, 1]."""
     return l1_ratio * l1(x, dims) + (1.0 - l1_ratio) * l2(x, dims)
@@ -46,8 +66,7 @@ def elastic_net(x: Tensor, dims: Dims = None, l1_ratio: float = 0.5) -> Tensor:
 
 def _l1_over_l2(x: Tensor, dims: Dims) -> tuple[Tensor, Tensor]:
     # clamp keeps an all-zero input at 0 instead of 0/0; tiny enough not to bias real values.
-    norm2 = l2(x, dims).sqrt().clamp_min(torch.finfo(x.dtype).tiny)
-    return l1(x, dims), norm2
+    return l1(x, dims), l2_norm(x, dims).clamp_min(torch.finfo(x.dtype).tiny)
 
 
 def hoyer(x: Tensor, dims: Dims = None) -> Tensor:
@@ -79,24 +98,65 @@ def soft_threshold(x: Tensor, threshold: float) -> Tensor:
     return x.sign() * (x.abs() - threshold).clamp_min(0.0)
 
 
-PENALTIES: dict[str, Callable[..., Tensor]] = {
-    "l1": l1,
-    "l2": l2,
-    "elastic_net": elastic_net,
-    "hoyer": hoyer,
-    "hoyer_square": hoyer_square,
-    "group_lasso": group_lasso,
-}
+@dataclass(frozen=True)
+class Penalty:
+    """One penalty: its function and the facts the targets need about it.
 
-# Penalties defined on parameters only (their groups are a parameter's output slices).
-PARAMETER_ONLY = frozenset({"group_lasso"})
+    `fn(x, dims=None, **options)` returns the penalty of `x` reduced over `dims` (all of
+    them for None); it must be differentiable where training should move.
+    """
 
-# Penalties that are sums over elements: for them the mean over a batch of per-sample
-# penalties equals the whole-batch penalty divided by the batch size, which takes fewer
-# kernels and autograd nodes in the hot loop.
-ADDITIVE = frozenset({"l1", "l2", "elastic_net"})
+    fn: Callable[..., Tensor]
+    formula: str  # "Σ|x|": written beside the penalty's name in targets.json
+    # A sum over elements: the mean of per-sample penalties over a batch is then the whole
+    # batch's penalty over its size, which takes fewer kernels in the hot loop.
+    additive: bool = False
+    # Defined on parameters only (group lasso's groups are a parameter's output slices).
+    parameter_only: bool = False
+    # Options beyond (x, dims), each a number in [lo, hi]; a target gives them as keys.
+    options: Mapping[str, tuple[float, float]] = field(default_factory=dict)
 
-# Options a penalty accepts beyond (x, dims), with their allowed ranges.
-PENALTY_OPTIONS: dict[str, dict[str, tuple[float, float]]] = {
-    "elastic_net": {"l1_ratio": (0.0, 1.0)},
-}
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "options", MappingProxyType(dict(self.options)))  # truly frozen
+        accepted = inspect.signature(self.fn).parameters
+        for name, (lo, hi) in self.options.items():
+            if name in ("x", "dims") or name not in accepted:
+                raise ValueError(f"penalty option {name!r} is not a keyword parameter of {self.fn.__name__}")
+            if not lo <= hi:
+                raise ValueError(f"penalty option {name!r}: range [{lo}, {hi}] is empty")
+
+
+def as_penalty(name: str, loaded: object) -> Penalty:
+    """An entry point's object as a record: a `Penalty` as it is, a function as a plain penalty."""
+    if isinstance(loaded, Penalty):
+        return loaded
+    if not callable(loaded):
+        raise TypeError(f"{loaded!r} is neither a Penalty nor a function")
+    return Penalty(loaded, formula=(loaded.__doc__ or name).strip().splitlines()[0])
+
+
+# name → record; `reg.targets.NAME.penalty` names an entry
+PENALTIES: Registry[Penalty] = Registry("penalty", "regrun.penalties", wrap=as_penalty)
+
+
+def register_penalty(name: str, fn: Callable[..., Tensor], formula: str, *, additive: bool = False,
+                     parameter_only: bool = False, options: Mapping[str, tuple[float, float]] | None = None,
+                     replace: bool = False) -> Penalty:
+    """Make `penalty: NAME` in a target compute `fn(x, dims, **options)`; returns the record.
+
+    `additive`: fn is a sum over elements (Σ f(x_i)); `parameter_only`: fn makes sense on
+    parameters only; `options`: name → (lo, hi), the keyword options fn takes and their
+    allowed range, given in a target as keys of their own (`l1_ratio: 0.3`).
+    """
+    record = Penalty(fn, formula, additive, parameter_only, options or {})
+    return PENALTIES.register(name, record, replace)
+
+
+register_penalty("l1", l1, "Σ|x|", additive=True)
+register_penalty("l2", l2, "Σx²", additive=True)
+register_penalty("l2_norm", l2_norm, "sqrt(Σx²)")
+register_penalty("elastic_net", elastic_net, "ρ·Σ|x| + (1−ρ)·Σx²", additive=True,
+                 options={"l1_ratio": (0.0, 1.0)})
+register_penalty("hoyer", hoyer, "Σ|x| / sqrt(Σx²)")
+register_penalty("hoyer_square", hoyer_square, "(Σ|x|)² / Σx²")
+register_penalty("group_lasso", group_lasso, "Σ_rows sqrt(Σ_row x²)", parameter_only=True)

@@ -1,14 +1,10 @@
 """Regularization targets: which tensors of a model get which penalty, and how strongly.
 
-A target spec (one entry of `reg.targets` in the config) names modules by fnmatch
-patterns over `model.named_modules()` (`layers`), by class name (`types`), or both
-(a module must then match both), minus `exclude` patterns. The `site` says what of those
-modules is penalized:
-
-    weights      parameters whose name ends in "weight" (kernels, BatchNorm scales)
-    biases       parameters whose name ends in "bias"
-    params       all parameters of the modules
-    activations  the modules' outputs, captured by forward hooks
+A target spec (one entry of `reg.targets` in the config) selects modules as
+training/selection.py says (`layers`, `types`, `exclude`), and its `site` says what of
+them is penalized: `weights`, `biases` or `params` (their parameters), or `activations`
+(the modules' outputs, captured by forward hooks). The `penalty` names an entry of the
+penalty registry (components/penalties.py), with that penalty's options as keys.
 
 A resolved `Target` computes its raw penalty as a pure function of a parameter mapping
 and the captured activations, so that the same code serves a vectorized multi-λ model.
@@ -20,7 +16,6 @@ which sets small entries to exactly 0. Its penalty is still reported in the brea
 Every mistake in a spec is a `RegrunError` naming the bad value and what is allowed.
 """
 
-import fnmatch
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,13 +23,13 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from regrun.components.penalties import PENALTIES, Penalty, soft_threshold
+from regrun.errors import RegrunError, choices, is_number
 from regrun.training.capture import output_shapes
 from regrun.training.schedules import SCHEDULE_KEYS, Schedule, parse_schedule
-from regrun.errors import RegrunError, choices, is_number
-from regrun.components.penalties import ADDITIVE, PARAMETER_ONLY, PENALTIES, PENALTY_OPTIONS, soft_threshold
+from regrun.training.selection import PARAM_SITES, SELECT_KEYS, match_modules, one_of, site_params
 
-SITES = ("weights", "biases", "params", "activations")
-PARAM_SUFFIX = {"weights": "weight", "biases": "bias", "params": ""}
+SITES = (*PARAM_SITES, "activations")
 
 # How an activation penalty is reduced over a batch of outputs of shape (B, ...):
 REDUCTIONS = {
@@ -42,12 +37,8 @@ REDUCTIONS = {
     "sum": "penalty of the whole batch tensor",
     "mean": "penalty of the whole batch tensor divided by its element count",
 }
-TORCH_MODULE_TYPES = frozenset(
-    name for name, obj in vars(nn).items() if isinstance(obj, type) and issubclass(obj, nn.Module)
-)
 REQUIRED_KEYS = ("site", "penalty", "lambda")
-OPTIONAL_KEYS = ("layers", "types", "exclude", "reduction", "proximal", *SCHEDULE_KEYS)
-ALL_OPTION_KEYS = tuple(sorted({k for opts in PENALTY_OPTIONS.values() for k in opts}))
+OPTIONAL_KEYS = (*SELECT_KEYS, "reduction", "proximal", *SCHEDULE_KEYS)
 
 
 @dataclass(frozen=True)
@@ -71,12 +62,18 @@ class Target:
         """True when the target penalizes module outputs rather than parameters."""
         return self.site == "activations"
 
+    @property
+    def record(self) -> Penalty:
+        """The penalty's registry record."""
+        return PENALTIES[self.penalty]
+
     def raw(self, params: Mapping[str, Tensor], activations: Mapping[str, Sequence[Tensor]]) -> Tensor:
         """The unweighted penalty; a pure function of parameters and captured outputs."""
         if self.on_activations:
             terms = [self._reduced(out) for name in self.modules for out in activations[name]]
         else:
-            terms = [PENALTIES[self.penalty](params[name], **self.options) for name in self.params]
+            fn = self.record.fn
+            terms = [fn(params[name], **self.options) for name in self.params]
         if not terms:  # a module that did not run this step contributes nothing
             return next(iter(params.values())).new_zeros(())
         return sum(terms[1:], terms[0])
@@ -97,8 +94,8 @@ class Target:
                 params[name].copy_(soft_threshold(params[name], threshold))
 
     def _reduced(self, out: Tensor) -> Tensor:
-        fn = PENALTIES[self.penalty]
-        if self.reduction == "batch_mean" and self.penalty not in ADDITIVE:
+        fn = self.record.fn
+        if self.reduction == "batch_mean" and not self.record.additive:
             return fn(out, dims=tuple(range(1, out.ndim)), **self.options).mean()
         total = fn(out, **self.options)
         if self.reduction == "sum":
@@ -128,73 +125,37 @@ def resolve_target(model: nn.Module, name: str, spec: Mapping) -> Target:
     where = f"reg.targets.{name}"
     if not isinstance(spec, Mapping):
         raise RegrunError(f"{where} must be a mapping of {choices(REQUIRED_KEYS + OPTIONAL_KEYS)}, got {spec!r}")
-    allowed = REQUIRED_KEYS + OPTIONAL_KEYS + ALL_OPTION_KEYS
+    allowed = REQUIRED_KEYS + OPTIONAL_KEYS + _all_option_keys()
     for key in spec:
         if key not in allowed:
             raise RegrunError(f"{where}: unknown key {key!r}; allowed: {choices(allowed)}")
     for key in REQUIRED_KEYS:
         if key not in spec:
             raise RegrunError(f"{where}: missing {key!r} (a target needs {choices(REQUIRED_KEYS)})")
-    site = _one_of(where, "site", spec["site"], SITES)
-    penalty = _one_of(where, "penalty", spec["penalty"], PENALTIES)
-    if site == "activations" and penalty in PARAMETER_ONLY:
+    site = one_of(where, "site", spec["site"], SITES)
+    penalty = one_of(where, "penalty", spec["penalty"], PENALTIES)
+    if site == "activations" and PENALTIES[penalty].parameter_only:
         raise RegrunError(f"{where}.penalty: {penalty} groups a parameter's output units; use it with site weights, biases or params")
     lam = _number(f"{where}.lambda", spec["lambda"], 0.0, math.inf)
     options = _penalty_options(where, penalty, spec)
     reduction = _reduction(where, site, spec)
     proximal, adaptive = _proximal(where, site, penalty, spec)
     modules = match_modules(model, where, spec)
-    params = _site_params(model, where, site, modules)
+    params = [] if site == "activations" else site_params(model, where, site, modules)
     schedule = parse_schedule(where, spec)
     return Target(name, site, penalty, lam, tuple(modules), tuple(params), reduction, options, proximal, schedule, adaptive)
 
 
-def match_modules(model: nn.Module, where: str, spec: Mapping) -> list[str]:
-    """Names of the modules selected by a spec's `layers`, `types` and `exclude`."""
-    modules = {name: m for name, m in model.named_modules() if name}  # "" is the model itself
-    layers, types, exclude = (_str_list(where, key, spec.get(key)) for key in ("layers", "types", "exclude"))
-    if not layers and not types:
-        raise RegrunError(f"{where}: give `layers` (name patterns) and/or `types` (class names) to select modules")
-    selected = list(modules)
-    for pattern in layers:
-        if not fnmatch.filter(modules, pattern):
-            raise RegrunError(f"{where}.layers: {pattern!r} matches no module; the model has: {choices(modules)}")
-    if layers:
-        selected = [n for n in selected if any(fnmatch.fnmatchcase(n, p) for p in layers)]
-    # A type may be absent from this model (presets name Conv2d for the MLP too), but it
-    # must be a real module class: a typo fails here instead of selecting nothing.
-    model_types = sorted({type(m).__name__ for m in modules.values()})
-    for type_name in types:
-        if type_name not in model_types and type_name not in TORCH_MODULE_TYPES:
-            raise RegrunError(f"{where}.types: unknown module type {type_name!r}; this model has: {choices(model_types)}")
-    if types:
-        selected = [n for n in selected if type(modules[n]).__name__ in types]
-    selected = [n for n in selected if not any(fnmatch.fnmatchcase(n, p) for p in exclude)]
-    if not selected:
-        raise RegrunError(f"{where}: layers {layers} ∩ types {types} minus exclude {exclude} selects no module; the model has: {choices(modules)}")
-    return selected
-
-
-def _site_params(model: nn.Module, where: str, site: str, modules: list[str]) -> list[str]:
-    if site == "activations":
-        return []
-    lookup = dict(model.named_modules())
-    suffix = PARAM_SUFFIX[site]
-    found: dict[str, None] = {}  # ordered set: a container and its child may both match
-    for module_name in modules:
-        for param_name, _ in lookup[module_name].named_parameters(prefix=module_name):
-            if param_name.endswith(suffix):
-                found[param_name] = None
-    if not found:
-        raise RegrunError(f"{where}: site {site!r} finds no parameters in the selected modules {choices(modules)}")
-    return list(found)
+def _all_option_keys() -> tuple[str, ...]:
+    """Every option name of every registered penalty (plugins register theirs at any time)."""
+    return tuple(sorted({key for record in PENALTIES.values() for key in record.options}))
 
 
 def _penalty_options(where: str, penalty: str, spec: Mapping) -> dict[str, float]:
-    accepted = PENALTY_OPTIONS.get(penalty, {})
-    for key in ALL_OPTION_KEYS:
+    accepted = PENALTIES[penalty].options
+    for key in _all_option_keys():
         if key in spec and key not in accepted:
-            raise RegrunError(f"{where}.{key}: only for penalty {choices(p for p, o in PENALTY_OPTIONS.items() if key in o)}, not {penalty!r}")
+            raise RegrunError(f"{where}.{key}: only for penalty {choices(p for p, r in PENALTIES.items() if key in r.options)}, not {penalty!r}")
     return {key: _number(f"{where}.{key}", spec[key], lo, hi) for key, (lo, hi) in accepted.items() if key in spec}
 
 
@@ -203,7 +164,7 @@ def _reduction(where: str, site: str, spec: Mapping) -> str:
         return "batch_mean"
     if site != "activations":
         raise RegrunError(f"{where}.reduction applies to site 'activations' only, not {site!r}")
-    return _one_of(where, "reduction", spec["reduction"], REDUCTIONS)
+    return one_of(where, "reduction", spec["reduction"], REDUCTIONS)
 
 
 def _proximal(where: str, site: str, penalty: str, spec: Mapping) -> tuple[bool, bool]:
@@ -216,12 +177,6 @@ def _proximal(where: str, site: str, penalty: str, spec: Mapping) -> tuple[bool,
     return bool(value), value == "adaptive"
 
 
-def _one_of(where: str, key: str, value: object, allowed: Sequence[str] | Mapping[str, object]) -> str:
-    if value not in allowed:
-        raise RegrunError(f"{where}.{key}: unknown {key} {value!r}; allowed: {choices(allowed)}")
-    return str(value)
-
-
 def _number(where: str, value: object, lo: float, hi: float) -> float:
     """A finite number in [lo, hi]; bools and strings are refused."""
     if not is_number(value) or math.isnan(value):
@@ -230,16 +185,6 @@ def _number(where: str, value: object, lo: float, hi: float) -> float:
         allowed = f"a finite number ≥ {lo:g}" if math.isinf(hi) else f"in [{lo:g}, {hi:g}]"
         raise RegrunError(f"{where} must be {allowed}, got {value!r}")
     return float(value)
-
-
-def _str_list(where: str, key: str, value: object) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, Sequence) and all(isinstance(v, str) for v in value):
-        return list(value)
-    raise RegrunError(f"{where}.{key} must be a name or a list of names, got {value!r}")
 
 
 def describe_targets(targets: Sequence[Target], model: nn.Module, example: Tensor) -> list[dict]:
@@ -256,7 +201,7 @@ def describe_targets(targets: Sequence[Target], model: nn.Module, example: Tenso
         for name in names:
             shape = shapes[name] if t.on_activations else tuple(params[name].shape)
             rows.append({
-                "target": t.name, "site": t.site, "penalty": t.penalty, "lambda": t.lam,
+                "target": t.name, "site": t.site, "penalty": t.penalty, "formula": t.record.formula, "lambda": t.lam,
                 "reduction": t.reduction if t.on_activations else None, "proximal": "adaptive" if t.adaptive else t.proximal, **t.options,
                 "tensor": name, "shape": list(shape), "numel": math.prod(shape),
             })

@@ -1,11 +1,15 @@
-"""Penalties against closed-form values, and the L1 sign convention at zero."""
+"""Penalties against closed-form values, gradients at zero, and the registry's records."""
 
+import dataclasses
 import math
+from importlib import metadata
 
 import pytest
 import torch
 
-from regrun.components.penalties import PENALTIES, elastic_net, group_lasso, hoyer, hoyer_square, l1, l2, soft_threshold
+from regrun.components import registry
+from regrun.components.penalties import (PENALTIES, Penalty, as_penalty, elastic_net, group_lasso, hoyer, hoyer_square,
+                                         l1, l2, l2_norm, register_penalty, soft_threshold)
 
 X = torch.tensor([[3.0, -4.0, 0.0], [1.0, 0.0, -2.0]])
 
@@ -18,6 +22,25 @@ def test_l1_is_sum_of_absolute_values() -> None:
 def test_l2_is_sum_of_squares_without_half() -> None:
     assert l2(X).item() == 9 + 16 + 1 + 4
     assert l2(X, dims=(1,)).tolist() == [25.0, 5.0]
+
+
+def test_l2_norm_is_the_unsquared_euclidean_norm() -> None:
+    """Thread 000's torch.norm(p, 2): sqrt(Σx²), not Σx²."""
+    assert l2_norm(X).item() == pytest.approx(math.sqrt(30))
+    assert l2_norm(X, dims=(1,)).tolist() == pytest.approx([5.0, math.sqrt(5)])
+    assert l2_norm(X).item() == pytest.approx(torch.norm(X, 2).item())
+
+
+def test_l2_norm_gradient_is_x_over_its_norm_and_zero_at_zero() -> None:
+    x = torch.tensor([3.0, -4.0], requires_grad=True)
+    l2_norm(x).backward()
+    assert x.grad.tolist() == pytest.approx([0.6, -0.8])
+    zero = torch.zeros(2, 3, requires_grad=True)
+    l2_norm(zero).backward()
+    assert zero.grad.tolist() == [[0.0] * 3] * 2  # not NaN, as x.square().sum().sqrt() would give
+    per_sample = torch.tensor([[0.0, 0.0], [3.0, 4.0]], requires_grad=True)
+    l2_norm(per_sample, dims=(1,)).sum().backward()
+    assert per_sample.grad.flatten().tolist() == pytest.approx([0.0, 0.0, 0.6, 0.8])
 
 
 @pytest.mark.parametrize("ratio", [0.0, 0.3, 1.0])
@@ -70,7 +93,56 @@ def test_l1_gradient_at_zero_is_zero() -> None:
 @pytest.mark.parametrize("name", sorted(PENALTIES))
 def test_penalties_are_differentiable_and_nonnegative(name: str) -> None:
     x = torch.randn(4, 6, requires_grad=True)
-    value = PENALTIES[name](x)
+    value = PENALTIES[name].fn(x)
     value.backward()
     assert value.item() >= 0
     assert torch.isfinite(x.grad).all()
+
+
+@pytest.mark.parametrize("name", sorted(PENALTIES))
+def test_penalties_of_zeros_are_zero_with_zero_gradient(name: str) -> None:
+    """An all-zero tensor (a pruned layer, a dead ReLU's output) gives 0 and no NaN in training."""
+    x = torch.zeros(4, 6, requires_grad=True)
+    value = PENALTIES[name].fn(x)
+    value.backward()
+    assert value.item() == 0.0
+    assert x.grad.abs().sum().item() == 0.0
+
+
+@pytest.mark.parametrize("name", sorted(n for n in PENALTIES if not PENALTIES[n].parameter_only))
+def test_additive_flag_is_true_exactly_for_sums_over_elements(name: str) -> None:
+    """The targets rely on `additive`: the batch's penalty is then the sum of the samples'."""
+    x = torch.randn(5, 3, 2)
+    whole, per_sample = PENALTIES[name].fn(x), PENALTIES[name].fn(x, dims=(1, 2))
+    assert per_sample.shape == (5,)
+    assert math.isclose(whole.item(), per_sample.sum().item(), rel_tol=1e-5) == PENALTIES[name].additive
+
+
+def test_a_record_names_only_options_its_function_takes() -> None:
+    with pytest.raises(ValueError, match="'ratio' is not a keyword parameter of elastic_net"):
+        Penalty(elastic_net, "ρ·Σ|x|", options={"ratio": (0.0, 1.0)})
+    with pytest.raises(ValueError, match="range \\[1.0, 0.0\\] is empty"):
+        Penalty(elastic_net, "ρ·Σ|x|", options={"l1_ratio": (1.0, 0.0)})
+
+
+def test_records_are_frozen() -> None:
+    """A record is the same wherever it is used: no one flips a flag for everyone."""
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        PENALTIES["l1"].additive = False
+    with pytest.raises(TypeError):
+        PENALTIES["elastic_net"].options["l1_ratio"] = (0.0, 2.0)
+
+
+def test_register_penalty_refuses_a_taken_name() -> None:
+    with pytest.raises(ValueError, match="penalty 'l1' is registered already"):
+        register_penalty("l1", l2, "Σx²")
+
+
+def test_an_entry_point_function_becomes_a_plain_penalty(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An installed package's `regrun.penalties` entry point naming a function."""
+    point = metadata.EntryPoint("sum_abs", "regrun.components.penalties:l1", "regrun.penalties")
+    monkeypatch.setattr(registry.metadata, "entry_points", lambda group: [point] if group == "regrun.penalties" else [])
+    penalties = registry.Registry("penalty", "regrun.penalties", wrap=as_penalty)
+    record = penalties.entry("sum_abs")
+    assert record == Penalty(l1, "Σ|x|.")  # not additive, no options: the safe defaults
+    assert record.fn(X).item() == 10.0

@@ -103,7 +103,7 @@ def test_activation_penalty_sums_repeated_calls_of_a_module(mlp: nn.Module) -> N
     (spec(layers=["act*"], types=["Linear"]), "selects no module"),
     (spec(layers=["act1"]), "site 'weights' finds no parameters in the selected modules act1"),
     (spec(layers=["fc1"], site="outputs"), "reg.targets.t.site: unknown site 'outputs'; allowed: weights, biases, params, activations"),
-    (spec(layers=["fc1"], penalty="l3"), "reg.targets.t.penalty: unknown penalty 'l3'; allowed: l1, l2, elastic_net, hoyer, hoyer_square, group_lasso"),
+    (spec(layers=["fc1"], penalty="l3"), "reg.targets.t.penalty: unknown penalty 'l3'; allowed: l1, l2, l2_norm, elastic_net, hoyer, hoyer_square, group_lasso"),
     (spec(layers=["act1"], site="activations", penalty="group_lasso"), "reg.targets.t.penalty: group_lasso groups a parameter's output units; use it with site weights, biases or params"),
     (spec(layers=["fc1"], **{"lambda": -1e-3}), "reg.targets.t.lambda must be a finite number ≥ 0, got -0.001"),
     (spec(layers=["fc1"], **{"lambda": "big"}), "reg.targets.t.lambda must be a number, got 'big'"),
