@@ -5,7 +5,7 @@ the CPU, batch 64, AdamW (lr 1e-3, weight_decay 0), with an L1 penalty at λ = 1
 
 regrun      the project's own code path: `load_data` (the splits held as normalised
             tensors), `build_model`, `resolve_targets` (L1 on the outputs of act1 and act2,
-            captured by forward hooks), `build_optimizer`, and the inner loop of
+            captured by forward hooks), `build_grouped_optimizer`, and the inner loop of
             `regrun.training.trainer.fit`, called as is (`train_epoch`: `batches` → `train_step`,
             loss terms summed on the device, a read-back every `log_every` steps to a
             reporter that only notes the time). The test-set
@@ -79,7 +79,7 @@ from regrun.training.capture import ActivationCapture  # noqa: E402
 from regrun.components.datasets import DATASETS, Data, Split, load_data  # noqa: E402
 from regrun.errors import RegrunError  # noqa: E402
 from regrun.components.models import build_model  # noqa: E402
-from regrun.components.optimizers import build_optimizer  # noqa: E402
+from regrun.training.groups import build_grouped_optimizer  # noqa: E402
 from regrun.training.rundir import environment as environment_of_run  # noqa: E402
 from regrun.training.targets import resolve_targets  # noqa: E402
 from regrun.training.trainer import evaluate, train_epoch  # noqa: E402
@@ -192,7 +192,7 @@ def regrun_parts(data: Data) -> tuple[nn.Module, list, torch.optim.Optimizer]:
     model = build_model(MODEL_CFG, DATASETS["mnist"].input_shape, DATASETS["mnist"].num_classes)
     model = model.to(data.train.y.device)
     targets = resolve_targets(model, TARGETS_CFG)
-    return model, targets, build_optimizer(model, OPTIMIZER_CFG)
+    return model, targets, build_grouped_optimizer(model, OPTIMIZER_CFG)[0]
 
 
 class MarkingReporter:

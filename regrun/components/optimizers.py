@@ -1,10 +1,14 @@
-"""Optimizers by name."""
+"""Optimizers by name.
 
-from collections.abc import Callable, Mapping
+The optimizer node's keys but `name` (and `groups`, the per-layer parameter groups that
+training/groups.py resolves) are keyword options of the optimizer's constructor.
+"""
+
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor
 
 from regrun.components.registry import Registry, build
 
@@ -22,6 +26,7 @@ register_optimizer("adam", torch.optim.Adam)
 register_optimizer("adamw", torch.optim.AdamW)
 
 
-def build_optimizer(model: nn.Module, cfg: Mapping[str, Any]) -> torch.optim.Optimizer:
-    """The optimizer named by `cfg["name"]` over all of the model's parameters."""
-    return build(OPTIMIZERS, cfg, params=model.parameters())
+def build_optimizer(params: Iterable[Tensor] | Iterable[dict[str, Any]], cfg: Mapping[str, Any]) -> torch.optim.Optimizer:
+    """The optimizer named by `cfg["name"]`, with the node's other keys as its options, over
+    `params`: tensors, or torch's parameter-group dicts, whose own options override the node's."""
+    return build(OPTIMIZERS, cfg, params=params)

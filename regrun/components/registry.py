@@ -19,7 +19,7 @@ function and the registry wraps functions in records, through the registry's `wr
 
 import inspect
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from importlib import metadata
 from typing import Any, Generic, TypeVar
 
@@ -87,6 +87,15 @@ class Registry(Mapping[str, T], Generic[T]):
         return len(self._records)
 
 
+def option_names(builder: Callable[..., Any], fixed: Iterable[str] = ()) -> list[str] | None:
+    """The keyword options `builder` takes besides the `fixed` ones; None when it takes any (**kwargs)."""
+    parameters = inspect.signature(builder).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return None
+    return [name for name, p in parameters.items()
+            if name not in fixed and p.kind is not inspect.Parameter.VAR_POSITIONAL]
+
+
 def call_with_options(builder: Callable[..., Any], options: Mapping[str, Any], where: str, what: str,
                       **fixed: Any) -> Any:
     """Call `builder(**fixed, **options)`, checking the options against its signature.
@@ -95,12 +104,9 @@ def call_with_options(builder: Callable[..., Any], options: Mapping[str, Any], w
     ValueError (a negative learning rate, say), become a one-line `RegrunError`; `what`
     names the thing built ("optimizer 'adamw'").
     """
-    parameters = inspect.signature(builder).parameters
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
-    accepted = [name for name, p in parameters.items()
-                if name not in fixed and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+    accepted = option_names(builder, fixed)
     for key in options:
-        if key not in accepted and not takes_any:
+        if accepted is not None and key not in accepted:
             raise RegrunError(f"{where}.{key}: not an option of {what}; allowed: {choices(accepted)}")
     options = check_options(builder, options, where)  # types and ranges from the builder's signature
     try:

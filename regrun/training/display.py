@@ -41,6 +41,22 @@ def show_targets(rows: Sequence[Mapping[str, Any]], console: Console) -> None:
     console.print(table)
 
 
+def show_groups(rows: Sequence[Mapping[str, Any]], console: Console) -> None:
+    """A table of the optimizer's parameter groups, printed before training when the config
+    names any (`optimizer.groups`): their parameters and the options each sets."""
+    if all(row["group"] == "default" for row in rows):
+        return
+    options = list(dict.fromkeys(key for row in rows for key in ("lr", "weight_decay", *row["set"]) if key in row["options"]))
+    table = Table(title="optimizer parameter groups", title_justify="left")
+    for column in ("group", "parameters", "numel", *options):
+        table.add_column(column, justify="left" if column in ("group", "parameters") else "right")
+    for row in rows:
+        # The options a group sets stand out; the others are the optimizer node's.
+        cells = [f"[bold]{_fmt(row['options'][k])}" if k in row["set"] else _fmt(row["options"][k]) for k in options]
+        table.add_row(row["group"], ", ".join(row["params"]), str(row["numel"]), *cells)
+    console.print(table)
+
+
 def breakdown(figures: Mapping[str, Any], target_names: Sequence[str]) -> str:
     """'task 0.231 · l1_act 0.0123 · total 0.243': the loss and its weighted penalties."""
     parts = [f"task {figures['train_task_loss']:.4g}"]

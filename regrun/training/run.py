@@ -18,13 +18,13 @@ import numpy as np
 import torch
 
 from regrun.training.checkpoint import NAME as CHECKPOINT, restore, save_checkpoint
+from regrun.training.groups import build_grouped_optimizer, describe_groups
 from regrun.components.datasets import check_dataset_config, load_data
 from regrun.console import shared_console
-from regrun.training.display import RichReporter, show_summary, show_targets
+from regrun.training.display import RichReporter, show_groups, show_summary, show_targets
 from regrun.errors import RegrunError, is_number
-from regrun.layout import lambda_column
+from regrun.layout import GROUPS, lambda_column
 from regrun.components.models import build_model
-from regrun.components.optimizers import build_optimizer
 from regrun.training.rundir import RunDir, environment, loss_breakdown, mark_targeted
 from regrun.training.signals import STOP
 from regrun.training.targets import describe_targets, resolve_targets
@@ -96,13 +96,16 @@ def _train(cfg: dict[str, Any], rundir: RunDir, checkpoint: Mapping[str, Any] | 
     seed_everything(seed)
     model = build_model(cfg["model"], info.input_shape, info.num_classes).to(device)
     targets = resolve_targets(model, reg_targets(cfg["reg"]))
-    optimizer = build_optimizer(model, cfg["optimizer"])
+    optimizer, groups = build_grouped_optimizer(model, cfg["optimizer"])
     _check_targets(targets, settings.epochs, optimizer, cfg["optimizer"]["name"])
 
     example = torch.zeros((1, *info.input_shape), device=device)
     target_rows = describe_targets(targets, model, example)
     show_targets(target_rows, console)
     rundir.write_json("targets.json", target_rows)
+    group_rows = describe_groups(groups, optimizer)
+    show_groups(group_rows, console)
+    rundir.write_json(GROUPS, group_rows)
     rundir.write_json("config.json", cfg)
 
     data = load_data(cfg["dataset"], device)
@@ -126,6 +129,7 @@ def _train(cfg: dict[str, Any], rundir: RunDir, checkpoint: Mapping[str, Any] | 
         outcome = fit(model, targets, optimizer, data, settings, thresholds, state, reporter,
                       rundir.append_metrics, save, STOP)
     summary = _summary(outcome, rundir, model, targets, target_rows, thresholds, cfg)
+    summary["groups"] = group_rows
     summary["environment"] = environment(device, seed, time.perf_counter() - started)
     rundir.write_json("summary.json", summary)
     _report(summary, rundir.path, console)

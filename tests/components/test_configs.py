@@ -9,7 +9,7 @@ import torch
 from regrun.cli import conf_dir
 from regrun.components.datasets import dataset_info, load_data
 from regrun.components.models import build_model
-from regrun.components.optimizers import build_optimizer
+from regrun.training.groups import build_grouped_optimizer
 from regrun.training.targets import resolve_targets
 
 GROUPS = ("model", "dataset", "optimizer", "reg")
@@ -23,7 +23,7 @@ def build_all(cfg: dict) -> tuple[torch.nn.Module, list]:
     info = dataset_info(cfg["dataset"]["name"])
     model = build_model(cfg["model"], info.input_shape, info.num_classes)
     targets = resolve_targets(model, cfg["reg"]["targets"])
-    build_optimizer(model, cfg["optimizer"])
+    build_grouped_optimizer(model, cfg["optimizer"])
     return model, targets
 
 
@@ -66,6 +66,20 @@ def test_new_target_from_the_command_line(make_cfg: Callable[..., dict]) -> None
     cfg = make_cfg("+reg.targets.fc1_l1={layers:[fc1],site:weights,penalty:l1,lambda:1e-4}")
     _, (target,) = build_all(cfg)
     assert target.params == ("fc1.weight",)
+
+
+@pytest.mark.parametrize("optimizer", options("optimizer"))
+def test_the_documented_group_examples_build(make_cfg: Callable[..., dict], optimizer: str) -> None:
+    """The examples in conf/optimizer/*.yaml: decay on fc1 alone; no decay on the biases."""
+    cfg = make_cfg(f"optimizer={optimizer}", "optimizer.weight_decay=0.05",
+                   "+optimizer.groups.fc1_decay={layers:[fc1],site:weights,weight_decay:0.1}",
+                   '+optimizer.groups.no_decay={layers:["*"],site:biases,weight_decay:0}')
+    info = dataset_info(cfg["dataset"]["name"])
+    model = build_model(cfg["model"], info.input_shape, info.num_classes)
+    optimizer, groups = build_grouped_optimizer(model, cfg["optimizer"])
+    assert [(g.name, g.params) for g in groups] == [("default", ("fc2.weight", "head.weight")), ("fc1_decay", ("fc1.weight",)),
+                                                    ("no_decay", ("fc1.bias", "fc2.bias", "head.bias"))]
+    assert [g["weight_decay"] for g in optimizer.param_groups] == [0.05, 0.1, 0]
 
 
 def test_every_config_file_starts_with_a_comment() -> None:
