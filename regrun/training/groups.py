@@ -10,12 +10,11 @@ differentiable, capturable), which belong on the optimizer node.
 Every parameter lands in exactly one torch param group: the parameters no group selects
 form the group `default`, which takes the optimizer node's own options; a parameter that
 two groups select, a group that selects nothing and a group that sets no option are
-errors. torch checks only the node's options (its defaults), so each group's options are
-checked by building the optimizer once more, with them, on a spare tensor.
+errors. A group's options are checked against the optimizer's signature (regrun.schema:
+kinds and ranges), and, since torch checks only the node's options (its defaults), by
+building the optimizer once more with them on a spare tensor (a negative weight decay).
 """
 
-import inspect
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +24,8 @@ from torch import nn
 
 from regrun.components.optimizers import OPTIMIZERS, build_optimizer
 from regrun.components.registry import call_with_options, option_names
-from regrun.errors import RegrunError, choices, is_number
+from regrun.errors import RegrunError, choices
+from regrun.schema import check_options
 from regrun.training.selection import PARAM_SITES, SELECT_KEYS, match_modules, one_of, site_params
 
 DEFAULT = "default"  # the group of the parameters no group selects
@@ -98,28 +98,10 @@ def _resolve_group(model: nn.Module, name: object, spec: object, optimizer: str,
     options = {key: value for key, value in spec.items() if key not in SELECTION}
     if not options:
         raise RegrunError(f"{where} sets no optimizer option; give one of {choices(allowed or ['lr', 'weight_decay'])}")
-    defaults = {key: p.default for key, p in inspect.signature(factory).parameters.items()}
-    for key, value in options.items():
-        _check_kind(f"{where}.{key}", value, defaults.get(key))
+    options = check_options(factory, options, where)  # kinds and ranges from the optimizer's signature
     site = one_of(where, "site", spec.get("site", "params"), PARAM_SITES)
     selected = site_params(model, where, site, match_modules(model, where, spec))
     return ParamGroup(str(name), _canonical(model, selected), options)
-
-
-def _check_kind(where: str, value: object, default: object) -> None:
-    """A value of the kind of the option's default: a bool for a bool, a finite number for a
-    number, a list of as many numbers for a tuple (betas); torch's own checks come later."""
-    if isinstance(default, bool):
-        ok, kind = isinstance(value, bool), "true or false"
-    elif is_number(default):
-        ok, kind = is_number(value) and math.isfinite(value), "a finite number"
-    elif isinstance(default, tuple | list):
-        ok = isinstance(value, Sequence) and len(value) == len(default) and all(is_number(v) for v in value)
-        kind = f"a list of {len(default)} numbers"
-    else:
-        return
-    if not ok:
-        raise RegrunError(f"{where} must be {kind} (the optimizer's default is {default!r}), got {value!r}")
 
 
 def _canonical(model: nn.Module, names: Sequence[str]) -> tuple[str, ...]:

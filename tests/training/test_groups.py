@@ -84,10 +84,10 @@ def test_a_tied_parameter_is_one_parameter_of_one_group() -> None:
     ({"g": {"layers": "fc1"}}, "optimizer.groups.g sets no optimizer option; give one of lr, momentum, dampening, weight_decay, nesterov, maximize"),
     ({"default": {"layers": "fc1", "lr": 0.2}}, "optimizer.groups.default: the name 'default' is the group of the parameters no group selects; choose another name"),
     ({"g": "fc1"}, "optimizer.groups.g must be a mapping of layers, types, exclude, site and options of optimizer 'sgd', got 'fc1'"),
-    ({"g": {"layers": "fc1", "lr": "0.1"}}, "optimizer.groups.g.lr must be a finite number (the optimizer's default is 0.001), got '0.1'"),
-    ({"g": {"layers": "fc1", "weight_decay": True}}, "optimizer.groups.g.weight_decay must be a finite number (the optimizer's default is 0), got True"),
-    ({"g": {"layers": "fc1", "lr": float("nan")}}, "optimizer.groups.g.lr must be a finite number"),
-    ({"g": {"layers": "fc1", "nesterov": "yes"}}, "optimizer.groups.g.nesterov must be true or false (the optimizer's default is False), got 'yes'"),
+    ({"g": {"layers": "fc1", "lr": "0.1"}}, "optimizer.groups.g.lr must be a number, got '0.1'"),
+    ({"g": {"layers": "fc1", "weight_decay": True}}, "optimizer.groups.g.weight_decay must be a number, got True"),
+    ({"g": {"layers": "fc1", "lr": float("nan")}}, "optimizer.groups.g.lr must be a number, got nan"),
+    ({"g": {"layers": "fc1", "nesterov": "yes"}}, "optimizer.groups.g.nesterov must be true or false, got 'yes'"),
     ({"g": {"layers": "fc1", "weight_decay": -0.1}}, "optimizer.groups.g (optimizer 'sgd'): Invalid weight_decay value: -0.1"),
     ({"g": {"layers": "fc1", "lr": -1}}, "optimizer.groups.g (optimizer 'sgd'): Invalid learning rate: -1"),
     ({"g": {"layers": "fc1", "nesterov": True, "momentum": 0}}, "optimizer.groups.g (optimizer 'sgd'): Nesterov momentum requires a momentum and zero dampening"),
@@ -100,7 +100,7 @@ def test_bad_groups_fail_in_one_line(mlp: nn.Module, groups: dict, message: str)
 
 def test_adam_betas_are_checked_as_a_pair(mlp: nn.Module) -> None:
     adam = {"name": "adam", "lr": 1e-3, "groups": {"g": {"layers": "fc1", "betas": [0.9, 0.99, 0.1]}}}
-    with pytest.raises(RegrunError, match=r"^optimizer.groups.g.betas must be a list of 2 numbers \(the optimizer's default is \(0.9, 0.999\)\), got \[0.9, 0.99, 0.1\]$"):
+    with pytest.raises(RegrunError, match=r"^optimizer.groups.g.betas must be a list of 2 \(a number, a number\), got \[0.9, 0.99, 0.1\]$"):
         build_grouped_optimizer(mlp, adam)
     adam["groups"]["g"]["betas"] = [0.5, 0.9]
     optimizer, _ = build_grouped_optimizer(mlp, adam)
