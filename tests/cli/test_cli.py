@@ -57,7 +57,7 @@ def test_cnn_with_l1_activations_runs(tiny_root: Path, tmp_path: Path) -> None:
      "reg.targets.l1_activations.layers: 'relu1' matches no module; the model has: flatten, fc1, act1, fc2, act2, head"),
     (["reg=l1_weights", "reg.targets.l1_weights.lambda=-0.1"],
      "reg.targets.l1_weights.lambda must be a finite number ≥ 0, got -0.1"),
-    (["reg=l1_weights", "reg.targets.l1_weights.penalty=l0"], "unknown penalty 'l0'; allowed: l1, l2, elastic_net"),
+    (["reg=l1_weights", "reg.targets.l1_weights.penalty=l0"], "unknown penalty 'l0'; allowed: l1, l2, l2_norm, elastic_net"),
     (["reg=l1_weights", "reg.targets.l1_weights.site=gradients"], "unknown site 'gradients'; allowed: weights, biases, params, activations"),
     (["dataset.root=/nonexistent/data"], "dataset mnist: download is off (dataset.download=false) and /nonexistent/data/MNIST/raw lacks"),
 ])
