@@ -100,7 +100,7 @@ MAX_RATIO_TO_BARE = 1.2
 # stalled (seen on a shared host: one epoch of 2 s took 18 s), not that the code is slow.
 STALL_FACTOR = 3.0
 
-MODEL_CFG = {"name": "mlp", "hidden": [64, 32], "activation": "relu", "batch_norm": False, "dropout": 0.0}
+MODEL_CFG = {"name": "mlp", "hidden": [64, 32], "activation": "relu", "norm": "none", "dropout": 0.0}
 TARGETS_CFG = {"l1_activations": {"layers": ["act*"], "site": "activations", "penalty": "l1", "lambda": LAMBDA}}
 OPTIMIZER_CFG = {"name": "adamw", "lr": LR, "weight_decay": 0.0}
 

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import hydra
+from omegaconf import OmegaConf
 
 from regrun.cli.job import check_output_dirs, job
 from regrun.training.signals import STOP, exit_code
@@ -23,6 +24,32 @@ def conf_dir() -> Path:
     packaged = Path(__file__).parent.parent / "conf"
     return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent.parent / "conf"
 
+
+# What `regrun --help` lists as registered: (words, module, registry). A registry that is a
+# `Registry` also loads the plugins of its entry-point group.
+REGISTRIES = (
+    ("models (model.name)", "regrun.components.models", "MODELS"),
+    ("datasets (dataset.name)", "regrun.components.datasets", "DATASETS"),
+    ("penalties (reg.targets.*.penalty)", "regrun.components.penalties", "PENALTIES"),
+    ("optimizers (optimizer.name)", "regrun.components.optimizers", "OPTIMIZERS"),
+)
+
+
+def registered() -> str:
+    """The registered names of each component, one line each, for `regrun --help`.
+
+    The registries live in modules that import torch (about 2 s), so this runs only when
+    the help text is printed: it is the `${regrun_registered:}` resolver of its template.
+    """
+    lines = []
+    for words, module, name in REGISTRIES:
+        registry = getattr(importlib.import_module(module), name)
+        group = getattr(registry, "entry_point_group", None)
+        lines.append(f"{words}: {', '.join(registry)}" + (f"   [plugins: entry points {group}]" if group else ""))
+    return "\n".join(lines)
+
+
+OmegaConf.register_new_resolver("regrun_registered", registered)
 
 # Subcommand name → module with a `main(argv) -> int`. Hydra owns the rest of the command
 # line, so these are dispatched before it parses sys.argv (hydra#409).

@@ -1,47 +1,131 @@
 """Models by name. Every layer is a named module, so any of them can be targeted.
 
-Names follow the layer index: `fc1`/`conv1`, then `norm1`, `act1`, `pool1`, `drop1`, and
-`head` for the classifier. `act*` is always an activation module.
+A builder is called `builder(input_shape, num_outputs, **the model node's other keys)`,
+where `input_shape` is one sample's shape, e.g. (1, 28, 28), and `num_outputs` the width
+the task wants (classes, regression values).
+
+Names in `mlp` and `cnn` follow the layer index: `fc1`/`conv1`, then `norm1`, `act1`,
+`pool1`, `drop1`, and `head` for the output layer; `act*` is always an activation module.
+The `autoencoder` names its encoder `enc*`, its code `code_fc`/`code` and its decoder
+`dec*` (see `autoencoder`). `model=custom` builds the user's own model from
+`model.factory=MODULE:FUNCTION` (see `custom`).
+
+An activation is a name (`relu`) or a mapping with its parameters
+(`{name: leaky_relu, negative_slope: 0.2}`); `norm` is one of `NORMS`.
 """
 
+import importlib
 import math
+import os
+import re
+import sys
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType, ModuleType
+from typing import Any
 
 from torch import nn
 
-from regrun.errors import RegrunError, choices
-from regrun.components.registry import Registry, build
+from regrun.components.registry import Registry, build, call_with_options
+from regrun.errors import RegrunError, choices, is_number, positive_int
 
-ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
-    "relu": nn.ReLU,
-    "leaky_relu": lambda: nn.LeakyReLU(0.01),
-    "gelu": nn.GELU,
-    "silu": nn.SiLU,
-    "elu": nn.ELU,
-    "tanh": nn.Tanh,
-    "sigmoid": nn.Sigmoid,
+# name → (module class, {parameter: default}). Never in-place, so hooks see the true output.
+ACTIVATIONS: dict[str, tuple[type[nn.Module], dict[str, float]]] = {
+    "relu": (nn.ReLU, {}),
+    "leaky_relu": (nn.LeakyReLU, {"negative_slope": 0.01}),
+    "gelu": (nn.GELU, {}),
+    "silu": (nn.SiLU, {}),
+    "elu": (nn.ELU, {"alpha": 1.0}),
+    "tanh": (nn.Tanh, {}),
+    "sigmoid": (nn.Sigmoid, {}),
 }
 # Class names of the activation modules above, for figures reported per activation layer.
-ACTIVATION_TYPES = frozenset(type(factory()).__name__ for factory in ACTIVATIONS.values())
+ACTIVATION_TYPES = frozenset(cls.__name__ for cls, _ in ACTIVATIONS.values())
+ActivationSpec = str | Mapping[str, Any]
+
+NORMS = {
+    "batch": "BatchNorm1d/2d: over the batch (running statistics in evaluation)",
+    "instance": "InstanceNorm2d (affine): each sample's channel over its positions; conv layers only",
+    "layer": "LayerNorm over a dense layer's features; GroupNorm(1, C) over a conv layer's C×H×W",
+    "none": "no normalisation",
+}
+# A conv followed by a norm that removes each channel's mean needs no bias of its own.
+CENTERING_NORMS = frozenset({"batch", "instance"})
 POOLS: dict[str, Callable[[], nn.Module] | None] = {
     "max": lambda: nn.MaxPool2d(2),
     "avg": lambda: nn.AvgPool2d(2),
     "none": None,
 }
+LEAKY_RELU_02 = MappingProxyType({"name": "leaky_relu", "negative_slope": 0.2})  # thread 002's
 
 
-def make_activation(name: str) -> nn.Module:
-    """A fresh activation module by name (never in-place, so hooks see the true output)."""
-    if name not in ACTIVATIONS:
-        raise RegrunError(f"unknown activation {name!r}; allowed: {choices(ACTIVATIONS)}")
-    return ACTIVATIONS[name]()
+def make_activation(spec: ActivationSpec, where: str = "model.activation") -> nn.Module:
+    """A fresh activation module from a name or a `{name, PARAMETER: number}` mapping."""
+    options = dict(spec) if isinstance(spec, Mapping) else {}
+    name = options.pop("name", None) if isinstance(spec, Mapping) else spec
+    if not isinstance(name, str) or name not in ACTIVATIONS:
+        raise RegrunError(f"{where}: unknown activation {name!r}; allowed: {choices(ACTIVATIONS)}")
+    cls, defaults = ACTIVATIONS[name]
+    for key, value in options.items():
+        if key not in defaults:
+            raise RegrunError(f"{where}.{key}: not a parameter of {name}; allowed: {choices(defaults) if defaults else '(none)'}")
+        if not is_number(value) or not math.isfinite(value):
+            raise RegrunError(f"{where}.{key} must be a finite number, got {value!r}")
+    return cls(**options)
 
 
-def _dense_block(layers: OrderedDict, index: int, width_in: int, width: int, act: str, batch_norm: bool, dropout: float) -> None:
+def check_norm(norm: object, dense_only: bool = False) -> str:
+    """`norm` if it is one of NORMS (and applies to dense layers, where only those are normalised)."""
+    if norm not in NORMS:
+        raise RegrunError(f"model.norm: unknown norm {norm!r}; allowed: {choices(NORMS)}")
+    if dense_only and norm == "instance":
+        raise RegrunError("model.norm: 'instance' normalises a channel over its positions and does not apply "
+                          "to dense layers; allowed: batch, layer, none")
+    return str(norm)
+
+
+def check_positions(norm: str, layer: str, height: int, width: int) -> None:
+    """Instance norm takes statistics over a channel's positions: one position gives none."""
+    if norm == "instance" and height * width < 2:
+        raise RegrunError(f"model.norm: instance norm needs more than one position per channel, and {layer} "
+                          f"outputs {height}×{width}; use norm=batch, layer or none, or fewer layers")
+
+
+def make_norm(norm: str, width: int, conv: bool) -> nn.Module | None:
+    """The norm module for `width` features (dense) or channels (conv); None for `none`."""
+    if norm == "batch":
+        return nn.BatchNorm2d(width) if conv else nn.BatchNorm1d(width)
+    if norm == "instance":
+        return nn.InstanceNorm2d(width, affine=True)
+    if norm == "layer":
+        return nn.GroupNorm(1, width) if conv else nn.LayerNorm(width)
+    return None
+
+
+def sizes(where: str, values: object) -> list[int]:
+    """A list of positive integers (layer widths, channel counts), or a one-line error."""
+    if not isinstance(values, Sequence) or isinstance(values, str):
+        raise RegrunError(f"{where} must be a list of positive integers, got {values!r}")
+    for value in values:
+        if not is_number(value) or not isinstance(value, int) or value < 1:
+            raise RegrunError(f"{where} must be a list of positive integers, got {list(values)!r}")
+    return list(values)
+
+
+def image_shape(name: str, input_shape: Sequence[int]) -> tuple[int, int, int]:
+    """(C, H, W) of the samples, for a model made of 2-D convolutions."""
+    if len(input_shape) != 3:
+        raise RegrunError(f"model.name: {name} takes images (C, H, W); this dataset's samples have shape "
+                          f"{tuple(input_shape)}; use model=mlp or model=custom")
+    c, h, w = input_shape
+    return c, h, w
+
+
+def _dense_block(layers: OrderedDict, index: int, width_in: int, width: int, act: ActivationSpec, norm: str,
+                 dropout: float) -> None:
     layers[f"fc{index}"] = nn.Linear(width_in, width)
-    if batch_norm:
-        layers[f"norm{index}"] = nn.BatchNorm1d(width)
+    if (module := make_norm(norm, width, conv=False)) is not None:
+        layers[f"norm{index}"] = module
     layers[f"act{index}"] = make_activation(act)
     if dropout:
         layers[f"drop{index}"] = nn.Dropout(dropout)
@@ -49,69 +133,222 @@ def _dense_block(layers: OrderedDict, index: int, width_in: int, width: int, act
 
 def mlp(
     input_shape: Sequence[int],
-    num_classes: int,
+    num_outputs: int,
     hidden: Sequence[int] = (256, 128),
-    activation: str = "relu",
-    batch_norm: bool = False,
+    activation: ActivationSpec = "relu",
+    norm: str = "none",
     dropout: float = 0.0,
 ) -> nn.Sequential:
     """flatten → [fc_i → (norm_i) → act_i → (drop_i)] for each hidden width → head."""
+    check_norm(norm, dense_only=True)
     layers: OrderedDict[str, nn.Module] = OrderedDict(flatten=nn.Flatten())
     width_in = math.prod(input_shape)
-    for i, width in enumerate(hidden, 1):
-        _dense_block(layers, i, width_in, width, activation, batch_norm, dropout)
+    for i, width in enumerate(sizes("model.hidden", hidden), 1):
+        _dense_block(layers, i, width_in, width, activation, norm, dropout)
         width_in = width
-    layers["head"] = nn.Linear(width_in, num_classes)
+    layers["head"] = nn.Linear(width_in, num_outputs)
     return nn.Sequential(layers)
 
 
 def cnn(
     input_shape: Sequence[int],
-    num_classes: int,
+    num_outputs: int,
     channels: Sequence[int] = (32, 64),
     kernel_size: int = 3,
-    activation: str = "relu",
-    batch_norm: bool = True,
+    activation: ActivationSpec = "relu",
+    norm: str = "batch",
     pool: str = "max",
     hidden: Sequence[int] = (128,),
     dropout: float = 0.0,
 ) -> nn.Sequential:
-    """[conv_i → (norm_i) → act_i → (pool_i)] per channel count → flatten → dense blocks → head."""
+    """[conv_i → (norm_i) → act_i → (pool_i)] per channel count → flatten → dense blocks → head.
+
+    `norm` applies to the conv blocks; the dense layers after them have none.
+    """
     if pool not in POOLS:
         raise RegrunError(f"model.pool: unknown pool {pool!r}; allowed: {choices(POOLS)}")
-    c_in, height, width = input_shape
+    norm = check_norm(norm)
+    c_in, height, width = image_shape("cnn", input_shape)
+    positive_int("model.kernel_size", kernel_size)
     layers: OrderedDict[str, nn.Module] = OrderedDict()
-    for i, c_out in enumerate(channels, 1):
-        layers[f"conv{i}"] = nn.Conv2d(c_in, c_out, kernel_size, padding=kernel_size // 2, bias=not batch_norm)
-        if batch_norm:
-            layers[f"norm{i}"] = nn.BatchNorm2d(c_out)
+    for i, c_out in enumerate(sizes("model.channels", channels), 1):
+        check_positions(norm, f"conv{i}", height, width)
+        layers[f"conv{i}"] = nn.Conv2d(c_in, c_out, kernel_size, padding=kernel_size // 2,
+                                       bias=norm not in CENTERING_NORMS)
+        if (module := make_norm(norm, c_out, conv=True)) is not None:
+            layers[f"norm{i}"] = module
         layers[f"act{i}"] = make_activation(activation)
         if POOLS[pool] is not None:
             layers[f"pool{i}"] = POOLS[pool]()
             height, width = height // 2, width // 2
         c_in = c_out
+    if height < 1 or width < 1:
+        raise RegrunError(f"model.channels: {len(channels)} blocks with pool={pool} shrink the "
+                          f"{input_shape[1]}×{input_shape[2]} input to nothing; use fewer blocks or pool=none")
     layers["flatten"] = nn.Flatten()
     width_in = c_in * height * width
-    for i, width_out in enumerate(hidden, len(channels) + 1):
-        _dense_block(layers, i, width_in, width_out, activation, False, dropout)
+    for i, width_out in enumerate(sizes("model.hidden", hidden), len(channels) + 1):
+        _dense_block(layers, i, width_in, width_out, activation, "none", dropout)
         width_in = width_out
-    layers["head"] = nn.Linear(width_in, num_classes)
+    layers["head"] = nn.Linear(width_in, num_outputs)
     return nn.Sequential(layers)
 
 
-# name → builder(input_shape, num_classes, **options) returning an nn.Module
+def _halved(size: int, kernel_size: int, padding: int) -> tuple[int, int]:
+    """A stride-2 conv's output size, and the output_padding that makes its transpose give `size` back."""
+    out = (size + 2 * padding - kernel_size) // 2 + 1
+    return out, size - ((out - 1) * 2 - 2 * padding + kernel_size)
+
+
+def autoencoder(
+    input_shape: Sequence[int],
+    num_outputs: int,
+    channels: Sequence[int] = (16, 32),
+    kernel_size: int = 4,
+    code_size: int = 64,
+    activation: ActivationSpec = LEAKY_RELU_02,
+    code_activation: ActivationSpec = "relu",
+    norm: str = "batch",
+) -> nn.Sequential:
+    """A convolutional autoencoder whose output has the input's shape (B, C, H, W).
+
+    Encoder, per entry of `channels`: enc_i (Conv2d, stride 2) → enc_norm_i → enc_act_i.
+    Code: flatten → code_fc (Linear to `code_size`) → code (its activation, ReLU by default,
+    so that an L1 penalty on it gives exact zeros). Decoder: dec_fc (Linear back) →
+    dec_fc_act → unflatten, then dec_i (ConvTranspose2d, stride 2) mirroring enc_i from the
+    last level to the first, each but dec1 followed by dec_norm_i → dec_act_i; dec1 gives
+    the output, with no norm or activation. Odd sizes are given back by output_padding.
+    `num_outputs` is not used: the output is shaped like the input.
+    """
+    norm = check_norm(norm)
+    shape = image_shape("autoencoder", input_shape)
+    positive_int("model.kernel_size", kernel_size)
+    positive_int("model.code_size", code_size)
+    widths = [shape[0], *sizes("model.channels", channels)]
+    if len(widths) < 2:
+        raise RegrunError("model.channels: the autoencoder needs at least one conv layer, got []")
+    padding = (kernel_size - 1) // 2
+    encoder: OrderedDict[str, nn.Module] = OrderedDict()
+    decoder: list[tuple[str, nn.Module]] = []  # built level by level, then reversed
+    height, width = shape[1:]
+    for i, (c_in, c_out) in enumerate(zip(widths, widths[1:]), 1):
+        (h_out, h_pad), (w_out, w_pad) = _halved(height, kernel_size, padding), _halved(width, kernel_size, padding)
+        if h_out < 1 or w_out < 1:
+            raise RegrunError(f"model.channels: {len(widths) - 1} stride-2 layers with kernel_size {kernel_size} "
+                              f"shrink the {shape[1]}×{shape[2]} input to nothing; at most {i - 1} fit")
+        check_positions(norm, f"enc{i}", h_out, w_out)
+        bias = norm not in CENTERING_NORMS
+        encoder[f"enc{i}"] = nn.Conv2d(c_in, c_out, kernel_size, stride=2, padding=padding, bias=bias)
+        _norm_and_activation(encoder, f"enc_norm{i}", f"enc_act{i}", norm, c_out, activation)
+        level: OrderedDict[str, nn.Module] = OrderedDict()
+        level[f"dec{i}"] = nn.ConvTranspose2d(c_out, c_in, kernel_size, stride=2, padding=padding,
+                                              output_padding=(h_pad, w_pad), bias=bias or i == 1)
+        if i > 1:
+            _norm_and_activation(level, f"dec_norm{i}", f"dec_act{i}", norm, c_in, activation)
+        decoder.append(level)
+        height, width = h_out, w_out
+    flat = widths[-1] * height * width
+    middle = OrderedDict([
+        ("flatten", nn.Flatten()),
+        ("code_fc", nn.Linear(flat, code_size)),
+        ("code", make_activation(code_activation, "model.code_activation")),
+        ("dec_fc", nn.Linear(code_size, flat)),
+        ("dec_fc_act", make_activation(activation)),
+        ("unflatten", nn.Unflatten(1, (widths[-1], height, width))),
+    ])
+    return nn.Sequential(OrderedDict([*encoder.items(), *middle.items(),
+                                      *(item for level in reversed(decoder) for item in level.items())]))
+
+
+def _norm_and_activation(layers: OrderedDict, norm_name: str, act_name: str, norm: str, channels: int,
+                         activation: ActivationSpec) -> None:
+    if (module := make_norm(norm, channels, conv=True)) is not None:
+        layers[norm_name] = module
+    layers[act_name] = make_activation(activation)
+
+
+FACTORY_SPEC = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+
+
+def custom(input_shape: Sequence[int], num_outputs: int, factory: object = None, **options: Any) -> nn.Module:
+    """The user's own model: `factory` is MODULE:FUNCTION, called as
+    `FUNCTION(input_shape, num_outputs, **options)`; it must return an `nn.Module`.
+
+    MODULE is imported from the current directory or the Python path.
+    """
+    function = load_factory(factory)
+    try:
+        model = call_with_options(function, options, "model", f"model factory {factory!r}",
+                                  (tuple(input_shape), num_outputs))
+    except RegrunError:
+        raise
+    except Exception as err:  # the user's code: any error is theirs to read, in one line
+        raise RegrunError(f"model.factory: {factory} raised {one_line(err)}") from err
+    if not isinstance(model, nn.Module):
+        raise RegrunError(f"model.factory: {factory} returned a {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def load_factory(spec: object) -> Callable[..., Any]:
+    """The callable `spec` = MODULE:FUNCTION names (FUNCTION may be dotted: `Net.build`)."""
+    if not isinstance(spec, str) or not FACTORY_SPEC.fullmatch(spec):
+        raise RegrunError(f"model.factory must be MODULE:FUNCTION (e.g. my_models:make_net, MODULE in the "
+                          f"current directory or on the Python path), got {spec!r}")
+    module_name, _, path = spec.partition(":")
+    found: Any = import_user_module(module_name)
+    for part in path.split("."):
+        if not hasattr(found, part):
+            defined = sorted(n for n, v in vars(found).items() if callable(v) and not n.startswith("_")
+                             and getattr(v, "__module__", None) == module_name)
+            raise RegrunError(f"model.factory: {found.__name__ if isinstance(found, ModuleType) else path} "
+                              f"has no attribute {part!r}; it defines: {choices(defined)}")
+        found = getattr(found, part)
+    if not callable(found):
+        raise RegrunError(f"model.factory: {spec} is a {type(found).__name__}, not a function or class")
+    return found
+
+
+def import_user_module(name: str) -> ModuleType:
+    """Import `name` with the current directory first on the Python path, as `python -m` has it."""
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        # Kept there afterwards: the module may import its neighbours later, when it runs.
+        sys.path.insert(0, cwd)
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as err:
+        if err.name and (name == err.name or name.startswith(f"{err.name}.")):
+            raise RegrunError(f"model.factory: no module {name!r} in the current directory ({cwd}) "
+                              "or on the Python path") from err
+        raise RegrunError(f"model.factory: importing {name!r} failed: {one_line(err)}") from err
+    except Exception as err:  # a SyntaxError, or whatever the module raises as it runs
+        raise RegrunError(f"model.factory: importing {name!r} failed: {one_line(err)}") from err
+
+
+def one_line(err: BaseException) -> str:
+    """`Type: first line of the message`, for an error raised by the user's code."""
+    lines = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
+
+
+# name → builder(input_shape, num_outputs, **options) returning an nn.Module
 MODELS: Registry[Callable[..., nn.Module]] = Registry("model", "regrun.models")
 
 
 def register_model(name: str, builder: Callable[..., nn.Module], replace: bool = False) -> None:
-    """Make `model.name=NAME` build `builder(input_shape, num_classes, **the node's other keys)`."""
+    """Make `model.name=NAME` build `builder(input_shape, num_outputs, **the node's other keys)`."""
     MODELS.register(name, builder, replace)
 
 
 register_model("mlp", mlp)
 register_model("cnn", cnn)
+register_model("autoencoder", autoencoder)
+register_model("custom", custom)
 
 
-def build_model(cfg: dict, input_shape: Sequence[int], num_classes: int) -> nn.Module:
+def build_model(cfg: Mapping[str, Any], input_shape: Sequence[int], num_outputs: int) -> nn.Module:
     """The model named by `cfg["name"]`, built with the config's other keys."""
-    return build(MODELS, cfg, input_shape=input_shape, num_classes=num_classes)
+    model = build(MODELS, cfg, (tuple(input_shape), num_outputs))
+    if not isinstance(model, nn.Module):  # a plugin's builder
+        raise RegrunError(f"model {cfg['name']!r} returned a {type(model).__name__}, not a torch.nn.Module")
+    return model

@@ -19,7 +19,7 @@ function and the registry wraps functions in records, through the registry's `wr
 
 import inspect
 import logging
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from importlib import metadata
 from typing import Any, Generic, TypeVar
 
@@ -87,38 +87,41 @@ class Registry(Mapping[str, T], Generic[T]):
         return len(self._records)
 
 
-def option_names(builder: Callable[..., Any], fixed: Iterable[str] = ()) -> list[str] | None:
-    """The keyword options `builder` takes besides the `fixed` ones; None when it takes any (**kwargs)."""
+def option_names(builder: Callable[..., Any], fixed: Iterable[str] = (), positional: int = 0) -> list[str] | None:
+    """The keyword options `builder` takes besides the `fixed` ones and its first `positional`
+    parameters; None when it takes any (**kwargs)."""
     parameters = inspect.signature(builder).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
         return None
-    return [name for name, p in parameters.items()
-            if name not in fixed and p.kind is not inspect.Parameter.VAR_POSITIONAL]
+    named = [name for name, p in parameters.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL]
+    return [name for name in named[positional:] if name not in fixed]
 
 
 def call_with_options(builder: Callable[..., Any], options: Mapping[str, Any], where: str, what: str,
-                      **fixed: Any) -> Any:
-    """Call `builder(**fixed, **options)`, checking the options against its signature.
+                      positional: Sequence[Any] = (), **fixed: Any) -> Any:
+    """Call `builder(*positional, **fixed, **options)`, checking the options against its signature.
 
     An option the builder does not take (`where.key`), and the builder's own TypeError or
     ValueError (a negative learning rate, say), become a one-line `RegrunError`; `what`
-    names the thing built ("optimizer 'adamw'").
+    names the thing built ("optimizer 'adamw'"). `positional` fills the builder's first
+    parameters whatever their names (a model builder's input shape and output count).
     """
-    accepted = option_names(builder, fixed)
+    accepted = option_names(builder, fixed, len(positional))
     for key in options:
         if accepted is not None and key not in accepted:
             raise RegrunError(f"{where}.{key}: not an option of {what}; allowed: {choices(accepted)}")
     options = check_options(builder, options, where)  # types and ranges from the builder's signature
     try:
-        return builder(**fixed, **options)
+        return builder(*positional, **fixed, **options)
     except (TypeError, ValueError) as err:
         raise RegrunError(f"{what}: {err}") from err
 
 
-def build(registry: Registry[Callable[..., Any]], cfg: Mapping[str, Any], **fixed: Any) -> Any:
+def build(registry: Registry[Callable[..., Any]], cfg: Mapping[str, Any], positional: Sequence[Any] = (),
+          **fixed: Any) -> Any:
     """Build the entry `cfg["name"]` of a registry of builders with the config's other keys:
-    `{name: adamw, lr: 1e-3}` → `OPTIMIZERS["adamw"](**fixed, lr=1e-3)`."""
+    `{name: adamw, lr: 1e-3}` → `OPTIMIZERS["adamw"](*positional, **fixed, lr=1e-3)`."""
     name = cfg.get("name")
     builder = registry.entry(name)
     options = {key: value for key, value in cfg.items() if key != "name"}
-    return call_with_options(builder, options, registry.kind, f"{registry.kind} {name!r}", **fixed)
+    return call_with_options(builder, options, registry.kind, f"{registry.kind} {name!r}", positional, **fixed)

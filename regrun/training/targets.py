@@ -194,6 +194,7 @@ def describe_targets(targets: Sequence[Target], model: nn.Module, example: Tenso
     """
     act_modules = sorted({m for t in targets if t.on_activations for m in t.modules})
     shapes = output_shapes(model, example, act_modules) if act_modules else {}
+    _check_ran(targets, model, shapes)
     params = dict(model.named_parameters())
     rows = []
     for t in targets:
@@ -206,3 +207,15 @@ def describe_targets(targets: Sequence[Target], model: nn.Module, example: Tenso
                 "tensor": name, "shape": list(shape), "numel": math.prod(shape),
             })
     return rows
+
+
+def _check_ran(targets: Sequence[Target], model: nn.Module, shapes: Mapping[str, tuple[int, ...]]) -> None:
+    """Every module an activation target selects must run in the forward: a container
+    (`ModuleList`) or an unused layer has no output, and would silently add nothing."""
+    modules = dict(model.named_modules())
+    for t in targets:
+        idle = [m for m in t.modules if t.on_activations and m not in shapes]
+        if idle:
+            listed = ", ".join(f"{m} ({type(modules[m]).__name__})" for m in idle)
+            raise RegrunError(f"reg.targets.{t.name}: {listed} never run in the model's forward, so they have no "
+                              "output to penalize; narrow `layers` or add them to `exclude`")

@@ -137,7 +137,8 @@ def evaluate(model: nn.Module, split: Split, batch_size: int, thresholds: Sequen
     model.eval()
     loss_sum = torch.zeros((), dtype=torch.float64, device=split.y.device)
     correct = torch.zeros((), dtype=torch.int64, device=split.y.device)
-    with forward_hooks(model, names, lambda name, out: stats[name].update(out)), torch.no_grad():
+    hooks = forward_hooks(model, names, lambda name, out: stats[name].update(out), strict=False)
+    with hooks, torch.no_grad():
         for x, y in chunks(split, batch_size):
             logits = model(x)
             loss_sum += F.cross_entropy(logits, y, reduction="sum")
@@ -146,7 +147,9 @@ def evaluate(model: nn.Module, split: Split, batch_size: int, thresholds: Sequen
     return Evaluation(
         loss=loss_sum.item() / len(split),
         accuracy=correct.item() / len(split),
-        activations={name: {"type": type(modules[name]).__name__, **s.result()} for name, s in stats.items()},
+        # A module that never ran, or whose output holds no tensor, has no row.
+        activations={name: {"type": type(modules[name]).__name__, **s.result()} for name, s in stats.items()
+                     if s.samples},
         weights=weight_stats(model, thresholds),
     )
 

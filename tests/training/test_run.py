@@ -73,7 +73,7 @@ def test_model_state_dict_is_saved(make_cfg: Callable[..., dict], tmp_path: Path
     ("seed=abc", "seed must be an integer, got 'abc'"),
     ("sparsity.thresholds=[0.1,-1]", "sparsity.thresholds must be a list of positive numbers"),
     ("model.activation=swish", "unknown activation 'swish'; allowed: relu, leaky_relu"),
-    ("+model.width=3", "model.width: not an option of model 'mlp'; allowed: hidden, activation, batch_norm, dropout"),
+    ("+model.width=3", "model.width: not an option of model 'mlp'; allowed: hidden, activation, norm, dropout"),
     ("optimizer.lr=-1", "optimizer 'adamw': Invalid learning rate: -1"),
     ("optimizer.name=lion", "optimizer.name: unknown optimizer 'lion'; allowed: sgd, adam, adamw"),
     ("reg.targets.l1_activations.layers=[act9]", "reg.targets.l1_activations.layers: 'act9' matches no module"),

@@ -8,9 +8,9 @@ from regrun.errors import RegrunError
 from regrun.components.models import build_model
 from regrun.training.targets import describe_targets, resolve_target, resolve_targets
 
-MLP = {"name": "mlp", "hidden": [8, 4], "activation": "relu", "batch_norm": False, "dropout": 0.0}
+MLP = {"name": "mlp", "hidden": [8, 4], "activation": "relu", "norm": "none", "dropout": 0.0}
 CNN = {"name": "cnn", "channels": [4, 6], "kernel_size": 3, "activation": "leaky_relu",
-       "batch_norm": True, "pool": "max", "hidden": [5], "dropout": 0.0}
+       "norm": "batch", "pool": "max", "hidden": [5], "dropout": 0.0}
 
 
 @pytest.fixture
