@@ -1,8 +1,9 @@
-"""Shared fixtures: tiny IDX datasets written on the fly, and composed configs."""
+"""Shared fixtures: tiny IDX datasets written on the fly, composed configs, a user's model file."""
 
 import gzip
 import struct
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -67,3 +68,87 @@ def make_cfg(tiny_root: Path) -> Callable[..., dict]:
         return OmegaConf.to_container(cfg, resolve=True)
 
     return _make
+
+
+# A model of the user's own, as a file in the working directory: residual blocks in a
+# ModuleList, not nn.Sequential, and one activation module (`act`) called twice per forward.
+# Beside it, factories that go wrong in each way `model.factory` reports.
+USER_MODELS = '''
+import math
+
+from torch import nn
+
+WIDTH = 16
+
+
+class Block(nn.Module):
+    """x + fc2(act(fc1(x)))"""
+
+    def __init__(self, width):
+        super().__init__()
+        self.fc1, self.act, self.fc2 = nn.Linear(width, width), nn.ReLU(), nn.Linear(width, width)
+
+    def forward(self, x):
+        return x + self.fc2(self.act(self.fc1(x)))
+
+
+class ResNet(nn.Module):
+    def __init__(self, input_shape, num_outputs, width, depth):
+        super().__init__()
+        self.stem = nn.Linear(math.prod(input_shape), width)
+        self.act = nn.ReLU()  # after the stem and again before the head
+        self.blocks = nn.ModuleList(Block(width) for _ in range(depth))
+        self.head = nn.Linear(width, num_outputs)
+
+    def forward(self, x):
+        h = self.act(self.stem(x.flatten(1)))
+        for block in self.blocks:
+            h = block(h)
+        return self.head(self.act(h))
+
+
+def make_net(shape, outputs, width=WIDTH, depth=2):
+    return ResNet(shape, outputs, width, depth)
+
+
+def returns_dict(shape, outputs):
+    return {"not": "a module"}
+
+
+def explodes(shape, outputs):
+    raise RuntimeError("out of memory\\nsecond line")
+'''
+FAILING_MODULES = {
+    "needs_missing_package.py": "import package_that_is_not_installed\n",
+    "fails_on_import.py": "raise RuntimeError('no GPU here')\n",
+    "bad_syntax.py": "def make_net(:\n",
+}
+
+
+@pytest.fixture
+def user_models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A working directory holding my_models.py (USER_MODELS) and FAILING_MODULES; the
+    modules imported from it and its sys.path entry are gone afterwards."""
+    folder = tmp_path / "work"
+    folder.mkdir()
+    (folder / "my_models.py").write_text(USER_MODELS)
+    for name, text in FAILING_MODULES.items():
+        (folder / name).write_text(text)
+    monkeypatch.chdir(folder)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    yield folder
+    for name in ["my_models", *(Path(n).stem for n in FAILING_MODULES)]:
+        sys.modules.pop(name, None)
+
+
+def write_plugin(root: Path) -> Path:
+    """An installed package, as site-packages holds it, whose entry point registers model `tiny`."""
+    site = root / "site"
+    (site / "tiny_plugin-0.1.dist-info").mkdir(parents=True)
+    (site / "tiny_plugin-0.1.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: tiny-plugin\nVersion: 0.1\n")
+    (site / "tiny_plugin-0.1.dist-info" / "entry_points.txt").write_text("[regrun.models]\ntiny = tiny_plugin:tiny\n")
+    (site / "tiny_plugin.py").write_text(
+        "import math\nfrom torch import nn\n\n\n"
+        "def tiny(input_shape, num_outputs, width=1):\n"
+        "    return nn.Linear(width * math.prod(input_shape), num_outputs)\n")
+    return site

@@ -285,7 +285,7 @@ def custom(input_shape: Sequence[int], num_outputs: int, factory: object = None,
     except Exception as err:  # the user's code: any error is theirs to read, in one line
         raise RegrunError(f"model.factory: {factory} raised {one_line(err)}") from err
     if not isinstance(model, nn.Module):
-        raise RegrunError(f"model.factory: {factory} returned a {type(model).__name__}, not a torch.nn.Module")
+        raise RegrunError(f"model.factory: {factory} returned {type(model).__name__}, not a torch.nn.Module")
     return model
 
 
@@ -304,7 +304,7 @@ def load_factory(spec: object) -> Callable[..., Any]:
                               f"has no attribute {part!r}; it defines: {choices(defined)}")
         found = getattr(found, part)
     if not callable(found):
-        raise RegrunError(f"model.factory: {spec} is a {type(found).__name__}, not a function or class")
+        raise RegrunError(f"model.factory: {spec} is not callable ({type(found).__name__}); name a function or class")
     return found
 
 
@@ -350,5 +350,5 @@ def build_model(cfg: Mapping[str, Any], input_shape: Sequence[int], num_outputs:
     """The model named by `cfg["name"]`, built with the config's other keys."""
     model = build(MODELS, cfg, (tuple(input_shape), num_outputs))
     if not isinstance(model, nn.Module):  # a plugin's builder
-        raise RegrunError(f"model {cfg['name']!r} returned a {type(model).__name__}, not a torch.nn.Module")
+        raise RegrunError(f"model {cfg['name']!r} returned {type(model).__name__}, not a torch.nn.Module")
     return model

@@ -164,5 +164,44 @@ def test_a_bad_subcommand_input_is_one_line_and_exit_2(case: str, argv: list[str
     assert {p: p.read_bytes() for p in places["done"].rglob("*") if p.is_file()} == before  # nothing overwritten
 
 
+# model=custom: (case, model.factory and other arguments, the whole message after `regrun: error: `),
+# run in a folder holding conftest's USER_MODELS as my_models.py and its FAILING_MODULES.
+FACTORY_CASES = [
+    ("no factory given", [], "model.factory must be MODULE:FUNCTION (e.g. my_models:make_net, MODULE in the "
+     "current directory or on the Python path), got None"),
+    ("not MODULE:FUNCTION", ["model.factory=my_models.make_net"], "model.factory must be MODULE:FUNCTION (e.g. "
+     "my_models:make_net, MODULE in the current directory or on the Python path), got 'my_models.make_net'"),
+    ("module not found", ["model.factory=my_modles:make_net"],
+     "model.factory: no module 'my_modles' in the current directory ({cwd}) or on the Python path"),
+    ("import error inside the module", ["model.factory=needs_missing_package:make_net"], "model.factory: importing "
+     "'needs_missing_package' failed: ModuleNotFoundError: No module named 'package_that_is_not_installed'"),
+    ("module raising as it is imported", ["model.factory=fails_on_import:make_net"],
+     "model.factory: importing 'fails_on_import' failed: RuntimeError: no GPU here"),
+    ("module with a syntax error", ["model.factory=bad_syntax:make_net"],
+     "model.factory: importing 'bad_syntax' failed: SyntaxError: invalid syntax (bad_syntax.py, line 1)"),
+    ("attribute missing", ["model.factory=my_models:make_nett"],
+     "model.factory: my_models has no attribute 'make_nett'; it defines: Block, ResNet, explodes, make_net, returns_dict"),
+    ("not callable", ["model.factory=my_models:WIDTH"],
+     "model.factory: my_models:WIDTH is not callable (int); name a function or class"),
+    ("returns something else", ["model.factory=my_models:returns_dict"],
+     "model.factory: my_models:returns_dict returned dict, not a torch.nn.Module"),
+    ("unexpected keyword", ["model.factory=my_models:make_net", "+model.widht=8"],
+     "model.widht: not an option of model factory 'my_models:make_net'; allowed: width, depth"),
+    ("factory raising", ["model.factory=my_models:explodes"],
+     "model.factory: my_models:explodes raised RuntimeError: out of memory"),
+]
+
+
+@pytest.mark.parametrize(("case", "argv", "message"), FACTORY_CASES, ids=[c[0] for c in FACTORY_CASES])
+def test_a_bad_model_factory_is_one_line_and_exit_2(case: str, argv: list[str], message: str, user_models: Path,
+                                                    places: dict[str, Path], tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    base = ["dataset.root={root}", "dataset.download=false", "trainer.device=cpu", "trainer.epochs=1",
+            f"hydra.run.dir={tmp_path}/run", "model=custom"]
+    code, err = call(base + argv, places, monkeypatch, capsys)
+    one_line_error(code, err, message.format(cwd=user_models), "regrun: error:")
+    assert err.strip() == "regrun: error: " + message.format(cwd=user_models)
+
+
 def test_the_table_holds_at_least_twenty_cases() -> None:
     assert len(CASES) + len(SUBCOMMAND_CASES) >= 20
