@@ -296,13 +296,13 @@ def load_factory(spec: object) -> Callable[..., Any]:
                           f"current directory or on the Python path), got {spec!r}")
     module_name, _, path = spec.partition(":")
     found: Any = import_user_module(module_name)
+    owner = module_name
     for part in path.split("."):
         if not hasattr(found, part):
             defined = sorted(n for n, v in vars(found).items() if callable(v) and not n.startswith("_")
                              and getattr(v, "__module__", None) == module_name)
-            raise RegrunError(f"model.factory: {found.__name__ if isinstance(found, ModuleType) else path} "
-                              f"has no attribute {part!r}; it defines: {choices(defined)}")
-        found = getattr(found, part)
+            raise RegrunError(f"model.factory: {owner} has no attribute {part!r}; it defines: {choices(defined)}")
+        found, owner = getattr(found, part), f"{owner}.{part}"
     if not callable(found):
         raise RegrunError(f"model.factory: {spec} is not callable ({type(found).__name__}); name a function or class")
     return found
