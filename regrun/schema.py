@@ -180,6 +180,8 @@ def describe(hint: Any) -> str:
         return " or ".join(describe(a) for a in _config_types(args))
     if origin is Literal:
         return f"one of {choices(args)}"
+    if origin in (dict, Mapping):
+        return "a mapping"
     if origin is tuple and args and args[-1] is not Ellipsis:
         return f"a list of {len(args)} ({', '.join(describe(a) for a in args)})"
     if origin in (list, tuple, Sequence, typing.Sequence) or hint in (list, tuple):

@@ -11,7 +11,7 @@ The `autoencoder` names its encoder `enc*`, its code `code_fc`/`code` and its de
 `model.factory=MODULE:FUNCTION` (see `custom`).
 
 An activation is a name (`relu`) or a mapping with its parameters
-(`{name: leaky_relu, negative_slope: 0.2}`); `norm` is one of `NORMS`.
+(`{name: leaky_relu, negative_slope: 0.2}`); `norm` is one of `Norm`.
 """
 
 import importlib
@@ -22,12 +22,13 @@ import sys
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType, ModuleType
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from torch import nn
 
 from regrun.components.registry import Registry, build, call_with_options
-from regrun.errors import RegrunError, choices, is_number, positive_int
+from regrun.errors import RegrunError, choices, is_number
+from regrun.schema import AtLeast, Range
 
 # name → (module class, {parameter: default}). Never in-place, so hooks see the true output.
 ACTIVATIONS: dict[str, tuple[type[nn.Module], dict[str, float]]] = {
@@ -41,14 +42,15 @@ ACTIVATIONS: dict[str, tuple[type[nn.Module], dict[str, float]]] = {
 }
 # Class names of the activation modules above, for figures reported per activation layer.
 ACTIVATION_TYPES = frozenset(cls.__name__ for cls, _ in ACTIVATIONS.values())
+# The options' types; the schema (regrun.schema) checks every config value against them.
 ActivationSpec = str | Mapping[str, Any]
-
-NORMS = {
-    "batch": "BatchNorm1d/2d: over the batch (running statistics in evaluation)",
-    "instance": "InstanceNorm2d (affine): each sample's channel over its positions; conv layers only",
-    "layer": "LayerNorm over a dense layer's features; GroupNorm(1, C) over a conv layer's C×H×W",
-    "none": "no normalisation",
-}
+Size = Annotated[int, AtLeast(1)]
+Sizes = Annotated[Sequence[int], AtLeast(1)]  # layer widths, channel counts
+Dropout = Annotated[float, Range(0, 1, hi_open=True)]
+# batch: BatchNorm1d/2d; instance: InstanceNorm2d (affine), conv layers only; layer:
+# LayerNorm on a dense layer's features, GroupNorm(1, C) on a conv layer's C×H×W; none.
+Norm = Literal["batch", "instance", "layer", "none"]
+Pool = Literal["max", "avg", "none"]
 # A conv followed by a norm that removes each channel's mean needs no bias of its own.
 CENTERING_NORMS = frozenset({"batch", "instance"})
 POOLS: dict[str, Callable[[], nn.Module] | None] = {
@@ -68,20 +70,17 @@ def make_activation(spec: ActivationSpec, where: str = "model.activation") -> nn
     cls, defaults = ACTIVATIONS[name]
     for key, value in options.items():
         if key not in defaults:
-            raise RegrunError(f"{where}.{key}: not a parameter of {name}; allowed: {choices(defaults) if defaults else '(none)'}")
+            raise RegrunError(f"{where}.{key}: not a parameter of {name}; allowed: {choices(defaults)}")
         if not is_number(value) or not math.isfinite(value):
             raise RegrunError(f"{where}.{key} must be a finite number, got {value!r}")
     return cls(**options)
 
 
-def check_norm(norm: object, dense_only: bool = False) -> str:
-    """`norm` if it is one of NORMS (and applies to dense layers, where only those are normalised)."""
-    if norm not in NORMS:
-        raise RegrunError(f"model.norm: unknown norm {norm!r}; allowed: {choices(NORMS)}")
-    if dense_only and norm == "instance":
+def check_dense_norm(norm: str) -> None:
+    """Instance norm takes statistics over a channel's positions: dense features have none."""
+    if norm == "instance":
         raise RegrunError("model.norm: 'instance' normalises a channel over its positions and does not apply "
                           "to dense layers; allowed: batch, layer, none")
-    return str(norm)
 
 
 def check_positions(norm: str, layer: str, height: int, width: int) -> None:
@@ -100,16 +99,6 @@ def make_norm(norm: str, width: int, conv: bool) -> nn.Module | None:
     if norm == "layer":
         return nn.GroupNorm(1, width) if conv else nn.LayerNorm(width)
     return None
-
-
-def sizes(where: str, values: object) -> list[int]:
-    """A list of positive integers (layer widths, channel counts), or a one-line error."""
-    if not isinstance(values, Sequence) or isinstance(values, str):
-        raise RegrunError(f"{where} must be a list of positive integers, got {values!r}")
-    for value in values:
-        if not is_number(value) or not isinstance(value, int) or value < 1:
-            raise RegrunError(f"{where} must be a list of positive integers, got {list(values)!r}")
-    return list(values)
 
 
 def image_shape(name: str, input_shape: Sequence[int]) -> tuple[int, int, int]:
@@ -134,16 +123,16 @@ def _dense_block(layers: OrderedDict, index: int, width_in: int, width: int, act
 def mlp(
     input_shape: Sequence[int],
     num_outputs: int,
-    hidden: Sequence[int] = (256, 128),
+    hidden: Sizes = (256, 128),
     activation: ActivationSpec = "relu",
-    norm: str = "none",
-    dropout: float = 0.0,
+    norm: Norm = "none",
+    dropout: Dropout = 0.0,
 ) -> nn.Sequential:
     """flatten → [fc_i → (norm_i) → act_i → (drop_i)] for each hidden width → head."""
-    check_norm(norm, dense_only=True)
+    check_dense_norm(norm)
     layers: OrderedDict[str, nn.Module] = OrderedDict(flatten=nn.Flatten())
     width_in = math.prod(input_shape)
-    for i, width in enumerate(sizes("model.hidden", hidden), 1):
+    for i, width in enumerate(hidden, 1):
         _dense_block(layers, i, width_in, width, activation, norm, dropout)
         width_in = width
     layers["head"] = nn.Linear(width_in, num_outputs)
@@ -153,25 +142,21 @@ def mlp(
 def cnn(
     input_shape: Sequence[int],
     num_outputs: int,
-    channels: Sequence[int] = (32, 64),
-    kernel_size: int = 3,
+    channels: Sizes = (32, 64),
+    kernel_size: Size = 3,
     activation: ActivationSpec = "relu",
-    norm: str = "batch",
-    pool: str = "max",
-    hidden: Sequence[int] = (128,),
-    dropout: float = 0.0,
+    norm: Norm = "batch",
+    pool: Pool = "max",
+    hidden: Sizes = (128,),
+    dropout: Dropout = 0.0,
 ) -> nn.Sequential:
     """[conv_i → (norm_i) → act_i → (pool_i)] per channel count → flatten → dense blocks → head.
 
     `norm` applies to the conv blocks; the dense layers after them have none.
     """
-    if pool not in POOLS:
-        raise RegrunError(f"model.pool: unknown pool {pool!r}; allowed: {choices(POOLS)}")
-    norm = check_norm(norm)
     c_in, height, width = image_shape("cnn", input_shape)
-    positive_int("model.kernel_size", kernel_size)
     layers: OrderedDict[str, nn.Module] = OrderedDict()
-    for i, c_out in enumerate(sizes("model.channels", channels), 1):
+    for i, c_out in enumerate(channels, 1):
         check_positions(norm, f"conv{i}", height, width)
         layers[f"conv{i}"] = nn.Conv2d(c_in, c_out, kernel_size, padding=kernel_size // 2,
                                        bias=norm not in CENTERING_NORMS)
@@ -187,7 +172,7 @@ def cnn(
                           f"{input_shape[1]}×{input_shape[2]} input to nothing; use fewer blocks or pool=none")
     layers["flatten"] = nn.Flatten()
     width_in = c_in * height * width
-    for i, width_out in enumerate(sizes("model.hidden", hidden), len(channels) + 1):
+    for i, width_out in enumerate(hidden, len(channels) + 1):
         _dense_block(layers, i, width_in, width_out, activation, "none", dropout)
         width_in = width_out
     layers["head"] = nn.Linear(width_in, num_outputs)
@@ -203,12 +188,12 @@ def _halved(size: int, kernel_size: int, padding: int) -> tuple[int, int]:
 def autoencoder(
     input_shape: Sequence[int],
     num_outputs: int,
-    channels: Sequence[int] = (16, 32),
-    kernel_size: int = 4,
-    code_size: int = 64,
+    channels: Sizes = (16, 32),
+    kernel_size: Size = 4,
+    code_size: Size = 64,
     activation: ActivationSpec = LEAKY_RELU_02,
     code_activation: ActivationSpec = "relu",
-    norm: str = "batch",
+    norm: Norm = "batch",
 ) -> nn.Sequential:
     """A convolutional autoencoder whose output has the input's shape (B, C, H, W).
 
@@ -220,11 +205,8 @@ def autoencoder(
     the output, with no norm or activation. Odd sizes are given back by output_padding.
     `num_outputs` is not used: the output is shaped like the input.
     """
-    norm = check_norm(norm)
     shape = image_shape("autoencoder", input_shape)
-    positive_int("model.kernel_size", kernel_size)
-    positive_int("model.code_size", code_size)
-    widths = [shape[0], *sizes("model.channels", channels)]
+    widths = [shape[0], *channels]
     if len(widths) < 2:
         raise RegrunError("model.channels: the autoencoder needs at least one conv layer, got []")
     padding = (kernel_size - 1) // 2

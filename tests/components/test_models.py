@@ -80,7 +80,7 @@ def test_autoencoder_output_has_the_input_shape(shape: tuple[int, ...], norm: st
     ({"channels": [4] * 6}, "model.channels: 6 stride-2 layers with kernel_size 4 shrink the 28×28 input to nothing; at most 4 fit"),
     ({"channels": []}, "model.channels: the autoencoder needs at least one conv layer, got []"),
     ({"channels": [4, 8, 8, 8], "norm": "instance"}, "model.norm: instance norm needs more than one position per channel, and enc4 outputs 1×1"),
-    ({"code_size": 0}, "model.code_size must be a positive integer, got 0"),
+    ({"code_size": 0}, "model.code_size must be an integer ≥ 1, got 0"),
     ({"code_activation": "softplus"}, "model.code_activation: unknown activation 'softplus'"),
 ])
 def test_autoencoder_refuses_sizes_it_cannot_take(cfg: dict, message: str) -> None:
@@ -143,11 +143,13 @@ def test_defaults_keep_their_norms(make_cfg: Callable[..., dict]) -> None:
 
 @pytest.mark.parametrize("cfg, message", [
     ({"name": "mlp", "norm": "instance"}, "model.norm: 'instance' normalises a channel over its positions and does not apply to dense layers; allowed: batch, layer, none"),
-    ({"name": "cnn", "norm": "group"}, "model.norm: unknown norm 'group'; allowed: batch, instance, layer, none"),
-    ({"name": "mlp", "hidden": [64, 0]}, "model.hidden must be a list of positive integers, got [64, 0]"),
-    ({"name": "mlp", "hidden": 64}, "model.hidden must be a list of positive integers, got 64"),
+    ({"name": "cnn", "norm": "group"}, "model.norm must be one of batch, instance, layer, none, got 'group'"),
+    ({"name": "mlp", "hidden": [64, 0]}, "model.hidden must be a list of integers ≥ 1, got [64, 0]"),
+    ({"name": "mlp", "hidden": 64}, "model.hidden must be a list of integers ≥ 1, got 64"),
+    ({"name": "cnn", "pool": "min"}, "model.pool must be one of max, avg, none, got 'min'"),
+    ({"name": "mlp", "activation": [1]}, "model.activation must be a string or a mapping, got [1]"),
     ({"name": "cnn", "channels": [4] * 5}, "model.channels: 5 blocks with pool=max shrink the 28×28 input to nothing"),
-    ({"name": "cnn", "kernel_size": 0}, "model.kernel_size must be a positive integer, got 0"),
+    ({"name": "cnn", "kernel_size": 0}, "model.kernel_size must be an integer ≥ 1, got 0"),
     ({"name": "mlp", "batch_norm": True}, "model.batch_norm: not an option of model 'mlp'; allowed: hidden, activation, norm, dropout"),
 ])
 def test_a_bad_model_option_is_one_line(cfg: dict, message: str) -> None:
