@@ -49,7 +49,7 @@ def _dense_block(layers: OrderedDict, index: int, width_in: int, width: int, act
 
 def mlp(
     input_shape: Sequence[int],
-    num_classes: int,
+    num_outputs: int,
     hidden: Sequence[int] = (256, 128),
     activation: str = "relu",
     batch_norm: bool = False,
@@ -61,13 +61,13 @@ def mlp(
     for i, width in enumerate(hidden, 1):
         _dense_block(layers, i, width_in, width, activation, batch_norm, dropout)
         width_in = width
-    layers["head"] = nn.Linear(width_in, num_classes)
+    layers["head"] = nn.Linear(width_in, num_outputs)
     return nn.Sequential(layers)
 
 
 def cnn(
     input_shape: Sequence[int],
-    num_classes: int,
+    num_outputs: int,
     channels: Sequence[int] = (32, 64),
     kernel_size: int = 3,
     activation: str = "relu",
@@ -95,16 +95,16 @@ def cnn(
     for i, width_out in enumerate(hidden, len(channels) + 1):
         _dense_block(layers, i, width_in, width_out, activation, False, dropout)
         width_in = width_out
-    layers["head"] = nn.Linear(width_in, num_classes)
+    layers["head"] = nn.Linear(width_in, num_outputs)
     return nn.Sequential(layers)
 
 
-# name → builder(input_shape, num_classes, **options) returning an nn.Module
+# name → builder(input_shape, num_outputs, **options) returning an nn.Module
 MODELS: Registry[Callable[..., nn.Module]] = Registry("model", "regrun.models")
 
 
 def register_model(name: str, builder: Callable[..., nn.Module], replace: bool = False) -> None:
-    """Make `model.name=NAME` build `builder(input_shape, num_classes, **the node's other keys)`."""
+    """Make `model.name=NAME` build `builder(input_shape, num_outputs, **the node's other keys)`."""
     MODELS.register(name, builder, replace)
 
 
@@ -112,6 +112,6 @@ register_model("mlp", mlp)
 register_model("cnn", cnn)
 
 
-def build_model(cfg: dict, input_shape: Sequence[int], num_classes: int) -> nn.Module:
+def build_model(cfg: dict, input_shape: Sequence[int], num_outputs: int) -> nn.Module:
     """The model named by `cfg["name"]`, built with the config's other keys."""
-    return build(MODELS, cfg, input_shape=input_shape, num_classes=num_classes)
+    return build(MODELS, cfg, input_shape=input_shape, num_outputs=num_outputs)
