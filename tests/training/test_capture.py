@@ -8,6 +8,7 @@ from torch import nn
 
 from regrun.training.capture import ActivationCapture, forward_hooks, output_shapes
 from regrun.components.models import build_model
+from regrun.components.tasks import CLASSIFICATION
 from regrun.training.targets import resolve_targets
 from regrun.training.trainer import train_step
 
@@ -60,7 +61,7 @@ def test_memory_does_not_grow_with_steps() -> None:
     with ActivationCapture(model, ["act1", "act2"]) as capture, forward_hooks(model, ["act1", "act2"], spy):
         for step in range(20):
             x, y = torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,))
-            train_step(model, x, y, targets, params, capture, optimizer)
+            train_step(model, CLASSIFICATION, x, y, targets, params, capture, optimizer)
             assert capture.held() == 0
             alive = [ref for ref in seen if ref() is not None]
             assert not alive, f"step {step}: {len(alive)} captured tensors still alive"
