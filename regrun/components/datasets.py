@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
@@ -38,6 +38,7 @@ from torch import Tensor
 
 from regrun.components.registry import Registry, call_with_options
 from regrun.errors import RegrunError, choices, is_number, positive_int
+from regrun.schema import NON_NEGATIVE, AtLeast
 
 
 @dataclass(frozen=True)
@@ -498,18 +499,14 @@ def _num_classes(path: str, arrays: Mapping[str, Any]) -> int:
 register_dataset("tensors", open_tensors)
 
 
-def open_toy_regression(train_size: int = 1000, test_size: int = 200, noise: float = 0.2, seed: int = 0) -> Source:
+def open_toy_regression(train_size: Annotated[int, AtLeast(1)] = 1000, test_size: Annotated[int, AtLeast(1)] = 200,
+                        noise: Annotated[float, NON_NEGATIVE] = 0.2, seed: Annotated[int, NON_NEGATIVE] = 0) -> Source:
     """Thread 003's 1-D problem: x uniform in [−1, 1], y = x² + noise·u with u uniform in
     [0, 1) (the tutorial its net comes from); inputs and targets of shape (N, 1).
 
     Drawn from `seed`, the training samples first, so that test_size leaves them as they are.
+    The options' types and ranges are checked from the annotations (regrun/schema.py).
     """
-    positive_int("dataset.train_size", train_size)
-    positive_int("dataset.test_size", test_size)
-    if not is_number(noise) or noise < 0:
-        raise RegrunError(f"dataset.noise must be a number ≥ 0, got {noise!r}")
-    if not is_number(seed) or not isinstance(seed, int) or seed < 0:
-        raise RegrunError(f"dataset.seed must be an integer ≥ 0, got {seed!r}")
     spec = DataSpec("toy_regression", (1,), "regression", "values", target_shape=(1,))
 
     def read(train: bool, limit: int | None, device: torch.device) -> Split:
