@@ -42,6 +42,16 @@ class Run:
     final: dict[str, Any] = field(default_factory=dict)
     targeted_modules: list[str] = field(default_factory=list)  # modules whose outputs a target penalizes
     warnings: list[str] = field(default_factory=list)  # the run's diagnostics (training/diagnostics.py)
+    task: dict[str, Any] = field(default_factory=dict)  # summary.json's `task`: name, figures, headline
+
+    @property
+    def headline(self) -> str | None:
+        """The column that sums the run up (`test_acc`, `test_r2`, ...), from its task; runs
+        written before tasks existed were classifications with `test_acc`."""
+        headline = self.task.get("headline")
+        if isinstance(headline, str):
+            return headline
+        return "test_acc" if "test_acc" in self.final else None
 
     @property
     def completed(self) -> bool:
@@ -146,9 +156,10 @@ def read_run(path: Path) -> Run:
     if not isinstance(config, dict):
         config, _ = _hydra_config(path)
     final = summary.get("final")
+    task = summary.get("task")
     return Run(path, str(summary.get("status", "unknown")), summary.get("error"), config, overrides,
                final if isinstance(final, dict) else {}, _targeted_modules(summary.get("targets")),
-               _warnings(summary.get("warnings")))
+               _warnings(summary.get("warnings")), task if isinstance(task, dict) else {})
 
 
 def _unfinished(path: Path, config: dict[str, Any], overrides: list[str]) -> Run:

@@ -30,6 +30,7 @@ def conf_dir() -> Path:
 REGISTRIES = (
     ("models (model.name)", "regrun.components.models", "MODELS"),
     ("datasets (dataset.name)", "regrun.components.datasets", "DATASETS"),
+    ("tasks (task.name)", "regrun.components.tasks", "TASKS"),
     ("penalties (reg.targets.*.penalty)", "regrun.components.penalties", "PENALTIES"),
     ("optimizers (optimizer.name)", "regrun.components.optimizers", "OPTIMIZERS"),
 )

@@ -35,7 +35,7 @@ def job(cfg: DictConfig) -> float | None:
     config or a crash is recorded as a `failed` run and the sweep goes on, so the summary
     at its end lists every job. Returns the objective for an optimizing sweeper (Optuna).
     """
-    from regrun.training.objective import check_objective, objective
+    from regrun.training.objective import objective
     from regrun.training.run import run  # torch imports late, so `regrun --help` stays quick
 
     out = Path(HydraConfig.get().runtime.output_dir)
@@ -50,7 +50,6 @@ def job(cfg: DictConfig) -> float | None:
     except OmegaConfBaseException as err:  # a missing value (???) or a broken ${...}
         return refused(str(err).splitlines()[0], out, sweeping)
     try:
-        check_objective(plain)
         summary = continued(plain, out) if (out / "config.json").exists() else run(plain, out)
         score = objective(plain, summary)
     except RegrunError as err:

@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from regrun.console import shared_console
+from regrun.layout import split_figure
 from regrun.training.sparsity import threshold_key
 
 log = logging.getLogger(__name__)
@@ -68,9 +69,10 @@ def breakdown(figures: Mapping[str, Any], target_names: Sequence[str]) -> str:
 class RichReporter:
     """Progress bar per epoch showing the loss breakdown; one log line per epoch."""
 
-    def __init__(self, epochs: int, target_names: Sequence[str], console: Console):
+    def __init__(self, epochs: int, target_names: Sequence[str], figures: Sequence[str], console: Console):
         self.epochs = epochs
         self.target_names = list(target_names)
+        self.figures = list(figures)  # the task's: loss, acc / loss, r2, mae / ...
         self.progress = Progress(
             TextColumn("epoch {task.fields[epoch]}/" + str(epochs)), BarColumn(), MofNCompleteColumn(),
             TimeElapsedColumn(), TextColumn("{task.fields[breakdown]}"),
@@ -99,9 +101,14 @@ class RichReporter:
         """Log the epoch's breakdown and test figures on one line."""
         self.progress.update(self._task, completed=self.progress.tasks[-1].total,
                              breakdown=breakdown(row, self.target_names))
-        test = f" | test loss {row['test_loss']:.4g} acc {row['test_acc']:.4f}" if "test_loss" in row else ""
+        evaluated = "".join(self._split_figures(row, split) for split in ("val", "test"))
         log.info("epoch %d/%d  %s%s  (%.1fs)", row["epoch"], self.epochs,
-                 breakdown(row, self.target_names), test, row["epoch_time_s"])
+                 breakdown(row, self.target_names), evaluated, row["epoch_time_s"])
+
+    def _split_figures(self, row: Mapping[str, Any], split: str) -> str:
+        """' | test loss 0.31 acc 0.912' when the row has the split's figures, else ''."""
+        parts = [f"{name} {row[column]:.4g}" for name in self.figures if (column := split_figure(split, name)) in row]
+        return f" | {split} {' '.join(parts)}" if parts else ""
 
 
 def show_summary(summary: Mapping[str, Any], console: Console) -> None:
@@ -114,8 +121,12 @@ def show_summary(summary: Mapping[str, Any], console: Console) -> None:
     for name, term in losses["penalties"].items():
         table.add_row(f"penalty {name}", _fmt(term["raw"]), _fmt(term["lambda"]), _fmt(term["weighted"]))
     table.add_row("[bold]total loss (train)", "", "", f"[bold]{_fmt(losses['total'])}")
-    table.add_row("test loss", "", "", _fmt(final["test_loss"]))
-    table.add_row("[bold]test accuracy", "", "", f"[bold]{final['test_acc']:.4f}")
+    task = summary["task"]
+    for split in ("val", "test"):
+        for name, label in task["figures"].items():
+            if (column := split_figure(split, name)) in final:
+                bold = "[bold]" if column == task["headline"] else ""
+                table.add_row(f"{bold}{split} {label}", "", "", f"{bold}{_fmt(final[column])}")
     console.print(table)
     console.print(_layer_table(summary["sparsity"]))
 

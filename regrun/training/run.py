@@ -19,12 +19,14 @@ import torch
 
 from regrun.training.checkpoint import NAME as CHECKPOINT, restore, save_checkpoint
 from regrun.training.groups import build_grouped_optimizer, describe_groups
-from regrun.components.datasets import check_dataset_config, load_data
+from regrun.components.datasets import DataSpec, load_data, open_dataset
+from regrun.components.tasks import Task, check_output, resolve_task, task_summary
 from regrun.console import shared_console
 from regrun.training.display import RichReporter, show_groups, show_summary, show_targets
 from regrun.errors import RegrunError, is_number
 from regrun.layout import GROUPS, lambda_column
 from regrun.components.models import build_model
+from regrun.training.objective import check_objective
 from regrun.training.rundir import RunDir, environment, loss_breakdown, mark_targeted
 from regrun.training.signals import STOP
 from regrun.training.targets import describe_targets, resolve_targets
@@ -92,14 +94,19 @@ def _train(cfg: dict[str, Any], rundir: RunDir, checkpoint: Mapping[str, Any] | 
     settings = TrainerSettings.from_config(cfg["trainer"])
     thresholds = thresholds_from(cfg)
     device = pick_device(settings.device)
-    info = check_dataset_config(cfg["dataset"])
+    source = open_dataset(cfg["dataset"])
+    spec = source.spec
+    task_name, task = resolve_task(cfg.get("task"), spec)
+    splits = ["val", "test"] if cfg["dataset"].get("val_size") is not None else ["test"]
+    goal = check_objective(cfg, task, splits)
     seed_everything(seed)
-    model = build_model(cfg["model"], info.input_shape, info.num_classes).to(device)
+    model = build_model(cfg["model"], spec.input_shape, task.num_outputs(spec)).to(device)
+    check_model_output(model, cfg["model"]["name"], task_name, task, spec)
     targets = resolve_targets(model, reg_targets(cfg["reg"]))
     optimizer, groups = build_grouped_optimizer(model, cfg["optimizer"])
     _check_targets(targets, settings.epochs, optimizer, cfg["optimizer"]["name"])
 
-    example = torch.zeros((1, *info.input_shape), device=device)
+    example = torch.zeros((1, *spec.input_shape), device=device)
     target_rows = describe_targets(targets, model, example)
     show_targets(target_rows, console)
     rundir.write_json("targets.json", target_rows)
@@ -108,13 +115,13 @@ def _train(cfg: dict[str, Any], rundir: RunDir, checkpoint: Mapping[str, Any] | 
     rundir.write_json(GROUPS, group_rows)
     rundir.write_json("config.json", cfg)
 
-    data = load_data(cfg["dataset"], device)
+    data = load_data(cfg["dataset"], device, source)
     if settings.batch_size > len(data.train):
         raise RegrunError(f"trainer.batch_size={settings.batch_size} is larger than the training set "
                           f"({len(data.train)} samples); allowed: 1 to {len(data.train)}")
-    log.info("%s on %s: %d train / %d test samples; %s, %d parameters",
-             data.name, device, len(data.train), len(data.test), cfg["model"]["name"],
-             sum(p.numel() for p in model.parameters()))
+    log.info("%s on %s, task %s: %d train / %s%d test samples; %s, %d parameters",
+             data.name, device, task_name, len(data.train), f"{len(data.val)} validation / " if data.val else "",
+             len(data.test), cfg["model"]["name"], sum(p.numel() for p in model.parameters()))
     # After describe_targets' forward pass, so the restored RNG states are the ones training left.
     state = restore(checkpoint, model, optimizer, device) if checkpoint else TrainState(torch.Generator().manual_seed(seed))
     per_epoch = steps_per_epoch(len(data.train), settings.batch_size)
@@ -125,11 +132,14 @@ def _train(cfg: dict[str, Any], rundir: RunDir, checkpoint: Mapping[str, Any] | 
 
     if checkpoint:
         log.info("resuming at step %d (epoch %d of %d)", checkpoint["step"], state.epoch + 1, settings.epochs)
-    with RichReporter(settings.epochs, [t.name for t in targets], console) as reporter:
-        outcome = fit(model, targets, optimizer, data, settings, thresholds, state, reporter,
+    with RichReporter(settings.epochs, [t.name for t in targets], list(task.figures), console) as reporter:
+        outcome = fit(model, task, targets, optimizer, data, settings, thresholds, state, reporter,
                       rundir.append_metrics, save, STOP)
     summary = _summary(outcome, rundir, model, targets, target_rows, thresholds, cfg)
     summary["groups"] = group_rows
+    summary["task"] = task_summary(task_name, task)
+    if goal is not None:
+        summary["objective"] = goal
     summary["environment"] = environment(device, seed, time.perf_counter() - started)
     rundir.write_json("summary.json", summary)
     _report(summary, rundir.path, console)
@@ -150,6 +160,27 @@ def _check_targets(targets: list, epochs: int, optimizer: torch.optim.Optimizer,
             log.warning("%s: proximal L1 with %s: the threshold lr·λ is not scaled like Adam's per-coordinate "
                         "steps, so it zeroes far less than with optimizer=sgd at the same λ; "
                         "proximal=adaptive scales it", t.name, optimizer_name)
+
+
+def check_model_output(model: torch.nn.Module, name: str, task_name: str, task: Task, spec: DataSpec) -> None:
+    """One forward pass of an example batch (zeros, eval mode, no gradients) before training:
+    the model must take the data's samples and give an output the task can compare."""
+    parameter = next(model.parameters(), None)
+    example = torch.zeros((2, *spec.input_shape), device=parameter.device if parameter is not None else None)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            output = model(example)
+    except (RuntimeError, ValueError, TypeError, IndexError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise RegrunError(f"model {name!r} cannot take samples of shape {spec.input_shape} from dataset "
+                          f"{spec.name}: {reason}") from err
+    finally:
+        model.train(was_training)
+    if not isinstance(output, torch.Tensor):
+        raise RegrunError(f"model {name!r} returns a {type(output).__name__}; task {task_name} needs a tensor")
+    check_output(task_name, task, spec, name, tuple(output.shape))
 
 
 def _summary(outcome: Outcome, rundir: RunDir, model: torch.nn.Module, targets: list, target_rows: list,
