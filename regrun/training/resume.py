@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -97,7 +98,7 @@ def _with_overrides(cfg: dict[str, Any], overrides: list[str]) -> dict[str, Any]
                               "(anything else would not continue the same run)")
     try:
         merged = OmegaConf.merge(OmegaConf.create(cfg), OmegaConf.from_dotlist(overrides))
-    except OmegaConfBaseException as err:
+    except (OmegaConfBaseException, yaml.YAMLError) as err:  # yaml's: an unclosed [ or {
         raise RegrunError(f"bad override {overrides}: {str(err).splitlines()[0]}") from err
     return OmegaConf.to_container(merged)
 
