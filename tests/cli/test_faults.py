@@ -13,10 +13,9 @@ import errno
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,7 +25,7 @@ from regrun.cli import main
 from regrun.training import rundir
 
 from conftest import write_dataset
-from test_errors import one_line_error
+from test_errors import keep_signal_handlers, one_line_error  # noqa: F401 (an autouse fixture)
 
 RUN = ["dataset.download=false", "trainer.device=cpu", "trainer.batch_size=32"]
 RUN2 = [*RUN, "trainer.epochs=2"]  # two epochs: a checkpoint, then another
@@ -112,15 +111,6 @@ COMPARED = [
     ("overrides.yaml binary", ".hydra/overrides.yaml", b"\xff\xfe\x00", "completed", None),
     ("hydra.yaml binary", ".hydra/hydra.yaml", b"\xff\xfe\x00", "completed", None),
 ]
-
-
-@pytest.fixture(autouse=True)
-def keep_signal_handlers() -> Iterator[None]:
-    """main() installs regrun's stop handlers; give pytest its own back."""
-    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    yield
-    for s, handler in saved.items():
-        signal.signal(s, handler)
 
 
 def call(argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
