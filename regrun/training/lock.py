@@ -43,7 +43,7 @@ def command_line() -> str:
 def holder(folder: Path) -> str | None:
     """Who else holds the lock of `folder` ("pid 123: regrun ..."), or None when nobody
     does, or this process does."""
-    if folder.absolute() in _HELD:
+    if folder.resolve() in _HELD:
         return None
     try:
         fd = os.open(folder / LOCK, os.O_RDONLY)
@@ -62,7 +62,7 @@ def holder(folder: Path) -> str | None:
 def one_writer(folder: Path) -> Iterator[None]:
     """Hold `folder`'s lock while the block runs; another process holding it is a
     `FolderInUse` error naming the folder and the holder. Creates the folder."""
-    key = folder.absolute()
+    key = folder.resolve()  # one key for every spelling of the folder (.., symbolic links)
     with _GUARD:
         if key in _HELD:
             fd, depth = _HELD[key]
@@ -87,9 +87,7 @@ def _acquire(folder: Path) -> int:
     except OSError as err:
         raise RegrunError(f"{folder} cannot be written ({err.strerror}); "
                           "allowed: a folder this user can write") from err
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    if not _try_lock(fd):
         who = _describe(fd)
         os.close(fd)
         raise FolderInUse(f"{folder} is in use by another regrun process ({who}); one writer per run "
@@ -100,6 +98,18 @@ def _acquire(folder: Path) -> int:
     except OSError:
         pass  # a full disk: the lock holds all the same, only its holder goes unnamed
     return fd
+
+
+def _try_lock(fd: int) -> bool:
+    """Take the lock if it is free; a few tries, because `holder` of another process takes
+    it shared for an instant just to look."""
+    for _ in range(5):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            threading.Event().wait(0.01)
+    return False
 
 
 def _describe(fd: int) -> str:
