@@ -20,12 +20,16 @@ DataLoader, no ToTensor).
 """
 
 import codecs
+import errno
 import gzip
+import hashlib
 import inspect
 import math
+import os
 import pickle
 import shutil
 import struct
+import zlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -221,29 +225,34 @@ def open_idx(name: str, info: DatasetInfo, root: str = "data", download: bool = 
     path = Path(root).expanduser()
 
     def read(train: bool, limit: int | None, device: torch.device) -> Split:
-        _ensure_raw_files(name, info, path, bool(download))
-        return _load_split(info, path, train, limit, device)
+        raw = _ensure_raw_files(name, info, path, bool(download))
+        return _load_split(info, raw, train, limit, device)
 
     return Source(spec, read)
 
 
-def _ensure_raw_files(name: str, info: DatasetInfo, root: Path, download: bool) -> None:
+def _ensure_raw_files(name: str, info: DatasetInfo, root: Path, download: bool) -> Path:
+    """The folder holding the four raw IDX files, unpacking any that exist only as .gz.
+
+    Debian's dataset packages and manual downloads ship .gz files; torchvision only
+    unpacks them inside download(), so they are unpacked here once, beside the archive, or
+    into a cache folder (`unpack_dir`) when the data folder is read-only. Each file is
+    written whole or not at all: a corrupt archive or a full disk leaves nothing behind.
+    """
     raw = info.raw_dir(root)
+    found = raw
     for file in info.raw_files():
         packed = raw / f"{file}.gz"
         if not (raw / file).is_file() and packed.is_file():
-            # Debian's dataset packages and manual downloads ship .gz files; torchvision only
-            # unpacks them inside download(), so unpack them here once.
-            with gzip.open(packed, "rb") as src, open(raw / file, "wb") as dst:
-                shutil.copyfileobj(src, dst)
-    missing = [f for f in info.raw_files() if not (raw / f).is_file()]
+            found = _unpack(packed, raw / file, info)
+    missing = [f for f in info.raw_files() if not (raw / f).is_file() and not (found / f).is_file()]
     if not missing:
-        return
+        return found
     reason = "download is off (dataset.download=false)"
     if download:
         try:
             info.download(root)
-            return
+            return raw
         except Exception as err:  # any network failure: report it on the one line below
             reason = f"download failed ({type(err).__name__})"
     raise RegrunError(
@@ -251,6 +260,61 @@ def _ensure_raw_files(name: str, info: DatasetInfo, root: Path, download: bool) 
         f"IDX files (or their .gz) there, or point dataset.root=DIR at a folder holding "
         f"{info.folder}/raw/"
     )
+
+
+def unpack_dir(raw: Path) -> Path:
+    """Where the .gz files of a read-only data folder are unpacked: a folder of its own under
+    $XDG_CACHE_HOME/regrun (~/.cache/regrun), named after the data folder's path."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "regrun" / "unpacked"
+    return cache / hashlib.sha256(str(raw.resolve()).encode()).hexdigest()[:16]
+
+
+def _unpack(packed: Path, target: Path, info: DatasetInfo) -> Path:
+    """Unpack `packed` to `target`, or to the same name in `unpack_dir` when `target`'s
+    folder cannot be written; returns the folder it went to. Whole, or not at all."""
+    try:
+        _unpack_to(packed, target)
+        return target.parent
+    except PermissionError:
+        pass
+    except OSError as err:
+        if err.errno != errno.EROFS:
+            raise RegrunError(f"cannot unpack {packed} into {target.parent}: {err.strerror}") from err
+    cached = unpack_dir(target.parent) / target.name
+    # The members of a read-only folder that are already unpacked stay where they are.
+    for file in info.raw_files():
+        if (target.parent / file).is_file() and not (cached.parent / file).exists():
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            (cached.parent / file).symlink_to(target.parent / file)
+    if cached.is_file() and cached.stat().st_mtime >= packed.stat().st_mtime:
+        return cached.parent
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        _unpack_to(packed, cached)
+    except OSError as err:
+        raise RegrunError(f"cannot unpack {packed}: {target.parent} is read-only and {cached.parent} "
+                          f"cannot be written ({err.strerror}); unpack it by hand, or set XDG_CACHE_HOME") from err
+    return cached.parent
+
+
+def _unpack_to(packed: Path, target: Path) -> None:
+    """Decompress through a temporary file beside `target` and a rename; an OSError of the
+    temporary file propagates, a damaged archive is a one-line error naming it."""
+    tmp = target.with_name(f".{target.name}.tmp")
+    with open(tmp, "wb") as dst:  # PermissionError / EROFS here: the folder is read-only
+        try:
+            with gzip.open(packed, "rb") as src:
+                shutil.copyfileobj(src, dst)
+        except (EOFError, zlib.error, gzip.BadGzipFile) as err:
+            dst.close()
+            tmp.unlink(missing_ok=True)
+            raise RegrunError(f"{packed}: not a whole gzip file ({err}); replace it, or put the unpacked "
+                              f"{target.name} beside it") from err
+        except OSError:
+            dst.close()
+            tmp.unlink(missing_ok=True)
+            raise
+    os.replace(tmp, target)
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -267,8 +331,8 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
 
 
-def _load_split(info: DatasetInfo, root: Path, train: bool, limit: int | None, device: torch.device) -> Split:
-    prefix = info.raw_dir(root) / ("train" if train else "t10k")
+def _load_split(info: DatasetInfo, raw: Path, train: bool, limit: int | None, device: torch.device) -> Split:
+    prefix = raw / ("train" if train else "t10k")
     images = read_idx(Path(f"{prefix}-images-idx3-ubyte"))
     labels = read_idx(Path(f"{prefix}-labels-idx1-ubyte"))
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):

@@ -63,4 +63,6 @@ def objective(cfg: Mapping[str, Any], summary: Mapping[str, Any]) -> float | Non
 def _figure(final: Mapping[str, Any], key: str) -> float:
     if key not in final:
         raise RegrunError(f"objective: {key!r} is not a figure of this run; allowed: {', '.join(sorted(final))}")
+    if not is_number(final[key]):  # a damaged summary.json of a run this job found completed
+        raise RegrunError(f"objective: {key} is {final[key]!r} in this run's summary.json, not a number")
     return float(final[key])

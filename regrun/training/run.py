@@ -26,8 +26,9 @@ from regrun.training.display import RichReporter, show_groups, show_summary, sho
 from regrun.errors import RegrunError, is_number
 from regrun.layout import GROUPS, lambda_column
 from regrun.components.models import build_model
+from regrun.training.lock import one_writer
 from regrun.training.objective import check_objective
-from regrun.training.rundir import RunDir, environment, loss_breakdown, mark_targeted
+from regrun.training.rundir import RunDir, WriteFailed, environment, loss_breakdown, mark_targeted, record_failure
 from regrun.training.signals import STOP
 from regrun.training.targets import describe_targets, resolve_targets
 from regrun.training.trainer import Outcome, TrainerSettings, TrainState, fit, pick_device, steps_per_epoch
@@ -68,21 +69,22 @@ def run(cfg: dict[str, Any], out: Path, checkpoint: Mapping[str, Any] | None = N
     With `resume`, `out` already holds this run: its metrics rows are kept, and training
     continues from `checkpoint` (or starts again when there is none). A fresh run that
     fails writes a `failed` summary before the error propagates; a failed resume leaves
-    the run's files as they were.
+    the run's files as they were, unless a file could not be written (disk full): then
+    the summary says so. The folder's lock is held throughout (one writer per run).
     """
-    started = time.perf_counter()
-    rundir = RunDir(out)
-    if resume:
-        done = checkpoint["metrics"] if checkpoint else []
-        last = done[-1]["epoch"] if done else 0
-        rundir.rows = done + [row for row in rundir.read_metrics() if row["epoch"] > last]
-    try:
-        return _train(cfg, rundir, checkpoint, started)
-    except Exception as err:
-        if not resume:
-            rundir.write_json("summary.json", {"status": "failed", "error": str(err) or type(err).__name__,
-                                               "config": cfg})
-        raise
+    with one_writer(out):  # re-entrant: the command line took it already
+        started = time.perf_counter()
+        rundir = RunDir(out)
+        if resume:
+            done = checkpoint["metrics"] if checkpoint else []
+            last = done[-1]["epoch"] if done else 0
+            rundir.rows = done + [row for row in rundir.read_metrics() if row["epoch"] > last]
+        try:
+            return _train(cfg, rundir, checkpoint, started)
+        except Exception as err:
+            if not resume or isinstance(err, WriteFailed):  # a write failure is recorded, resumable
+                record_failure(out, err, cfg)
+            raise
 
 
 def _train(cfg: dict[str, Any], rundir: RunDir, checkpoint: Mapping[str, Any] | None,

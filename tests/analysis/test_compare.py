@@ -111,9 +111,9 @@ def test_config_from_hydra_is_resolved_where_it_can_be(tmp_path: Path) -> None:
     write_run(tmp_path / "a", status=None).joinpath(".hydra", "config.yaml").write_text(
         "trainer: {epochs: 3}\ntotal: ${trainer.epochs}\nlam: 1e-4\n")
     write_run(tmp_path / "b", status=None).joinpath(".hydra", "config.yaml").write_text(
-        "trainer: {epochs: 3}\ntotal: ${trainer.epochs}\nwhen: ${now:%H}\n")
+        "trainer: {epochs: 3}\ntotal: ${trainer.epochs}\nwhen: ${hydra:job.name}\n")
     assert read_run(tmp_path / "a").config == {"trainer": {"epochs": 3}, "total": 3, "lam": 1e-4}
-    # ${now:...} resolves only inside Hydra: the whole config stays unresolved rather than lost
+    # ${hydra:...} resolves only inside a Hydra job: the whole config stays unresolved rather than lost
     assert read_run(tmp_path / "b").config["total"] == "${trainer.epochs}"
 
 

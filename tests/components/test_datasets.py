@@ -62,6 +62,47 @@ def test_gz_files_are_unpacked(tmp_path: Path) -> None:
     assert (tmp_path / "FashionMNIST/raw/train-images-idx3-ubyte").is_file()
 
 
+@pytest.mark.parametrize("damage, reason", [
+    (lambda data: data[:len(data) // 2], "Compressed file ended before the end-of-stream marker was reached"),
+    (lambda data: b"not a gzip file at all", "Not a gzipped file"),
+    (lambda data: data[:20] + bytes(64) + data[84:], "invalid"),
+])
+def test_a_damaged_archive_is_one_line_and_leaves_nothing_behind(tmp_path: Path, damage, reason: str) -> None:
+    raw = write_dataset(tmp_path, compress=True) / "MNIST" / "raw"
+    packed = raw / "train-images-idx3-ubyte.gz"
+    packed.write_bytes(damage(packed.read_bytes()))
+    before = sorted(p.name for p in raw.iterdir())
+    with pytest.raises(RegrunError) as info:
+        load_data(cfg(tmp_path), torch.device("cpu"))
+    assert str(info.value).startswith(f"{packed}: not a whole gzip file (") and reason in str(info.value)
+    assert sorted(p.name for p in raw.iterdir()) == before  # no partial file, no temporary file
+
+
+def test_a_read_only_data_folder_is_unpacked_into_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+
+    from regrun.components import datasets
+
+    raw = write_dataset(tmp_path / "data", compress=True) / "MNIST" / "raw"
+    (raw / "train-labels-idx1-ubyte").write_bytes(datasets.gzip.decompress((raw / "train-labels-idx1-ubyte.gz").read_bytes()))
+    before = {p.name: p.read_bytes() for p in raw.iterdir()}
+
+    def read_only(path: object, mode: str = "r", *args: object, **kwargs: object) -> object:
+        if "w" in mode and Path(str(path)).parent == raw:  # as a read-only mount answers
+            raise PermissionError(13, "Permission denied", str(path))
+        return builtins.open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(datasets, "open", read_only, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    data = load_data(cfg(tmp_path / "data"), torch.device("cpu"))
+    assert len(data.train) == 320 and len(data.test) == 160
+    assert {p.name: p.read_bytes() for p in raw.iterdir()} == before  # the data folder untouched
+    cached = datasets.unpack_dir(raw)
+    assert cached.parent == tmp_path / "cache" / "regrun" / "unpacked"
+    assert (cached / "train-labels-idx1-ubyte").is_symlink()  # already unpacked: used where it is
+    assert torch.equal(load_data(cfg(tmp_path / "data"), torch.device("cpu")).train.x, data.train.x)  # reused
+
+
 def test_missing_files_offline_name_the_folder_and_files(tmp_path: Path) -> None:
     with pytest.raises(RegrunError) as info:
         load_data(cfg(tmp_path), torch.device("cpu"))
