@@ -11,6 +11,7 @@ import logging
 import random
 import time
 from collections.abc import Mapping
+from contextlib import ExitStack, closing
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from regrun.training.checkpoint import NAME as CHECKPOINT, restore, save_checkpo
 from regrun.components.datasets import check_dataset_config, load_data
 from regrun.console import shared_console
 from regrun.training.display import RichReporter, show_summary, show_targets
+from regrun.training.loggers import build_loggers
 from regrun.errors import RegrunError, is_number
 from regrun.layout import lambda_column
 from regrun.components.models import build_model
@@ -75,7 +77,8 @@ def run(cfg: dict[str, Any], out: Path, checkpoint: Mapping[str, Any] | None = N
         last = done[-1]["epoch"] if done else 0
         rundir.rows = done + [row for row in rundir.read_metrics() if row["epoch"] > last]
     try:
-        return _train(cfg, rundir, checkpoint, started)
+        with ExitStack() as trackers:  # closed however the run ends
+            return _train(cfg, rundir, checkpoint, started, trackers)
     except Exception as err:
         if not resume:
             rundir.write_json("summary.json", {"status": "failed", "error": str(err) or type(err).__name__,
@@ -84,7 +87,7 @@ def run(cfg: dict[str, Any], out: Path, checkpoint: Mapping[str, Any] | None = N
 
 
 def _train(cfg: dict[str, Any], rundir: RunDir, checkpoint: Mapping[str, Any] | None,
-           started: float) -> dict[str, Any]:
+           started: float, trackers: ExitStack) -> dict[str, Any]:
     console = shared_console()  # first: the log lines below go through it too
     seed = cfg["seed"]
     if not is_number(seed) or not isinstance(seed, int):
@@ -104,6 +107,7 @@ def _train(cfg: dict[str, Any], rundir: RunDir, checkpoint: Mapping[str, Any] | 
     show_targets(target_rows, console)
     rundir.write_json("targets.json", target_rows)
     rundir.write_json("config.json", cfg)
+    loggers = trackers.enter_context(closing(build_loggers(cfg, rundir.path, model)))
 
     data = load_data(cfg["dataset"], device)
     if settings.batch_size > len(data.train):
@@ -116,6 +120,10 @@ def _train(cfg: dict[str, Any], rundir: RunDir, checkpoint: Mapping[str, Any] | 
     state = restore(checkpoint, model, optimizer, device) if checkpoint else TrainState(torch.Generator().manual_seed(seed))
     per_epoch = steps_per_epoch(len(data.train), settings.batch_size)
 
+    def on_epoch(row: dict) -> None:
+        rundir.append_metrics(row)
+        loggers.log_row(row)
+
     def save() -> None:
         step = state.epoch * per_epoch + (state.partial.batches if state.partial else 0)
         save_checkpoint(rundir.path / CHECKPOINT, cfg, model, optimizer, state, step, rundir.rows)
@@ -124,10 +132,11 @@ def _train(cfg: dict[str, Any], rundir: RunDir, checkpoint: Mapping[str, Any] | 
         log.info("resuming at step %d (epoch %d of %d)", checkpoint["step"], state.epoch + 1, settings.epochs)
     with RichReporter(settings.epochs, [t.name for t in targets], console) as reporter:
         outcome = fit(model, targets, optimizer, data, settings, thresholds, state, reporter,
-                      rundir.append_metrics, save, STOP)
+                      on_epoch, save, STOP)
     summary = _summary(outcome, rundir, model, targets, target_rows, thresholds, cfg)
     summary["environment"] = environment(device, seed, time.perf_counter() - started)
     rundir.write_json("summary.json", summary)
+    loggers.log_summary(summary)
     _report(summary, rundir.path, console)
     return summary
 
