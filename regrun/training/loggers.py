@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from torch import nn
 
-from regrun import layout
+from regrun.layout import COMPLETED, CONFIG, EPOCH, INTERRUPTED, METRICS, STEP, SUMMARY, TARGETS, lambda_column
 from regrun.config import flatten
 from regrun.errors import RegrunError, choices, is_number
 
@@ -39,8 +39,8 @@ class MetricLogger(Protocol):
 
 def figures(row: Mapping[str, Any], lambdas: Mapping[str, float]) -> dict[str, float]:
     """The row's numbers, λ of each target included, without the epoch and step counters."""
-    numbers = {k: float(v) for k, v in row.items() if is_number(v) and k not in (layout.EPOCH, layout.STEP)}
-    return {layout.lambda_column(t): float(lam) for t, lam in lambdas.items()} | numbers
+    numbers = {k: float(v) for k, v in row.items() if is_number(v) and k not in (EPOCH, STEP)}
+    return {lambda_column(t): float(lam) for t, lam in lambdas.items()} | numbers
 
 
 def hyperparameters(cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -98,7 +98,7 @@ class TensorBoardLogger:
 
     def log_row(self, row: Mapping[str, Any]) -> None:
         """Each figure as a scalar at the epoch's global step; histograms of the weights."""
-        step = row[layout.STEP]
+        step = row[STEP]
         for key, value in figures(row, self.lambdas).items():
             self.writer.add_scalar(tag(key), value, step)
         if self.histograms:
@@ -124,7 +124,7 @@ class MLflowLogger:
     figures as metrics, the run's files as artifacts, the status as the run's end."""
 
     DEFAULTS = {"tracking_uri": None, "experiment": "regrun", "artifacts": True}
-    ARTIFACTS = (layout.CONFIG, layout.TARGETS, layout.METRICS, layout.SUMMARY)
+    ARTIFACTS = (CONFIG, TARGETS, METRICS, SUMMARY)
 
     def __init__(self, out: Path, options: Mapping[str, Any], cfg: Mapping[str, Any], model: nn.Module):
         _require("mlflow", "mlflow", "mlflow")
@@ -164,7 +164,7 @@ class MLflowLogger:
         from mlflow.entities import Metric
 
         stamp = int(time.time() * 1000)
-        metrics = [Metric(k, v, stamp, row[layout.STEP]) for k, v in figures(row, self.lambdas).items()]
+        metrics = [Metric(k, v, stamp, row[STEP]) for k, v in figures(row, self.lambdas).items()]
         for start in range(0, len(metrics), 1000):  # MLflow takes at most 1000 metrics a call
             self.client.log_batch(self.run_id, metrics=metrics[start:start + 1000])
 
@@ -175,7 +175,7 @@ class MLflowLogger:
             for name in self.ARTIFACTS:
                 if (self.out / name).exists():
                     self.client.log_artifact(self.run_id, str(self.out / name))
-        ends = {layout.COMPLETED: "FINISHED", layout.INTERRUPTED: "KILLED"}
+        ends = {COMPLETED: "FINISHED", INTERRUPTED: "KILLED"}
         self.client.set_terminated(self.run_id, ends.get(summary["status"], "FAILED"))
         self.ended = True
 
