@@ -35,6 +35,7 @@ def job(cfg: DictConfig) -> float | None:
     config or a crash is recorded as a `failed` run and the sweep goes on, so the summary
     at its end lists every job. Returns the objective for an optimizing sweeper (Optuna).
     """
+    from regrun.training.display import quiet_job
     from regrun.training.objective import check_objective, objective
     from regrun.training.run import run  # torch imports late, so `regrun --help` stays quick
 
@@ -51,7 +52,9 @@ def job(cfg: DictConfig) -> float | None:
         return refused(str(err).splitlines()[0], out, sweeping)
     try:
         check_objective(plain)
-        summary = continued(plain, out) if (out / "config.json").exists() else run(plain, out)
+        with quiet_job(job_label(out) if sweeping else None) as done:
+            summary = continued(plain, out) if (out / "config.json").exists() else run(plain, out)
+            done(summary)
         score = objective(plain, summary)
     except RegrunError as err:
         return refused(str(err), out, sweeping, plain)
@@ -63,6 +66,11 @@ def job(cfg: DictConfig) -> float | None:
     if not sweeping and summary["status"] != "completed":
         raise SystemExit(exit_code(summary["status"]))
     return score
+
+
+def job_label(out: Path) -> str:
+    """'job #2 (outputs/multiruns/…/2)': Hydra's own launch line names the job's overrides."""
+    return f"job #{HydraConfig.get().job.num} ({out})"
 
 
 def continued(cfg: dict, out: Path) -> dict:
