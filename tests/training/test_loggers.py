@@ -11,7 +11,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from regrun.errors import RegrunError
-from regrun.training.loggers import tag
+from regrun.cli import conf_dir
+from regrun.training.loggers import check_loggers, tag
 from regrun.training.run import run
 
 LAMBDA = 1e-3
@@ -28,6 +29,14 @@ def hparams(accumulator: EventAccumulator) -> dict:
     content = accumulator.PluginTagToContent("hparams")["_hparams_/session_start_info"]
     info = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info
     return {k: v.WhichOneof("kind") and getattr(v, v.WhichOneof("kind")) for k, v in info.hparams.items()}
+
+
+@pytest.mark.parametrize("choice, trackers", [
+    ("csv", []), ("tensorboard", ["tensorboard"]), ("mlflow", ["mlflow"]), ("[tensorboard,mlflow]", ["tensorboard", "mlflow"]),
+])
+def test_logger_presets_compose_and_merge(make_cfg: Callable[..., dict], choice: str, trackers: list[str]) -> None:
+    assert sorted(p.stem for p in (conf_dir() / "logger").glob("*.yaml")) == ["csv", "mlflow", "tensorboard"]
+    assert list(check_loggers(make_cfg(f"logger={choice}"))) == trackers
 
 
 def test_tag_groups_figures_by_kind() -> None:
