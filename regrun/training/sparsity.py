@@ -25,13 +25,15 @@ UNSTATED = (nn.Flatten, nn.Dropout, nn.Identity)  # outputs that only repeat the
 
 def normalized_hoyer(x: Tensor) -> Tensor:
     """Normalised Hoyer sparsity of each row (last dimension) of `x`, in [0, 1]."""
-    return hoyer_from_norms(norm(x, 1, -1), norm(x, 2, -1), x.shape[-1])
+    return hoyer_from_norms(x.abs().sum(-1), x.square().sum(-1).sqrt(), x.shape[-1])
 
 
-def norm(x: Tensor, order: float, dims: int | tuple[int, ...]) -> Tensor:
+def norm(x: Tensor, order: float, dims: tuple[int, ...]) -> Tensor:
     """‖x‖ of the given order over `dims`; order 0 counts the non-zero entries.
 
-    One reduction pass, with no copy of `x` (x.abs().sum() would make one)."""
+    One reduction pass with no copy of `x` (x.abs().sum() makes one). It sums in float32
+    one entry after another, so keep `dims` short (one channel's positions) and add the
+    partial norms up in float64: long float32 runs would lose digits."""
     return torch.linalg.vector_norm(x, order, dim=dims)
 
 
@@ -55,8 +57,8 @@ def weight_stats(model: nn.Module, thresholds: Sequence[float]) -> list[dict]:
     with torch.no_grad():
         for name, param in model.named_parameters():
             flat = param.detach().flatten()
-            l1, l2 = norm(flat, 1, 0), norm(flat, 2, 0)
             magnitude = flat.abs()  # once, for every threshold
+            l1, l2 = magnitude.sum(), torch.dot(flat, flat).sqrt()
             figures = torch.stack([
                 (magnitude == 0).sum() / flat.numel(),
                 *[(magnitude < t).sum() / flat.numel() for t in thresholds],
@@ -89,24 +91,26 @@ class ActivationStats:
     def update(self, output: Tensor) -> None:
         """Add one batch of outputs, shape (B, units, ...).
 
-        Three reduction passes over the output and no copy of it: the non-zero count of
-        each (sample, unit) pair gives the zero fraction and the live units; the L1 and L2
-        norms of each sample give the mean L1 and the Hoyer sparsity."""
+        Three reduction passes over the output and no copy of it, each over one unit's
+        positions (a channel's H×W): the non-zero count, L1 and L2 norm of each (sample,
+        unit). The zero fraction, live units, mean L1 and Hoyer sparsity come from these."""
         out = output.detach()
         out = out.unsqueeze(1) if out.ndim == 1 else out  # (B,): one unit
-        per_sample = tuple(range(1, out.ndim))
-        # Counts per (sample, unit) are at most the positions of one channel: exact in float32.
-        nonzero = norm(out, 0, tuple(range(2, out.ndim))) if out.ndim > 2 else out.ne(0)
-        l1, l2 = norm(out, 1, per_sample), norm(out, 2, per_sample)
+        out = out.unsqueeze(2) if out.ndim == 2 else out  # (B, units): one position each
+        positions = tuple(range(2, out.ndim))
+        nonzero = norm(out, 0, positions)  # exact: at most one channel's positions, in float32
+        # float64 from here: sums over many units (and a count of zeros over millions of
+        # elements) would drop digits in float32
+        l1 = norm(out, 1, positions).sum(1, dtype=torch.float64)
+        l2 = norm(out, 2, positions).double().square().sum(1).sqrt()
         elements = out[0].numel()
-        # float64 sums: a float32 count of zeros over millions of elements would drop some
-        sums = torch.stack([elements * out.shape[0] - nonzero.sum(dtype=torch.float64), l1.sum(dtype=torch.float64),
-                            hoyer_from_norms(l1, l2, elements).sum(dtype=torch.float64)])
+        sums = torch.stack([elements * out.shape[0] - nonzero.sum(dtype=torch.float64), l1.sum(),
+                            hoyer_from_norms(l1, l2, elements).sum()])
         alive = nonzero.any(0)
         self._sums = sums if self._sums is None else self._sums + sums
         self._alive = alive if self._alive is None else self._alive | alive
         self.samples += out.shape[0]
-        self.shape = tuple(out.shape[1:])
+        self.shape = tuple(output.shape[1:]) or (1,)
 
     def result(self) -> dict:
         """The statistics so far, as plain numbers."""

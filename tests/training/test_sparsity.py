@@ -81,7 +81,7 @@ def reference_stats(batches: list[torch.Tensor]) -> dict:
             "l1_per_sample": l1.mean().item(), "hoyer": sum(hoyer) / len(hoyer)}
 
 
-@pytest.mark.parametrize("shape", [(5, 7), (5, 3, 6), (5, 4, 3, 3)])
+@pytest.mark.parametrize("shape", [(5, 7), (5, 3, 6), (5, 4, 3, 3), (4, 8, 28, 28)])
 def test_activation_stats_match_the_definitions_on_random_outputs(shape: tuple[int, ...]) -> None:
     generator = torch.Generator().manual_seed(0)
     batches = [torch.randn(shape, generator=generator).relu() for _ in range(3)]
@@ -95,7 +95,7 @@ def test_activation_stats_match_the_definitions_on_random_outputs(shape: tuple[i
     got, want = stats.result(), reference_stats(batches)
     assert got["dead_units"] == want["dead_units"] == 1
     for key in ("zero_frac", "l1_per_sample", "hoyer"):
-        assert got[key] == pytest.approx(want[key], rel=1e-5), key
+        assert got[key] == pytest.approx(want[key], rel=1e-6), key  # float32 outputs, float64 sums
 
 
 def test_activation_stats_of_a_channels_last_output_equal_the_contiguous_ones() -> None:
