@@ -52,6 +52,7 @@ def job(cfg: DictConfig) -> float | None:
 
 
 def _locked_job(cfg: DictConfig, out: Path, sweeping: bool) -> float | None:
+    from regrun.training.display import quiet_job
     from regrun.training.objective import objective
     from regrun.training.run import run  # torch imports late, so `regrun --help` stays quick
 
@@ -67,7 +68,9 @@ def _locked_job(cfg: DictConfig, out: Path, sweeping: bool) -> float | None:
     except OmegaConfBaseException as err:  # a missing value (???) or a broken ${...}
         return refused(str(err).splitlines()[0], out, sweeping, record=fresh)
     try:
-        summary = run(plain, out) if fresh else continued(plain, out)
+        with quiet_job(job_label(out) if sweeping else None) as done:
+            summary = run(plain, out) if fresh else continued(plain, out)
+            done(summary)
         score = objective(plain, summary)
     except RegrunError as err:
         return refused(str(err), out, sweeping, plain, record=fresh)
@@ -79,6 +82,11 @@ def _locked_job(cfg: DictConfig, out: Path, sweeping: bool) -> float | None:
     if not sweeping and summary["status"] != COMPLETED:
         raise SystemExit(exit_code(summary["status"]))
     return score
+
+
+def job_label(out: Path) -> str:
+    """'job #2 (outputs/multiruns/…/2)': Hydra's own launch line names the job's overrides."""
+    return f"job #{HydraConfig.get().job.num} ({out})"
 
 
 def continued(cfg: dict, out: Path) -> dict:

@@ -4,21 +4,77 @@ Everything goes through rich's global console, which the logging handler in
 conf/hydra/job_logging/rich.yaml shares, so log lines print above the progress bar.
 Progress bars only draw on a terminal; elsewhere (CI, a Slurm log) the per-epoch log
 line carries the same figures.
+
+In a sweep each job is quiet (`quiet_job`): one line when it starts, one when it ends;
+its tables and log lines go to its regrun.log only (the files hold the rest).
 """
 
+import io
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, RenderableType
+from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from regrun.console import shared_console
+from regrun.console import LOG_WIDTH, shared_console
 from regrun.layout import split_figure
 from regrun.training.sparsity import threshold_key
 
 log = logging.getLogger(__name__)
+_QUIET = False  # inside quiet_job: tables to the log file, no progress bar
+
+
+@contextmanager
+def quiet_job(label: str | None) -> Iterator[Callable[[Mapping[str, Any]], None]]:
+    """A sweep job's output on the console: `label` and "started" now, and one line with
+    its status and headline figures when the run calls the function this yields with its
+    summary. Meanwhile console log lines below WARNING are held back (regrun.log keeps
+    them) and tables go to the log only. `label` None (a single run) changes nothing."""
+    global _QUIET
+    if label is None:
+        yield lambda summary: None
+        return
+    console = shared_console()
+    console.print(f"{label}: started", highlight=False)
+    handlers = [h for h in logging.getLogger().handlers if isinstance(h, RichHandler)]
+    levels = [h.level for h in handlers]
+    for handler in handlers:
+        handler.setLevel(max(handler.level, logging.WARNING))
+    _QUIET = True
+    try:
+        yield lambda summary: console.print(f"{label}: {ended(summary)}", highlight=False)
+    finally:
+        _QUIET = False
+        for handler, level in zip(handlers, levels):
+            handler.setLevel(level)
+
+
+def ended(summary: Mapping[str, Any]) -> str:
+    """'completed in 3.1s · test acc 0.9672 · l1_act zero 0.66': a run's end in one line."""
+    if summary["status"] != "completed":
+        return f"{summary['status']}: {summary.get('error', '')}"
+    final = summary.get("final") or {}
+    seconds = (summary.get("environment") or {}).get("wall_time_s")
+    parts = [f"completed in {seconds:.1f}s" if seconds is not None else "completed"]
+    parts += [f"{k.replace('_', ' ', 1)} {_fmt(v)}" for k, v in final.items() if k.startswith(("test_", "val_"))]
+    names = dict.fromkeys(row["target"] for row in summary.get("targets") or [])
+    zero = [f"sparsity.{t}.zero_frac" for t in names] or ["sparsity.weights.zero_frac"]
+    parts += [f"{key.split('.')[1]} zero {final[key]:.3f}" for key in zero if key in final]
+    return " · ".join(parts)
+
+
+def _show(renderable: RenderableType, console: Console) -> None:
+    """Print a table; in a quiet sweep job, write it to the log file instead."""
+    if not _QUIET:
+        console.print(renderable)
+        return
+    text = Console(file=io.StringIO(), width=LOG_WIDTH, color_system=None)
+    text.print(renderable)
+    log.info("\n%s", text.file.getvalue().rstrip())
 
 
 def _fmt(value: Any) -> str:
@@ -32,14 +88,14 @@ def _fmt(value: Any) -> str:
 def show_targets(rows: Sequence[Mapping[str, Any]], console: Console) -> None:
     """A table of the penalized tensors, one row each, printed before training."""
     if not rows:
-        console.print("[bold]regularization targets:[/] none (reg=none): the task loss alone is trained")
+        _show("[bold]regularization targets:[/] none (reg=none): the task loss alone is trained", console)
         return
     table = Table(title="regularization targets", title_justify="left")
     for column in ("target", "site", "penalty", "lambda", "reduction", "tensor", "shape", "numel"):
         table.add_column(column, justify="right" if column in ("lambda", "numel") else "left")
     for row in rows:
         table.add_row(*(_fmt(row[c]) for c in ("target", "site", "penalty", "lambda", "reduction", "tensor", "shape", "numel")))
-    console.print(table)
+    _show(table, console)
 
 
 def show_groups(rows: Sequence[Mapping[str, Any]], console: Console) -> None:
@@ -76,7 +132,7 @@ class RichReporter:
         self.progress = Progress(
             TextColumn("epoch {task.fields[epoch]}/" + str(epochs)), BarColumn(), MofNCompleteColumn(),
             TimeElapsedColumn(), TextColumn("{task.fields[breakdown]}"),
-            console=console, disable=not console.is_terminal,
+            console=console, disable=_QUIET or not console.is_terminal,
         )
         self._task = None
 
@@ -127,8 +183,8 @@ def show_summary(summary: Mapping[str, Any], console: Console) -> None:
             if (column := split_figure(split, name)) in final:
                 bold = "[bold]" if column == task["headline"] else ""
                 table.add_row(f"{bold}{split} {label}", "", "", f"{bold}{_fmt(final[column])}")
-    console.print(table)
-    console.print(_layer_table(summary["sparsity"]))
+    _show(table, console)
+    _show(_layer_table(summary["sparsity"]), console)
 
 
 def _layer_table(sparsity: Mapping[str, Any]) -> Table:

@@ -11,6 +11,7 @@ import logging
 import random
 import time
 from collections.abc import Mapping
+from contextlib import ExitStack, closing
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from regrun.components.datasets import DataSpec, load_data, open_dataset
 from regrun.components.tasks import Task, check_output, resolve_task, task_summary
 from regrun.console import shared_console
 from regrun.training.display import RichReporter, show_groups, show_summary, show_targets
+from regrun.training.loggers import build_loggers
 from regrun.errors import RegrunError, is_number
 from regrun.layout import GROUPS, lambda_column
 from regrun.components.models import build_model
@@ -80,7 +82,8 @@ def run(cfg: dict[str, Any], out: Path, checkpoint: Mapping[str, Any] | None = N
             last = done[-1]["epoch"] if done else 0
             rundir.rows = done + [row for row in rundir.read_metrics() if row["epoch"] > last]
         try:
-            return _train(cfg, rundir, checkpoint, started)
+            with ExitStack() as trackers:  # closed however the run ends
+                return _train(cfg, rundir, checkpoint, started, trackers)
         except Exception as err:
             if not resume or isinstance(err, WriteFailed):  # a write failure is recorded, resumable
                 record_failure(out, err, cfg)
@@ -88,7 +91,7 @@ def run(cfg: dict[str, Any], out: Path, checkpoint: Mapping[str, Any] | None = N
 
 
 def _train(cfg: dict[str, Any], rundir: RunDir, checkpoint: Mapping[str, Any] | None,
-           started: float) -> dict[str, Any]:
+           started: float, trackers: ExitStack) -> dict[str, Any]:
     console = shared_console()  # first: the log lines below go through it too
     seed = cfg["seed"]
     if not is_number(seed) or not isinstance(seed, int):
@@ -116,6 +119,7 @@ def _train(cfg: dict[str, Any], rundir: RunDir, checkpoint: Mapping[str, Any] | 
     show_groups(group_rows, console)
     rundir.write_json(GROUPS, group_rows)
     rundir.write_json("config.json", cfg)
+    loggers = trackers.enter_context(closing(build_loggers(cfg, rundir.path, model)))
 
     data = load_data(cfg["dataset"], device, source)
     if settings.batch_size > len(data.train):
@@ -128,6 +132,10 @@ def _train(cfg: dict[str, Any], rundir: RunDir, checkpoint: Mapping[str, Any] | 
     state = restore(checkpoint, model, optimizer, device) if checkpoint else TrainState(torch.Generator().manual_seed(seed))
     per_epoch = steps_per_epoch(len(data.train), settings.batch_size)
 
+    def on_epoch(row: dict) -> None:
+        rundir.append_metrics(row)
+        loggers.log_row(row)
+
     def save() -> None:
         step = state.epoch * per_epoch + (state.partial.batches if state.partial else 0)
         save_checkpoint(rundir.path / CHECKPOINT, cfg, model, optimizer, state, step, rundir.rows)
@@ -136,7 +144,7 @@ def _train(cfg: dict[str, Any], rundir: RunDir, checkpoint: Mapping[str, Any] | 
         log.info("resuming at step %d (epoch %d of %d)", checkpoint["step"], state.epoch + 1, settings.epochs)
     with RichReporter(settings.epochs, [t.name for t in targets], list(task.figures), console) as reporter:
         outcome = fit(model, task, targets, optimizer, data, settings, thresholds, state, reporter,
-                      rundir.append_metrics, save, STOP)
+                      on_epoch, save, STOP)
     summary = _summary(outcome, rundir, model, targets, target_rows, thresholds, cfg)
     summary["groups"] = group_rows
     summary["task"] = task_summary(task_name, task)
@@ -144,6 +152,7 @@ def _train(cfg: dict[str, Any], rundir: RunDir, checkpoint: Mapping[str, Any] | 
         summary["objective"] = goal
     summary["environment"] = environment(device, seed, time.perf_counter() - started)
     rundir.write_json("summary.json", summary)
+    loggers.log_summary(summary)
     _report(summary, rundir.path, console)
     return summary
 
