@@ -59,6 +59,10 @@ class Task:
     figures: Mapping[str, str]  # figure name → what people call it, in column order; "loss" first
     headline: str  # the figure that sums a run up (compare's leading column, the plots' y)
     higher_is_better: bool  # of the headline figure
+    # What a predictor that learned nothing outputs for a split, given what it is compared
+    # with, and its description: the chance level the diagnostics compare a run with.
+    trivial: Callable[[Tensor], Tensor] | None = None
+    trivial_is: str = ""
 
     def num_outputs(self, spec: DataSpec) -> int:
         """The width the model's output must have: `num_outputs` of the model builders."""
@@ -171,12 +175,38 @@ def _input_shapes(spec: DataSpec) -> list[Shape]:
     return [(math.prod(spec.input_shape),), spec.input_shape]
 
 
+def _class_frequencies(labels: Tensor) -> Tensor:
+    """Logits log p(class) from the split's label frequencies: the best constant predictor
+    (its accuracy is the most frequent class's share, its loss the labels' entropy)."""
+    frequencies = torch.bincount(labels).double() / len(labels)
+    return frequencies.clamp_min(1e-12).log().float().expand(len(labels), -1)
+
+
+def _mean_value(reference: Tensor) -> Tensor:
+    """The split's mean value everywhere (per entry for targets, one value for inputs)."""
+    return reference.float().mean().expand(reference.shape)
+
+
 CLASSIFICATION = Task(F.cross_entropy, "targets", _classes, "labels", ClassificationFigures,
-                      {"loss": "loss", "acc": "accuracy"}, "acc", True)
+                      {"loss": "loss", "acc": "accuracy"}, "acc", True,
+                      _class_frequencies, "always predicting the most frequent class")
 REGRESSION = Task(mse, "targets", _target_shapes, "values", RegressionFigures,
-                  {"loss": "loss (MSE)", "r2": "R²", "mae": "mean absolute error"}, "r2", True)
+                  {"loss": "loss (MSE)", "r2": "R²", "mae": "mean absolute error"}, "r2", True,
+                  _mean_value, "predicting the mean target")
 RECONSTRUCTION = Task(mse, "inputs", _input_shapes, None, ReconstructionFigures,
-                      {"loss": "loss (MSE)", "psnr": "PSNR (dB)"}, "psnr", True)
+                      {"loss": "loss (MSE)", "psnr": "PSNR (dB)"}, "psnr", True,
+                      _mean_value, "outputting the mean input value everywhere")
+
+
+def trivial_figures(task: Task, x: Tensor, y: Tensor) -> dict[str, float] | None:
+    """The task's figures for the trivial predictor on a split (None when the task has none),
+    computed by the task's own accumulator, so they follow the figures' definitions."""
+    if task.trivial is None:
+        return None
+    reference = task.reference(x, y)
+    running = task.running()
+    running.update(task.trivial(reference), reference)
+    return running.result()
 
 TASKS: Registry[Task] = Registry("task", "regrun.tasks")
 

@@ -18,17 +18,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from regrun.training.checkpoint import NAME as CHECKPOINT, restore, save_checkpoint
-from regrun.training.groups import build_grouped_optimizer, describe_groups
-from regrun.components.datasets import DataSpec, load_data, open_dataset
-from regrun.components.tasks import Task, check_output, resolve_task, task_summary
-from regrun.console import shared_console
-from regrun.training.display import RichReporter, show_groups, show_summary, show_targets
-from regrun.training.loggers import build_loggers
-from regrun.errors import RegrunError, is_number
-from regrun.layout import GROUPS, lambda_column
+from regrun.components.datasets import Data, DataSpec, load_data, open_dataset
 from regrun.components.models import build_model
+from regrun.components.tasks import Task, check_output, resolve_task, task_summary, trivial_figures
+from regrun.console import shared_console
+from regrun.errors import RegrunError, is_number
+from regrun.layout import COMPLETED, GROUPS, lambda_column, split_figure
+from regrun.training.checkpoint import NAME as CHECKPOINT, restore, save_checkpoint
+from regrun.training.diagnostics import Chance, diagnose
+from regrun.training.display import RichReporter, show_groups, show_summary, show_targets
+from regrun.training.groups import build_grouped_optimizer, describe_groups
 from regrun.training.lock import one_writer
+from regrun.training.loggers import build_loggers
 from regrun.training.objective import check_objective
 from regrun.training.rundir import RunDir, WriteFailed, environment, loss_breakdown, mark_targeted, record_failure
 from regrun.training.signals import STOP
@@ -148,6 +149,7 @@ def _train(cfg: dict[str, Any], rundir: RunDir, checkpoint: Mapping[str, Any] | 
     summary = _summary(outcome, rundir, model, targets, target_rows, thresholds, cfg)
     summary["groups"] = group_rows
     summary["task"] = task_summary(task_name, task)
+    summary["warnings"] = _diagnostics(summary, rundir.rows, task, data)
     if goal is not None:
         summary["objective"] = goal
     summary["environment"] = environment(device, seed, time.perf_counter() - started)
@@ -210,6 +212,19 @@ def _summary(outcome: Outcome, rundir: RunDir, model: torch.nn.Module, targets: 
         mark_targeted(final.activations, final.weights, targets)
         summary["sparsity"] = {"thresholds": thresholds, "weights": final.weights, "activations": final.activations}
     return summary | {"targets": target_rows, "config": cfg}
+
+
+def _diagnostics(summary: Mapping[str, Any], rows: list[dict], task: Task, data: Data) -> list[dict[str, str]]:
+    """The warnings of training/diagnostics.py for a completed run, each also logged."""
+    if summary["status"] != COMPLETED:
+        return []
+    figures = trivial_figures(task, data.test.x, data.test.y)
+    chance = None if figures is None else Chance(split_figure("test", task.headline), figures[task.headline],
+                                                 task.higher_is_better, task.trivial_is, figures["loss"])
+    warnings = diagnose(rows, summary["targets"], summary.get("sparsity"), chance, summary["config"]["optimizer"])
+    for warning in warnings:
+        log.warning("%s", warning["message"])
+    return warnings
 
 
 def _report(summary: Mapping[str, Any], path: Path, console) -> None:

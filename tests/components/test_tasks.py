@@ -140,3 +140,18 @@ def test_a_plugin_task_registers_by_name(monkeypatch: pytest.MonkeyPatch) -> Non
     assert resolve_task({"name": "l1_regression"}, VALUES) == ("l1_regression", l1)
     with pytest.raises(ValueError, match="task 'l1_regression' is registered already"):
         register_task("l1_regression", l1)
+
+
+def test_the_trivial_predictors_score_the_chance_levels_in_closed_form() -> None:
+    """Label frequencies: the top class's share and the labels' entropy; the mean target: R² = 0; the mean pixel: peak²/variance."""
+    from regrun.components.tasks import CLASSIFICATION, RECONSTRUCTION, REGRESSION, trivial_figures
+
+    labels = torch.tensor([0, 2, 2, 1, 2])
+    constant = trivial_figures(CLASSIFICATION, torch.zeros(5, 3), labels)
+    assert constant["acc"] == pytest.approx(3 / 5)
+    assert constant["loss"] == pytest.approx(-(0.2 * math.log(0.2) * 2 + 0.6 * math.log(0.6)))  # the entropy
+    values = torch.tensor([[1.0], [2.0], [4.0], [5.0]])
+    assert trivial_figures(REGRESSION, torch.zeros(4, 1), values)["r2"] == pytest.approx(0.0, abs=1e-12)
+    x = torch.tensor([[0.0, 1.0], [1.0, 1.0]])
+    variance = x.var(unbiased=False).item()  # 0.1875: the MSE of the mean, 0.75, everywhere
+    assert trivial_figures(RECONSTRUCTION, x, torch.zeros(2))["psnr"] == pytest.approx(10 * math.log10(1.0 / variance))
