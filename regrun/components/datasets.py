@@ -10,6 +10,7 @@ before a byte of it is read, and reads each split. The options shared by every d
     cifar10                        torchvision's <root>/cifar-10-batches-py/ pickles
     tensors                        a .npz or .pt file of x_train, y_train, x_test, y_test
     toy_regression                 thread 003's 1-D problem: y = x² + noise
+    teacher                        thread 000's random inputs, labelled by a random linear teacher
 
 The IDX files are read by a 20-line reader that checks each file against its header,
 and CIFAR's pickles by an unpickler that builds nothing but dicts, lists, strings,
@@ -588,6 +589,28 @@ def _toy_samples(size: int, noise: float, generator: torch.Generator) -> tuple[T
 
 
 register_dataset("toy_regression", DatasetRecord(open_toy_regression, "regression"))
+
+
+def open_teacher(features: Annotated[int, AtLeast(1)] = 128, classes: Annotated[int, AtLeast(2)] = 2,
+                 train_size: Annotated[int, AtLeast(1)] = 1000, test_size: Annotated[int, AtLeast(1)] = 200,
+                 seed: Annotated[int, NON_NEGATIVE] = 0) -> Source:
+    """Thread 000's random inputs, made learnable: x uniform in [0, 1)^features (the
+    thread's `torch.rand(batch, 128)`), labelled by a random linear teacher, the arg-max of
+    W(x − ½) with W standard normal (classes × features), all drawn from `seed`."""
+    spec = DataSpec("teacher", (features,), "classification", "labels", classes)
+
+    def read(train: bool, limit: int | None, device: torch.device) -> Split:
+        generator = torch.Generator().manual_seed(seed)
+        teacher = torch.randn(classes, features, generator=generator)
+        x = torch.rand(train_size + test_size, features, generator=generator)
+        y = ((x - 0.5) @ teacher.T).argmax(1)
+        part = slice(0, train_size) if train else slice(train_size, None)
+        return Split(x[part][:limit].to(device), y[part][:limit].to(device))
+
+    return Source(spec, read)
+
+
+register_dataset("teacher", DatasetRecord(open_teacher, "classification"))
 
 
 def batches(split: Split, batch_size: int, generator: torch.Generator, skip: int = 0) -> Iterator[tuple[Tensor, Tensor]]:

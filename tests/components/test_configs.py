@@ -14,7 +14,7 @@ from regrun.errors import RegrunError
 from regrun.training.groups import build_grouped_optimizer
 from regrun.training.targets import resolve_targets
 
-GROUPS = ("model", "dataset", "optimizer", "reg", "task")
+GROUPS = ("model", "dataset", "optimizer", "reg", "task", "logger", "experiment")
 MODEL_GROUPS = ("model", "optimizer", "reg")  # every option builds with every model on MNIST
 
 
@@ -34,6 +34,23 @@ def build_all(cfg: dict) -> tuple[torch.nn.Module, list]:
 def test_every_group_has_options() -> None:
     for group in GROUPS:
         assert options(group), group
+
+
+@pytest.mark.parametrize("experiment", options("experiment"))
+def test_every_experiment_preset_composes_builds_and_trains_a_step(make_cfg: Callable[..., dict], experiment: str,
+                                                                    tmp_path) -> None:
+    """Each study preset is a whole run: it composes over the defaults and trains (one
+    epoch of a few batches on the tiny data; the real figures are in the README)."""
+    from regrun.training.run import run
+
+    cfg = make_cfg(f"experiment={experiment}")
+    model, targets = build_all(cfg)
+    assert targets, experiment  # every preset studies a regularizer
+    cfg["trainer"] |= {"epochs": 1, "batch_size": 32}
+    for key in ("train_size", "train_limit"):
+        if key in cfg["dataset"]:
+            cfg["dataset"][key] = 64
+    assert run(cfg, tmp_path / experiment)["status"] == "completed"
 
 
 # Presets that select modules by one model's names; with another model they are refused

@@ -152,7 +152,7 @@ def test_batches_cover_every_sample_once_and_are_seeded() -> None:
 def test_every_dataset_names_its_natural_task() -> None:
     assert {name: DATASETS[name].task for name in DATASETS} == {
         "mnist": "classification", "fashion_mnist": "classification", "kmnist": "classification",
-        "cifar10": "classification", "tensors": None, "toy_regression": "regression"}
+        "cifar10": "classification", "tensors": None, "toy_regression": "regression", "teacher": "classification"}
 
 
 # CIFAR-10
@@ -345,6 +345,25 @@ def test_toy_regression_is_x_squared_plus_bounded_noise() -> None:
 def test_toy_regression_bad_options_are_one_line(key: str, value: object, message: str) -> None:
     with pytest.raises(RegrunError, match=message):
         open_dataset({"name": "toy_regression", key: value})
+
+
+# teacher
+
+
+def test_teacher_labels_are_the_argmax_of_one_linear_teacher() -> None:
+    cfg = {"name": "teacher", "features": 8, "classes": 3, "train_size": 300, "test_size": 100, "seed": 5}
+    data = load_data(cfg, torch.device("cpu"))
+    assert data.train.x.shape == (300, 8) and data.test.y.shape == (100,)
+    x = torch.cat([data.train.x, data.test.x]) - 0.5
+    y = torch.cat([data.train.y, data.test.y])
+    assert 0 <= x.min() + 0.5 and x.max() + 0.5 < 1
+    # One linear map labels every sample: least squares on one-hot labels of a linear
+    # teacher's arg-max separates them as the teacher does on most samples.
+    teacher = torch.linalg.lstsq(x, torch.nn.functional.one_hot(y, 3).float()).solution
+    assert ((x @ teacher).argmax(1) == y).float().mean() > 0.8
+    assert set(y.tolist()) == {0, 1, 2}
+    again = load_data(cfg, torch.device("cpu"))
+    assert torch.equal(again.train.y, data.train.y) and torch.equal(again.test.x, data.test.x)
 
 
 # the validation split

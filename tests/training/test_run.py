@@ -82,7 +82,7 @@ def test_model_state_dict_is_saved(make_cfg: Callable[..., dict], tmp_path: Path
     ("+dataset.rot=x", "dataset.rot: unknown key; allowed: name, root, download, train_limit, test_limit, val_size, val_seed"),
     ("+dataset.path=x.npz", "dataset.path: unknown key; allowed: name, root, download"),
     ("dataset.train_limit=0", "dataset.train_limit must be a positive integer or null, got 0"),
-    ("dataset.name=svhn", "dataset.name: unknown dataset 'svhn'; allowed: mnist, fashion_mnist, kmnist, cifar10, tensors, toy_regression"),
+    ("dataset.name=svhn", "dataset.name: unknown dataset 'svhn'; allowed: mnist, fashion_mnist, kmnist, cifar10, tensors, toy_regression, teacher"),
     ("dataset.val_size=1.5", "dataset.val_size must be a sample count (an integer ≥ 1), a fraction in (0, 1), or null; got 1.5"),
     ("dataset.val_seed=-1", "dataset.val_seed must be an integer ≥ 0, got -1"),
     ("task=regression", "task regression needs float targets, but dataset mnist has integer class labels; allowed: task=classification, task=reconstruction"),
