@@ -13,7 +13,7 @@ import time
 from collections.abc import Mapping
 from contextlib import ExitStack, closing
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
@@ -22,8 +22,9 @@ from regrun.components.datasets import Data, DataSpec, load_data, open_dataset
 from regrun.components.models import build_model
 from regrun.components.tasks import Task, check_output, resolve_task, task_summary, trivial_figures
 from regrun.console import shared_console
-from regrun.errors import RegrunError, is_number
+from regrun.errors import RegrunError, choices, is_number
 from regrun.layout import COMPLETED, GROUPS, lambda_column, split_figure
+from regrun.schema import Range, check
 from regrun.training.checkpoint import NAME as CHECKPOINT, restore, save_checkpoint
 from regrun.training.diagnostics import Chance, diagnose
 from regrun.training.display import RichReporter, show_groups, show_summary, show_targets
@@ -44,6 +45,24 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+# The config's top-level keys: each names a config group, or is the seed.
+ROOT_KEYS = ("seed", "trainer", "model", "dataset", "task", "optimizer", "reg", "sparsity", "objective", "logger")
+# NumPy's legacy seeding takes 0 ≤ seed < 2³²; torch takes more, so NumPy's range is the one.
+SEED = Annotated[int, Range(0, 2**32 - 1)]
+
+
+def check_root(cfg: Mapping[str, Any]) -> int:
+    """The top level of a config: no key beyond ROOT_KEYS (a typo there would configure
+    nothing), every group present, and a seed that NumPy and torch both accept."""
+    for key in cfg:
+        if key not in ROOT_KEYS:
+            raise RegrunError(f"{key}: unknown top-level key; allowed: {choices(ROOT_KEYS)}")
+    for key in ("trainer", "model", "dataset", "optimizer", "reg"):
+        if not isinstance(cfg.get(key), Mapping):
+            raise RegrunError(f"{key} must be a mapping (the {key} config group), got {cfg.get(key)!r}")
+    return check("seed", cfg.get("seed"), SEED)
 
 
 def thresholds_from(cfg: dict[str, Any]) -> list[float]:
@@ -94,9 +113,7 @@ def run(cfg: dict[str, Any], out: Path, checkpoint: Mapping[str, Any] | None = N
 def _train(cfg: dict[str, Any], rundir: RunDir, checkpoint: Mapping[str, Any] | None,
            started: float, trackers: ExitStack) -> dict[str, Any]:
     console = shared_console()  # first: the log lines below go through it too
-    seed = cfg["seed"]
-    if not is_number(seed) or not isinstance(seed, int):
-        raise RegrunError(f"seed must be an integer, got {seed!r}")
+    seed = check_root(cfg)
     settings = TrainerSettings.from_config(cfg["trainer"])
     thresholds = thresholds_from(cfg)
     device = pick_device(settings.device)

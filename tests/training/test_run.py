@@ -70,7 +70,7 @@ def test_model_state_dict_is_saved(make_cfg: Callable[..., dict], tmp_path: Path
     ("trainer.batch_size=-4", "trainer.batch_size must be a positive integer, got -4"),
     ("trainer.device=tpu", "trainer.device: unknown device 'tpu'; allowed: auto, cpu, cuda, cuda:N"),
     ("+trainer.epoch=3", "trainer.epoch: unknown key; allowed: epochs, batch_size"),
-    ("seed=abc", "seed must be an integer, got 'abc'"),
+    ("seed=abc", "seed must be an integer in [0, 4294967295], got 'abc'"),
     ("sparsity.thresholds=[0.1,-1]", "sparsity.thresholds must be a list of positive numbers"),
     ("model.activation=swish", "unknown activation 'swish'; allowed: relu, leaky_relu"),
     ("+model.width=3", "model.width: not an option of model 'mlp'; allowed: hidden, activation, norm, dropout"),
