@@ -128,7 +128,8 @@ def test_eval_every_leaves_val_columns_blank_too(make_cfg: Callable[..., dict], 
 # Each dataset with its natural task, and each task on a dataset it fits: one step of training
 # on the tiny files through the real conf/, the figures the task names in metrics.csv.
 NATURAL = {"mnist": "classification", "fashion_mnist": "classification", "kmnist": "classification",
-           "cifar10": "classification", "tensors": "classification", "toy_regression": "regression"}
+           "cifar10": "classification", "tensors": "classification", "toy_regression": "regression",
+           "teacher": "classification"}
 FITS = {"classification": "mnist", "regression": "toy_regression", "reconstruction": "mnist"}
 
 
