@@ -25,7 +25,7 @@ test: install  ## the fast suite (generated data, no network)
 	$(PY) -m pytest $(ARGS)
 
 test-heavy: install  ## marker `heavy`: tests of many whole processes (locks, resume, launchers, properties)
-	$(PY) -m pytest -m heavy $(ARGS)
+	$(PY) -m pytest -m 'heavy and not slow' $(ARGS)
 
 test-real: install  ## the real-data checks on $(DATA_ROOT); skipped where the files are absent
 	REGRUN_DATA_ROOT=$(DATA_ROOT) $(PY) -m pytest -m realdata $(ARGS)
