@@ -99,9 +99,49 @@ class RichReporter:
         """Log the epoch's breakdown and test figures on one line."""
         self.progress.update(self._task, completed=self.progress.tasks[-1].total,
                              breakdown=breakdown(row, self.target_names))
-        test = f" | test loss {row['test_loss']:.4g} acc {row['test_acc']:.4f}" if "test_loss" in row else ""
-        log.info("epoch %d/%d  %s%s  (%.1fs)", row["epoch"], self.epochs,
-                 breakdown(row, self.target_names), test, row["epoch_time_s"])
+        log.info("%s", epoch_line(row, self.epochs, self.target_names))
+
+
+def epoch_line(row: Mapping[str, Any], epochs: int, target_names: Sequence[str]) -> str:
+    """'epoch 2/5  task 0.231 · l1 0.0123 · total 0.243 | test loss 0.25 acc 0.9301  (1.4s)'."""
+    test = f" | test loss {row['test_loss']:.4g} acc {row['test_acc']:.4f}" if "test_loss" in row else ""
+    return f"epoch {row['epoch']}/{epochs}  {breakdown(row, target_names)}{test}  ({row['epoch_time_s']:.1f}s)"
+
+
+class GroupReporter(RichReporter):
+    """One progress bar for the members of a fused group, showing how many go on and the
+    range of their total loss; each member's epochs are logged by `member(label)`."""
+
+    def __init__(self, epochs: int, target_names: Sequence[str], size: int, console: Console):
+        super().__init__(epochs, target_names, console)
+        self.size = size
+
+    def step(self, done: int, figures: Sequence[Mapping[str, float]]) -> None:  # type: ignore[override]
+        """Move the bar; show the live members and their total losses."""
+        totals = [f["train_total_loss"] for f in figures]
+        self.progress.update(self._task, completed=done, breakdown=f"{len(figures)}/{self.size} members · total "
+                                                                    f"loss {min(totals):.4g}–{max(totals):.4g}")
+
+    def member(self, label: str) -> "MemberLines":
+        """The reporter of one member: a log line per completed epoch, named by `label`."""
+        return MemberLines(label, self.epochs, self.target_names)
+
+
+class MemberLines:
+    """A fused member's epochs, one log line each (the group's bar shows the progress)."""
+
+    def __init__(self, label: str, epochs: int, target_names: Sequence[str]):
+        self.label, self.epochs, self.target_names = label, epochs, list(target_names)
+
+    def start_epoch(self, epoch: int, steps: int) -> None:
+        """Nothing: the group's bar shows the epoch."""
+
+    def step(self, done: int, figures: Mapping[str, float]) -> None:
+        """Nothing: the group's bar shows the progress."""
+
+    def end_epoch(self, row: Mapping[str, Any]) -> None:
+        """Log the member's epoch on one line."""
+        log.info("%s  %s", self.label, epoch_line(row, self.epochs, self.target_names))
 
 
 def show_summary(summary: Mapping[str, Any], console: Console) -> None:

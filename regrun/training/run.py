@@ -10,7 +10,8 @@ the checkpoint puts back where training stood.
 import logging
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import torch
 
 from regrun.training.checkpoint import NAME as CHECKPOINT, restore, save_checkpoint
 from regrun.training.groups import build_grouped_optimizer, describe_groups
-from regrun.components.datasets import check_dataset_config, load_data
+from regrun.components.datasets import Data, check_dataset_config, load_data
 from regrun.console import shared_console
 from regrun.training.display import RichReporter, show_groups, show_summary, show_targets
 from regrun.errors import RegrunError, is_number
@@ -27,7 +28,7 @@ from regrun.layout import GROUPS, lambda_column
 from regrun.components.models import build_model
 from regrun.training.rundir import RunDir, environment, loss_breakdown, mark_targeted
 from regrun.training.signals import STOP
-from regrun.training.targets import describe_targets, resolve_targets
+from regrun.training.targets import Target, describe_targets, resolve_targets
 from regrun.training.trainer import Outcome, TrainerSettings, TrainState, fit, pick_device, steps_per_epoch
 
 log = logging.getLogger(__name__)
@@ -83,9 +84,32 @@ def run(cfg: dict[str, Any], out: Path, checkpoint: Mapping[str, Any] | None = N
         raise
 
 
-def _train(cfg: dict[str, Any], rundir: RunDir, checkpoint: Mapping[str, Any] | None,
-           started: float) -> dict[str, Any]:
-    console = shared_console()  # first: the log lines below go through it too
+@dataclass
+class Setup:
+    """A run built from its config, before any data: what training and its files need."""
+
+    cfg: dict[str, Any]
+    seed: int
+    settings: TrainerSettings
+    thresholds: list[float]
+    device: torch.device
+    model: torch.nn.Module
+    targets: list[Target]
+    optimizer: torch.optim.Optimizer
+    groups: Any  # the resolved optimizer parameter groups (training/groups.py)
+    example: torch.Tensor  # one zero input, for the shapes of captured outputs
+
+
+@dataclass(frozen=True)
+class Tables:
+    """The rows of targets.json and groups.json, which summary.json repeats."""
+
+    targets: list[dict]
+    groups: list[dict]
+
+
+def build(cfg: dict[str, Any]) -> Setup:
+    """Check the config and build model, targets and optimizer from its seed; writes nothing."""
     seed = cfg["seed"]
     if not is_number(seed) or not isinstance(seed, int):
         raise RegrunError(f"seed must be an integer, got {seed!r}")
@@ -98,39 +122,83 @@ def _train(cfg: dict[str, Any], rundir: RunDir, checkpoint: Mapping[str, Any] | 
     targets = resolve_targets(model, reg_targets(cfg["reg"]))
     optimizer, groups = build_grouped_optimizer(model, cfg["optimizer"])
     _check_targets(targets, settings.epochs, optimizer, cfg["optimizer"]["name"])
-
     example = torch.zeros((1, *info.input_shape), device=device)
-    target_rows = describe_targets(targets, model, example)
+    return Setup(cfg, seed, settings, thresholds, device, model, targets, optimizer, groups, example)
+
+
+def record(setup: Setup, rundir: RunDir, console) -> Tables:
+    """Show the targets and optimizer groups; write targets.json, groups.json and config.json."""
+    target_rows = describe_targets(setup.targets, setup.model, setup.example)
     show_targets(target_rows, console)
     rundir.write_json("targets.json", target_rows)
-    group_rows = describe_groups(groups, optimizer)
+    group_rows = describe_groups(setup.groups, setup.optimizer)
     show_groups(group_rows, console)
     rundir.write_json(GROUPS, group_rows)
-    rundir.write_json("config.json", cfg)
+    rundir.write_json("config.json", setup.cfg)
+    return Tables(target_rows, group_rows)
 
-    data = load_data(cfg["dataset"], device)
-    if settings.batch_size > len(data.train):
-        raise RegrunError(f"trainer.batch_size={settings.batch_size} is larger than the training set "
+
+def training_data(setup: Setup) -> Data:
+    """The dataset on the run's device; a batch larger than the training set is refused."""
+    data = load_data(setup.cfg["dataset"], setup.device)
+    batch_size = setup.settings.batch_size
+    if batch_size > len(data.train):
+        raise RegrunError(f"trainer.batch_size={batch_size} is larger than the training set "
                           f"({len(data.train)} samples); allowed: 1 to {len(data.train)}")
+    return data
+
+
+def describe_data(setup: Setup, data: Data) -> None:
+    """Log what trains on what: dataset, device, sample counts, model and its size."""
     log.info("%s on %s: %d train / %d test samples; %s, %d parameters",
-             data.name, device, len(data.train), len(data.test), cfg["model"]["name"],
-             sum(p.numel() for p in model.parameters()))
-    # After describe_targets' forward pass, so the restored RNG states are the ones training left.
-    state = restore(checkpoint, model, optimizer, device) if checkpoint else TrainState(torch.Generator().manual_seed(seed))
-    per_epoch = steps_per_epoch(len(data.train), settings.batch_size)
+             data.name, setup.device, len(data.train), len(data.test), setup.cfg["model"]["name"],
+             sum(p.numel() for p in setup.model.parameters()))
+
+
+def start_state(setup: Setup, checkpoint: Mapping[str, Any] | None) -> TrainState:
+    """Where training starts: the checkpoint's state, or a fresh one shuffling from the seed.
+
+    Call it after `record`: its forward pass must come before the restored RNG states.
+    """
+    if checkpoint:
+        return restore(checkpoint, setup.model, setup.optimizer, setup.device)
+    return TrainState(torch.Generator().manual_seed(setup.seed))
+
+
+def saver(setup: Setup, rundir: RunDir, state: TrainState, per_epoch: int) -> Callable[[], None]:
+    """A function that writes the run's checkpoint as training stands now."""
 
     def save() -> None:
         step = state.epoch * per_epoch + (state.partial.batches if state.partial else 0)
-        save_checkpoint(rundir.path / CHECKPOINT, cfg, model, optimizer, state, step, rundir.rows)
+        save_checkpoint(rundir.path / CHECKPOINT, setup.cfg, setup.model, setup.optimizer, state, step, rundir.rows)
 
+    return save
+
+
+def _train(cfg: dict[str, Any], rundir: RunDir, checkpoint: Mapping[str, Any] | None,
+           started: float) -> dict[str, Any]:
+    console = shared_console()  # first: the log lines below go through it too
+    setup = build(cfg)
+    tables = record(setup, rundir, console)
+    data = training_data(setup)
+    describe_data(setup, data)
+    state = start_state(setup, checkpoint)
+    settings = setup.settings
+    save = saver(setup, rundir, state, steps_per_epoch(len(data.train), settings.batch_size))
     if checkpoint:
         log.info("resuming at step %d (epoch %d of %d)", checkpoint["step"], state.epoch + 1, settings.epochs)
-    with RichReporter(settings.epochs, [t.name for t in targets], console) as reporter:
-        outcome = fit(model, targets, optimizer, data, settings, thresholds, state, reporter,
-                      rundir.append_metrics, save, STOP)
-    summary = _summary(outcome, rundir, model, targets, target_rows, thresholds, cfg)
-    summary["groups"] = group_rows
-    summary["environment"] = environment(device, seed, time.perf_counter() - started)
+    with RichReporter(settings.epochs, [t.name for t in setup.targets], console) as reporter:
+        outcome = fit(setup.model, setup.targets, setup.optimizer, data, settings, setup.thresholds, state,
+                      reporter, rundir.append_metrics, save, STOP)
+    return finish(setup, outcome, rundir, tables, started, console)
+
+
+def finish(setup: Setup, outcome: Outcome, rundir: RunDir, tables: "Tables", started: float,
+           console) -> dict[str, Any]:
+    """Write summary.json for how training ended (model.pt too when it completed) and report it."""
+    summary = _summary(outcome, rundir, setup.model, setup.targets, tables.targets, setup.thresholds, setup.cfg)
+    summary["groups"] = tables.groups
+    summary["environment"] = environment(setup.device, setup.seed, time.perf_counter() - started)
     rundir.write_json("summary.json", summary)
     _report(summary, rundir.path, console)
     return summary
