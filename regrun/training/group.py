@@ -11,7 +11,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -117,10 +117,11 @@ def train_group(group: Sequence[Prepared], stop: Callable[[], bool] = STOP) -> N
         members.append(Member(p.setup.model, p.setup.optimizer, p.setup.targets, state, p.rundir.append_metrics,
                               saver(p.setup, p.rundir, state, per_epoch), done, p.label,
                               lambda p=p: member_log(p.rundir.path)))
-    others = ", ".join(p.rundir.path.name for p in group)
-    for p, member in zip(group, members):
-        with member.context():
-            log.info("training in a fused group of %d runs (%s) as one vectorized model", len(group), others)
+    with ExitStack() as every_log:
+        for member in members:
+            every_log.enter_context(member.context())
+        log.info("training in a fused group of %d runs (%s) as one vectorized model", len(group),
+                 ", ".join(p.rundir.path.name for p in group))
     names = [t.name for t in first.targets]
     with GroupReporter(settings.epochs, names, len(group), console) as reporter:
         fit_fused(members, group[0].data, settings, first.thresholds, reporter,
