@@ -48,7 +48,7 @@ def test_a_fused_sweep_writes_every_jobs_run_directory_with_the_basic_launchers_
         for key in ("train_task_loss", "train_total_loss", "test_loss", "test_acc", "penalty.l1_activations.raw"):
             assert math.isclose(float(mine[key]), float(reference[key]), **TOLERANCE), (mine["job"], key)
     log = (tmp_path / "fused" / "4" / "regrun.log").read_text()
-    assert "fused group of 4 runs" in log and "epoch 1/1" in log  # the chunk of 4 and its own epoch line
+    assert "fused group of 2 runs (4, 5)" in log and "epoch 1/1" in log  # the second chunk, and its own line
 
 
 def test_jobs_that_cannot_be_fused_run_as_the_basic_launcher_runs_them(tiny_root: Path, tmp_path: Path) -> None:
