@@ -41,8 +41,8 @@ from regrun.training.capture import ActivationCapture, output_shapes
 from regrun.training.sparsity import stat_modules
 from regrun.training.targets import Target
 from regrun.training.trainer import (EpochProgress, Evaluation, Outcome, Reporter, TrainerSettings, TrainState,
-                                     checkpoint_due, early_end, end_epoch, first_non_finite, learning_rates,
-                                     loss_terms, step_loss, steps_per_epoch, with_totals)
+                                     checkpoint_due, early_end, end_epoch, first_non_finite, lambdas_at,
+                                     learning_rates, loss_terms, step_loss, steps_per_epoch, with_totals)
 
 # Optimizers whose update of an element depends on that element's gradient and state only:
 # one of them over stacked tensors steps every member as its own would.
@@ -130,15 +130,21 @@ class FusedModel:
                   for group, names in zip(like.param_groups, self._names)]
         return type(like)(groups)
 
-    def step(self, x: Tensor, y: Tensor, capture: ActivationCapture) -> Tensor:
-        """One step of every member on its batch x[m], y[m]; returns the loss terms, (M, terms)."""
+    def step(self, x: Tensor, y: Tensor, capture: ActivationCapture, lams64: Tensor | None = None) -> Tensor:
+        """One step of every member on its batch x[m], y[m]; returns the loss terms, (M, terms).
+
+        `lams64`: each member's λ of each target at this step, (M, targets), when a schedule
+        moves them; by default their full λ.
+        """
         targets = self.targets
+        lams64 = self.lams64 if lams64 is None else lams64
+        lams = self.lams if lams64 is self.lams64 else lams64.to(self.lams.dtype)
 
         def member_loss(params: dict, buffers: dict, x: Tensor, y: Tensor, lams: Tensor) -> tuple[Tensor, Tensor]:
             logits = functional_call(self.base, (params, buffers), (x,))
             return step_loss(logits, y, targets, params, capture.take(), lams)
 
-        losses, terms = vmap(member_loss, randomness="error")(self.params, self.buffers, x, y, self.lams)
+        losses, terms = vmap(member_loss, randomness="error")(self.params, self.buffers, x, y, lams)
         self.optimizer.zero_grad(set_to_none=True)
         losses.sum().backward()  # members share no tensor: each gets the gradient of its own loss
         self.optimizer.step()
@@ -146,7 +152,7 @@ class FusedModel:
         if proximal:
             lr_of = learning_rates(self.optimizer, self.params)
             for k, t in proximal:
-                t.shrink_(self.params, lr_of, self.lams64[:, k])
+                t.shrink_(self.params, lr_of, lams64[:, k], self.optimizer)
         return terms
 
     def keep(self, rows: Sequence[int]) -> None:
@@ -209,6 +215,7 @@ def fit_fused(members: Sequence[Member], data: Data, settings: TrainerSettings, 
     captured = sorted({m for t in group.targets if t.on_activations for m in t.modules})
     per_epoch = steps_per_epoch(len(data.train), settings.batch_size)
     device = data.train.y.device
+    scheduled = not all(t.schedule.constant for t in group.targets)
     with ActivationCapture(group.base, captured) as capture:
         while live and live[0].state.epoch < settings.epochs:
             started = time.perf_counter()
@@ -217,9 +224,11 @@ def fit_fused(members: Sequence[Member], data: Data, settings: TrainerSettings, 
             sums = torch.zeros(len(live), len(names), dtype=torch.float64, device=device)
             recent: list[Tensor] = []
             batches, stopped = 0, False
+            first_step = live[0].state.epoch * per_epoch + 1
             for start in range(0, len(data.train), settings.batch_size):
                 index = orders[:, start:start + settings.batch_size]
-                terms = group.step(data.train.x[index], data.train.y[index], capture)
+                lams = _lambdas(live, first_step + batches, per_epoch, settings.epochs) if scheduled else None
+                terms = group.step(data.train.x[index], data.train.y[index], capture, lams)
                 sums += terms
                 batches += 1
                 recent.append(terms)
@@ -257,6 +266,12 @@ def fit_fused(members: Sequence[Member], data: Data, settings: TrainerSettings, 
     for member in live:
         with member.context():
             member.done(Outcome("completed", evaluation=member.evaluation))
+
+
+def _lambdas(live: Sequence[Member], step: int, per_epoch: int, epochs: int) -> Tensor:
+    """Each live member's λ of each target at global step `step`, under the targets' schedules."""
+    rows = [lambdas_at(m.targets, step, per_epoch, epochs) for m in live]
+    return torch.tensor(rows, dtype=torch.float64, device=next(iter(live[0].model.parameters())).device)
 
 
 def _permutation(state: TrainState, samples: int) -> Tensor:

@@ -21,11 +21,13 @@ from regrun.training.run import build, run
 
 # Largest differences seen between a member and its run alone on these tiny runs: 1e-4
 # relative in a loss (test loss of an MLP with BatchNorm after 2 epochs; usually under 1e-5),
-# and 3 of the 2560 outputs of a ReLU after BatchNorm on the other side of 0 (a zero
-# fraction 1.2e-3 apart). With BatchNorm after a Linear, the Linear's bias has a true
-# gradient of 0: what it gets is rounding noise, which Adam scales up to full steps.
+# and, in counts over the 160 test samples, one sample classified otherwise (test_acc
+# 6.25e-3 apart) and 3 of the 2560 outputs of a ReLU after BatchNorm on the other side of 0.
+# With BatchNorm after a Linear, the Linear's bias has a true gradient of 0: what it gets
+# is rounding noise, which Adam scales up to full steps: with Adam such a member drifted to
+# 3e-4 relative in test loss after 20 steps, so that case runs with SGD here.
 TOLERANCE = {"rel_tol": 2e-4, "abs_tol": 1e-5}
-FRACTION_TOLERANCE = {"rel_tol": 0.0, "abs_tol": 5e-3}  # sparsity.* columns: fractions of the tiny test set
+FRACTION_TOLERANCE = {"rel_tol": 0.0, "abs_tol": 1e-2}  # counts over the tiny test set: test_acc, sparsity.*
 TIMING = "epoch_time_s"
 SEEDS_AND_LAMBDAS = [(0, 0.0), (1, 1e-3), (0, 1e-2)]
 
@@ -44,7 +46,7 @@ def assert_same_figures(fused: Path, alone: Path) -> None:
     assert [row.keys() for row in ours] == [row.keys() for row in theirs]
     for mine, reference in zip(ours, theirs):
         for key, value in reference.items():
-            tolerance = FRACTION_TOLERANCE if key.startswith("sparsity.") else TOLERANCE
+            tolerance = FRACTION_TOLERANCE if key == "test_acc" or key.startswith("sparsity.") else TOLERANCE
             assert math.isclose(mine[key], value, **tolerance), (fused, mine["epoch"], key, mine[key], value)
 
 
@@ -67,7 +69,10 @@ CASES = {
                                                "reg=[l1_activations,l2_weights]"),
     "cnn with batchnorm, L1 on activations": ("l1_activations", "model=cnn", "model.channels=[4,8]", "model.hidden=[16]",
                                               "reg=l1_activations"),
-    "mlp with batchnorm, group lasso": ("group_lasso", "model.batch_norm=true", "reg=group_lasso"),
+    "mlp with batchnorm, sgd, group lasso": ("group_lasso", "model.batch_norm=true", "optimizer=sgd", "reg=group_lasso"),
+    "adamw, adaptive proximal L1 warmed up then decayed": (
+        "l1_weights", "optimizer=adamw", "reg=l1_weights", "reg.targets.l1_weights.proximal=adaptive",
+        "reg.targets.l1_weights.warmup_steps=5", "reg.targets.l1_weights.decay=cosine"),
 }
 
 
@@ -104,12 +109,15 @@ def test_a_diverging_member_ends_as_alone_and_the_others_finish(make_cfg, tmp_pa
 
 def test_a_stop_checkpoints_every_member_and_each_resumes_alone_to_its_solo_figures(make_cfg, tmp_path: Path) -> None:
     cfgs = grid(make_cfg, "l1_activations", "reg=l1_activations", "optimizer=adam")
-    steps = iter(range(1000))
-    fuse(cfgs, [tmp_path / f"fused{i}" for i in range(3)], stop=lambda: next(steps) >= 13)  # epoch 2, batch 4
-    for i, cfg in enumerate(cfgs):
+    calls = iter(range(1000))
+    fuse(cfgs, [tmp_path / f"fused{i}" for i in range(3)], stop=lambda: next(calls) >= 13)  # in epoch 2
+    saved = [torch.load(tmp_path / f"fused{i}" / "checkpoint.pt", weights_only=True) for i in range(3)]
+    batches = saved[0]["partial"]["batches"]
+    assert 0 < batches < 10 and all(s["epoch"] == 1 and s["partial"]["batches"] == batches for s in saved)
+    for i in range(3):
         stopped = summary(tmp_path / f"fused{i}")
-        assert stopped["status"] == "interrupted" and "stopped at step 14 (epoch 2, batch 4/10)" in stopped["error"]
-        assert torch.load(tmp_path / f"fused{i}" / "checkpoint.pt", weights_only=True)["partial"]["batches"] == 4
+        assert stopped["status"] == "interrupted"
+        assert f"stopped at step {10 + batches} (epoch 2, batch {batches}/10)" in stopped["error"]
     resume_cfg, checkpoint = prepare_resume(tmp_path / "fused1", [])
     run(resume_cfg, tmp_path / "fused1", checkpoint, resume=True)
     run(cfgs[1], tmp_path / "alone1")
