@@ -76,12 +76,13 @@ from torchvision import transforms  # noqa: E402
 from torchvision.datasets import MNIST  # noqa: E402
 
 from regrun.training.capture import ActivationCapture  # noqa: E402
-from regrun.components.datasets import DATASETS, Data, Split, load_data  # noqa: E402
+from regrun.components.datasets import IDX_DATASETS, Data, Split, load_data  # noqa: E402
 from regrun.errors import RegrunError  # noqa: E402
 from regrun.components.models import build_model  # noqa: E402
 from regrun.training.groups import build_grouped_optimizer  # noqa: E402
 from regrun.training.rundir import environment as environment_of_run  # noqa: E402
 from regrun.training.targets import resolve_targets  # noqa: E402
+from regrun.components.tasks import CLASSIFICATION  # noqa: E402
 from regrun.training.trainer import evaluate, train_epoch  # noqa: E402
 
 BATCH_SIZE = 64
@@ -162,7 +163,7 @@ def from_repo(path: str) -> Path:
 
 def check_data_root(root: Path) -> None:
     """Exit with one line when `root` lacks MNIST's raw IDX files (plain or .gz)."""
-    info = DATASETS["mnist"]
+    info = IDX_DATASETS["mnist"]
     raw = info.raw_dir(root)
     missing = [f for f in info.raw_files() if not (raw / f).is_file() and not (raw / f"{f}.gz").is_file()]
     if missing:
@@ -189,7 +190,7 @@ def mark(marks: list[float] | None) -> None:
 def regrun_parts(data: Data) -> tuple[nn.Module, list, torch.optim.Optimizer]:
     """regrun's model, targets and optimizer, built from config dicts as `regrun.training.run.run` does."""
     torch.manual_seed(SEED)
-    model = build_model(MODEL_CFG, DATASETS["mnist"].input_shape, DATASETS["mnist"].num_classes)
+    model = build_model(MODEL_CFG, IDX_DATASETS["mnist"].input_shape, IDX_DATASETS["mnist"].num_classes)
     model = model.to(data.train.y.device)
     targets = resolve_targets(model, TARGETS_CFG)
     return model, targets, build_grouped_optimizer(model, OPTIMIZER_CFG)[0]
@@ -216,7 +217,7 @@ def regrun_epoch(model: nn.Module, targets: list, optimizer: torch.optim.Optimiz
                  capture: ActivationCapture, generator: torch.Generator,
                  marks: list[float] | None = None) -> list[float]:
     """One epoch of `regrun.training.trainer.train_epoch`, the very loop `fit` runs; returns the mean loss terms."""
-    progress = train_epoch(model, targets, optimizer, capture, split, BATCH_SIZE, generator, LOG_EVERY,
+    progress = train_epoch(model, CLASSIFICATION, targets, optimizer, capture, split, BATCH_SIZE, generator, LOG_EVERY,
                            MarkingReporter(marks))
     return list(progress.means(targets).values())
 
@@ -357,14 +358,14 @@ def time_regrun_and_bare(data: Data, epochs: int, console: Console) -> tuple[Var
         n = WARMUP_STEPS * BATCH_SIZE
         warmup = Split(data.train.x[:n], data.train.y[:n])
         regrun_run(torch.Generator().manual_seed(WARMUP_SEED), warmup)
-        evaluate(model, data.test, EVAL_BATCH_SIZE, THRESHOLDS)
+        evaluate(model, CLASSIFICATION, data.test, EVAL_BATCH_SIZE, THRESHOLDS)
         bare_run(torch.Generator().manual_seed(WARMUP_SEED), warmup)
         regrun_shuffle, bare_shuffle = torch.Generator().manual_seed(SEED), torch.Generator().manual_seed(SEED)
         for epoch in range(1, epochs + 1):
             marks = [time.perf_counter()]
             seconds, regrun_means = timed(lambda: regrun_run(regrun_shuffle, marks=marks))
             regrun.add_epoch(seconds, marks)
-            eval_s.append(timed(lambda: evaluate(model, data.test, EVAL_BATCH_SIZE, THRESHOLDS))[0])
+            eval_s.append(timed(lambda: evaluate(model, CLASSIFICATION, data.test, EVAL_BATCH_SIZE, THRESHOLDS))[0])
             marks = [time.perf_counter()]
             seconds, bare_means = timed(lambda: bare_run(bare_shuffle, marks=marks))
             bare.add_epoch(seconds, marks)

@@ -13,6 +13,7 @@ that `regrun compare` starts in a blink.
                    environment, config
     model.pt       the model's state dict, when the run completed
     regrun.log     the job's log (Hydra's job logging)
+    .lock          held (flock) by the one process writing the run; names its pid and command
 """
 
 CONFIG = "config.json"
@@ -23,6 +24,7 @@ CHECKPOINT = "checkpoint.pt"
 SUMMARY = "summary.json"
 MODEL = "model.pt"
 LOG = "regrun.log"
+LOCK = ".lock"
 
 # How a run ended (summary.json's `status`). A reader adds two of its own for folders
 # without a readable summary: INCOMPLETE (still running, or killed) and BROKEN.

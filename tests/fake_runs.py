@@ -31,15 +31,18 @@ def final(acc: float, sparsity: float, lam: float = 1e-3, raw: float = 50.0) -> 
             "sparsity.l1_act.zero_frac": sparsity, "epoch_time_s": 0.1}
 
 
+CLASSIFICATION = {"name": "classification", "figures": {"loss": "loss", "acc": "accuracy"}, "headline": "test_acc",
+                  "higher_is_better": True}
 TARGET_ROWS = [{"target": "l1_act", "site": "activations", "penalty": "l1", "lambda": 1e-3, "tensor": "act1"}]
 
 
 def write_run(path: Path, cfg: dict[str, Any] | None = None, last: dict[str, float] | None = None,
               status: str | None = "completed", error: str | None = None,
               metrics: Sequence[dict[str, Any]] | None = None, overrides: Sequence[str] = (),
-              job_num: int | None = None) -> Path:
+              job_num: int | None = None, task: dict[str, Any] | None = CLASSIFICATION) -> Path:
     """A run directory: .hydra/ (config, overrides, hydra), metrics.csv, and summary.json
-    unless `status` is None (a run still going, or killed)."""
+    (with `task` unless None: runs written before tasks existed) unless `status` is None
+    (a run still going, or killed)."""
     cfg = cfg if cfg is not None else config()
     hydra_dir = path / ".hydra"
     hydra_dir.mkdir(parents=True)
@@ -53,7 +56,7 @@ def write_run(path: Path, cfg: dict[str, Any] | None = None, last: dict[str, flo
             writer.writeheader()
             writer.writerows(rows)
     if status is not None:
-        summary = {"status": status, "config": cfg, "targets": TARGET_ROWS}
+        summary = {"status": status, "config": cfg, "targets": TARGET_ROWS} | ({"task": task} if task else {})
         if last is not None:
             summary["final"] = last
         if error is not None:

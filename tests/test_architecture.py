@@ -15,6 +15,7 @@ ALLOWED = {
     "training": BASE | {"components", "training"},
     "analysis": BASE | {"analysis"},
     "cli": BASE | {"components", "training", "analysis", "cli"},
+    "api": BASE | {"components", "training", "analysis", "cli", "api"},
 }
 TORCH_FREE = ("regrun.errors", "regrun.layout", "regrun.config", "regrun.console", "regrun.schema", "regrun.analysis",
               "regrun.cli.compare")

@@ -1,9 +1,11 @@
 """The comparison of runs behind `regrun compare` and the sweep summary.
 
 One row per run (or per group of runs that differ only by seed): the config values that
-differ between the runs, then the final figures: test accuracy and loss, task loss,
-each penalty, headline sparsity. Printed as a rich table, CSV, Markdown or JSON, with
-an optional PNG of the accuracy/sparsity trade-off (regrun/analysis/plots.py).
+differ between the runs, then the final figures: the test loss and the task's headline
+figure (accuracy, R², PSNR: whatever the runs' tasks name in summary.json), the task's
+other figures, the same on the validation split, task loss, each penalty, headline
+sparsity. Printed as a rich table, CSV, Markdown or JSON, with an optional PNG of the
+trade-off between the headline figure and sparsity (regrun/analysis/plots.py).
 
 Runs that did not complete are listed with their status and error; their figures, if
 any, are shown as they stand but never enter a mean over seeds or a plot.
@@ -26,12 +28,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from regrun.console import format_value, shared_console
-from regrun.layout import SEED
+from regrun.layout import SEED, TASK_LOSS, split_figure
 from regrun.errors import RegrunError, choices, is_number
 from regrun.analysis.runs import MISSING, Run, canonical, config_values, differing_keys, find_runs, is_finite, natural_key, short_names
 
 FORMATS = ("table", "csv", "markdown", "json")
-LEADING_FIGURES = ("test_acc", "test_loss", "train_task_loss")
+SPLITS = ("test", "val")  # the task's figures on each split the runs evaluate, in this order
 BLANK = 3  # the rank of an empty cell in a sort: after numbers (0), text (1) and the rest (2)
 LISTED_RUNS = 4  # a grouped row names this many of its runs at most
 
@@ -116,15 +118,21 @@ def _order(value: Any) -> tuple[int, Any]:
 
 
 def figure_columns(runs: Sequence[Run]) -> list[str]:
-    """The final figures to show: accuracy and losses, each penalty, headline sparsity.
+    """The final figures to show: the task's, task loss, each penalty, headline sparsity.
 
-    Headline sparsity: all weights, each target, and each module whose outputs a target
-    penalizes; only columns that some run has.
+    The task's: per split, its loss, the runs' headline figures, then any other figure of
+    the split. Headline sparsity: all weights, each target, and each module whose outputs
+    a target penalizes; only columns that some run has.
     """
     present = dict.fromkeys(key for run in runs for key in run.final)
     targets = list(dict.fromkeys(name for run in runs for name in run.target_names))
     modules = dict.fromkeys(m for run in runs for m in run.targeted_modules)
-    wanted = [*LEADING_FIGURES]
+    headlines = [h.removeprefix(split_figure("test", "")) for h in dict.fromkeys(run.headline for run in runs) if h]
+    wanted = []
+    for split in SPLITS:
+        wanted += [split_figure(split, name) for name in ("loss", *headlines)]
+        wanted += [key for key in present if key.startswith(split_figure(split, ""))]
+    wanted.append(TASK_LOSS)
     for target in targets:
         wanted += [f"penalty.{target}.raw", f"penalty.{target}.weighted"]
     for prefix in ["weights", *targets]:
@@ -234,7 +242,7 @@ def resolve_column(name: str, columns: Sequence[str], what: str) -> str:
 
 def is_fraction(column: str) -> bool:
     """Whether a figure is a fraction in [0, 1] (accuracy, sparsity), shown to 4 decimals."""
-    return column == "test_acc" or column.startswith("sparsity.")
+    return column.startswith("sparsity.") or any(column == split_figure(split, "acc") for split in SPLITS)
 
 
 def _cell_text(column: str, cell: Cell, is_baseline: bool) -> str:

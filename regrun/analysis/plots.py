@@ -1,5 +1,6 @@
-"""Plots of a set of runs, in one PNG: the accuracy/sparsity trade-off with its Pareto front,
-accuracy and sparsity against λ, and training curves per epoch.
+"""Plots of a set of runs, in one PNG: the trade-off between the task's headline figure
+(accuracy, R², PSNR, as the runs' summary.json names it) and sparsity with its Pareto
+front, both against λ, and training curves per epoch.
 
 Only completed runs are drawn. The data of each panel comes from a pure function
 (`tradeoff_points`, `lambda_series`) so that it can be checked without looking at pixels;
@@ -9,23 +10,24 @@ canvas (no display, no pyplot state).
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from regrun.console import format_value
 from regrun.errors import RegrunError
-from regrun.layout import SEED
+from regrun.layout import SEED, TASK_LOSS, split_figure
 from regrun.analysis.runs import Run, config_values, is_finite, short_names
 
 LAMBDA_KEY = re.compile(r"reg\.targets\.[^.]+\.lambda")
-FIGURE_NAMES = {"test_acc": "test accuracy", "test_loss": "test loss", "train_task_loss": "task loss (train)"}
+FIGURE_NAMES = {TASK_LOSS: "task loss (train)"}  # the task's figures are named by the runs' summary.json
 MAX_LABELLED = 12  # more runs than this: no per-run labels or legend, they would cover the data
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
-    """Indices of the non-dominated points when both coordinates are maximized, by x.
+    """Indices of the non-dominated points when both coordinates are maximized, by x
+    (negate y first for a figure where lower is better).
 
     A point is dominated when another is at least as large in both and larger in one;
     equal points do not dominate each other, so duplicates of a front point are kept.
@@ -70,6 +72,31 @@ def default_x(runs: Sequence[Run]) -> str:
     return "sparsity.weights.zero_frac"
 
 
+def default_y(runs: Sequence[Run]) -> str:
+    """The completed runs' headline figure (test_acc, test_r2, ...) when they share one, else test_loss."""
+    headlines = {run.headline for run in completed(runs)} - {None}
+    return headlines.pop() if len(headlines) == 1 else split_figure("test", "loss")
+
+
+def higher_is_better(runs: Sequence[Run], column: str) -> bool:
+    """Whether larger is better for `column`: as the runs' task says of its headline
+    figure; for a loss, no; for anything else (sparsity, accuracy), yes."""
+    for run in completed(runs):
+        if run.headline == column and isinstance(run.task.get("higher_is_better"), bool):
+            return run.task["higher_is_better"]
+    return "loss" not in column
+
+
+def figure_names(runs: Sequence[Run]) -> dict[str, str]:
+    """Axis labels of the columns the runs' tasks name: 'test_r2' → 'test R²'."""
+    names = dict(FIGURE_NAMES)
+    for run in runs:
+        labels = run.task.get("figures")
+        for figure, label in (labels.items() if isinstance(labels, dict) else ()):
+            names |= {split_figure(split, figure): f"{split} {label}" for split in ("test", "val")}
+    return names
+
+
 def plot_labels(runs: Sequence[Run], config_keys: Sequence[str]) -> dict[Path, str]:
     """Each run named by its values of the differing config keys ('λ=0.001, seed=1').
 
@@ -87,10 +114,12 @@ def plot_labels(runs: Sequence[Run], config_keys: Sequence[str]) -> dict[Path, s
 
 
 def tradeoff_points(runs: Sequence[Run], x: str, y: str, labels: dict[Path, str]) -> tuple[list[Point], list[int]]:
-    """The completed runs with finite x and y, and the indices of the Pareto front among them."""
+    """The completed runs with finite x and y, and the indices of the Pareto front among them
+    (sparsity up, y up or down as is better for it)."""
     points = [Point(run, labels[run.path], run.final[x], run.final[y]) for run in completed(runs)
               if is_finite(run.final.get(x)) and is_finite(run.final.get(y))]
-    return points, pareto_front([(p.x, p.y) for p in points])
+    sign = 1 if higher_is_better(runs, y) else -1
+    return points, pareto_front([(p.x, sign * p.y) for p in points])
 
 
 def lambda_key(config_keys: Sequence[str]) -> str | None:
@@ -126,18 +155,19 @@ def lambda_series(runs: Sequence[Run], lam_key: str, column: str, config_keys: S
     return [Series(label, sorted(by_lam), [by_lam[lam] for lam in sorted(by_lam)]) for label, by_lam in groups.items()]
 
 
-def figure_name(column: str) -> str:
+def figure_name(column: str, names: Mapping[str, str] = FIGURE_NAMES) -> str:
     """An axis label for a metrics column: 'sparsity.act1.zero_frac' → 'act1 zero fraction'."""
-    if column in FIGURE_NAMES:
-        return FIGURE_NAMES[column]
+    if column in names:
+        return names[column]
     if match := re.fullmatch(r"sparsity\.(.+)\.zero_frac", column):
         return f"{match[1]}: zero fraction"
     return column
 
 
-def plot_runs(runs: Sequence[Run], out: Path, x: str, y: str = "test_acc", config_keys: Sequence[str] = ()) -> None:
+def plot_runs(runs: Sequence[Run], out: Path, x: str, y: str | None = None, config_keys: Sequence[str] = ()) -> None:
     """Draw the completed runs into one PNG: trade-off, figures against λ (when λ differs),
-    training curves; `config_keys` (the differing ones) name the runs."""
+    training curves; `config_keys` (the differing ones) name the runs; y by default the
+    runs' headline figure."""
     from matplotlib import colormaps
     from matplotlib.figure import Figure
 
@@ -145,6 +175,8 @@ def plot_runs(runs: Sequence[Run], out: Path, x: str, y: str = "test_acc", confi
     if not runs:
         raise RegrunError("no completed run to plot")
     labels = plot_labels(runs, config_keys)
+    y = y or default_y(runs)
+    names = figure_names(runs)
     lam = lambda_key(config_keys)
     width = 17 if lam else 12
     fig = Figure(figsize=(width, 9.5))
@@ -154,12 +186,12 @@ def plot_runs(runs: Sequence[Run], out: Path, x: str, y: str = "test_acc", confi
     cmap = colormaps["viridis"]
     colors = {run.path: cmap(0.85 * i / max(len(runs) - 1, 1)) for i, run in enumerate(runs)}
 
-    _draw_tradeoff(next(axes), *tradeoff_points(runs, x, y, labels), x, y, colors)
+    _draw_tradeoff(next(axes), *tradeoff_points(runs, x, y, labels), x, y, colors, names)
     if lam:
         for column in (y, x):
-            _draw_against_lambda(next(axes), lambda_series(runs, lam, column, config_keys), lam, column)
-    for column in (y, "train_task_loss", x):
-        _draw_curves(next(axes), runs, column, colors, labels)
+            _draw_against_lambda(next(axes), lambda_series(runs, lam, column, config_keys), lam, column, names)
+    for column in (y, TASK_LOSS, x):
+        _draw_curves(next(axes), runs, column, colors, labels, names)
     fig.suptitle(f"{len(runs)} completed runs", fontsize="x-large")
     try:
         fig.savefig(out, dpi=110)
@@ -171,8 +203,10 @@ def _no_data(ax: Any, what: str) -> None:
     ax.text(0.5, 0.5, f"no {what}", ha="center", va="center", transform=ax.transAxes, color="gray")
 
 
-def _draw_tradeoff(ax: Any, points: list[Point], front: list[int], x: str, y: str, colors: dict) -> None:
-    ax.set(title=f"{figure_name(y)} vs {figure_name(x)}", xlabel=figure_name(x), ylabel=figure_name(y))
+def _draw_tradeoff(ax: Any, points: list[Point], front: list[int], x: str, y: str, colors: dict,
+                   names: Mapping[str, str]) -> None:
+    ax.set(title=f"{figure_name(y, names)} vs {figure_name(x, names)}", xlabel=figure_name(x, names),
+           ylabel=figure_name(y, names))
     ax.grid(alpha=0.3)
     ax.margins(x=0.1)  # room for the labels of the points at the edges
     if not points:
@@ -180,15 +214,15 @@ def _draw_tradeoff(ax: Any, points: list[Point], front: list[int], x: str, y: st
         return
     ax.scatter([p.x for p in points], [p.y for p in points], c=[colors[p.run.path] for p in points], s=40, zorder=3)
     ax.plot([points[i].x for i in front], [points[i].y for i in front], "-o", color="crimson", mfc="none",
-            ms=12, lw=1.2, zorder=2, label="Pareto front (best accuracy for its sparsity)")
+            ms=12, lw=1.2, zorder=2, label=f"Pareto front (best {figure_name(y, names)} for its sparsity)")
     if len(points) <= MAX_LABELLED:
         for p in points:
             ax.annotate(p.label, (p.x, p.y), textcoords="offset points", xytext=(6, 4), fontsize="x-small")
     ax.legend(loc="best", fontsize="small")
 
 
-def _draw_against_lambda(ax: Any, series: list[Series], lam_key: str, column: str) -> None:
-    ax.set(title=f"{figure_name(column)} vs λ", xlabel=f"λ ({lam_key})", ylabel=figure_name(column))
+def _draw_against_lambda(ax: Any, series: list[Series], lam_key: str, column: str, names: Mapping[str, str]) -> None:
+    ax.set(title=f"{figure_name(column, names)} vs λ", xlabel=f"λ ({lam_key})", ylabel=figure_name(column, names))
     ax.grid(alpha=0.3, which="both")
     lambdas = [lam for s in series for lam in s.lambdas]
     if not lambdas:
@@ -208,8 +242,9 @@ def _draw_against_lambda(ax: Any, series: list[Series], lam_key: str, column: st
         ax.legend(fontsize="small")
 
 
-def _draw_curves(ax: Any, runs: Sequence[Run], column: str, colors: dict, labels: dict[Path, str]) -> None:
-    ax.set(title=f"{figure_name(column)} per epoch", xlabel="epoch", ylabel=figure_name(column))
+def _draw_curves(ax: Any, runs: Sequence[Run], column: str, colors: dict, labels: dict[Path, str],
+                 names: Mapping[str, str]) -> None:
+    ax.set(title=f"{figure_name(column, names)} per epoch", xlabel="epoch", ylabel=figure_name(column, names))
     ax.grid(alpha=0.3)
     ax.xaxis.get_major_locator().set_params(integer=True, min_n_ticks=1)
     drawn = 0

@@ -22,9 +22,10 @@ import yaml
 
 from regrun.config import flatten
 from regrun.errors import RegrunError, is_number
+from regrun.layout import BROKEN, COMPLETED, DIVERGED, FAILED, INCOMPLETE, INTERRUPTED
 
 RUN_MARKERS = (".hydra", "summary.json", "metrics.csv")
-COMPLETED = "completed"
+STATUSES = (COMPLETED, INTERRUPTED, DIVERGED, FAILED)  # what a run writes in summary.json
 
 # A differing key that a run lacks (e.g. a target only some runs have) shows as this.
 MISSING = None
@@ -42,6 +43,16 @@ class Run:
     final: dict[str, Any] = field(default_factory=dict)
     targeted_modules: list[str] = field(default_factory=list)  # modules whose outputs a target penalizes
     warnings: list[str] = field(default_factory=list)  # the run's diagnostics (training/diagnostics.py)
+    task: dict[str, Any] = field(default_factory=dict)  # summary.json's `task`: name, figures, headline
+
+    @property
+    def headline(self) -> str | None:
+        """The column that sums the run up (`test_acc`, `test_r2`, ...), from its task; runs
+        written before tasks existed were classifications with `test_acc`."""
+        headline = self.task.get("headline")
+        if isinstance(headline, str):
+            return headline
+        return "test_acc" if "test_acc" in self.final else None
 
     @property
     def completed(self) -> bool:
@@ -59,7 +70,9 @@ class Run:
         """metrics.csv as rows of numbers (None for a blank cell); [] when absent or unreadable."""
         try:
             with open(self.path / "metrics.csv", newline="") as f:
-                return [{key: _number(value) for key, value in row.items()} for row in csv.DictReader(f)]
+                # A ragged row has a None key (extra cells) or None values (missing ones): dropped.
+                return [{key: _number(value) for key, value in row.items() if isinstance(key, str)}
+                        for row in csv.DictReader(f)]
         except (OSError, csv.Error, UnicodeDecodeError):
             return []
 
@@ -69,7 +82,7 @@ class Run:
         try:
             with open(self.path / ".hydra" / "hydra.yaml") as f:
                 num = yaml.load(f, Loader=_YamlLoader)["hydra"]["job"]["num"]
-        except (OSError, yaml.YAMLError, KeyError, TypeError):
+        except (OSError, ValueError, yaml.YAMLError, KeyError, TypeError):  # ValueError: not UTF-8
             return None
         return num if isinstance(num, int) else None
 
@@ -78,9 +91,9 @@ class Run:
 _YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-def _number(text: str | None) -> float | None:
+def _number(text: Any) -> float | None:
     try:
-        return float(text) if text not in (None, "") else None
+        return float(text) if isinstance(text, str) and text else None
     except ValueError:
         return None
 
@@ -104,8 +117,14 @@ def find_runs(paths: Iterable[str | Path]) -> list[Run]:
     return [read_run(p) for p in sorted(found, key=natural_key)]
 
 
-def _run_dirs(path: Path) -> Iterator[Path]:
-    """Run directories at or below `path`, without descending into a run or a hidden folder."""
+def _run_dirs(path: Path, seen: set[str] | None = None) -> Iterator[Path]:
+    """Run directories at or below `path`, without descending into a run or a hidden folder,
+    nor twice into one folder (a symbolic link back up the tree is not followed round)."""
+    seen = set() if seen is None else seen
+    real = os.path.realpath(path)
+    if real in seen:
+        return
+    seen.add(real)
     if is_run_dir(path):
         yield path
         return
@@ -114,8 +133,15 @@ def _run_dirs(path: Path) -> Iterator[Path]:
     except OSError:
         return
     for entry in entries:
-        if entry.is_dir() and not entry.name.startswith("."):
-            yield from _run_dirs(Path(entry.path))
+        if not entry.name.startswith(".") and _is_dir(entry):
+            yield from _run_dirs(Path(entry.path), seen)
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:  # a symbolic link that loops, a folder we may not read
+        return False
 
 
 def is_run_dir(path: Path) -> bool:
@@ -132,29 +158,41 @@ def read_run(path: Path) -> Run:
     """Read one run directory; never raises: what cannot be read becomes the run's status."""
     overrides = _read_overrides(path)
     summary_path = path / "summary.json"
-    if not summary_path.exists():
+    if not summary_path.exists() and not summary_path.is_symlink():  # a looping link is read, and broken
         config, error = _hydra_config(path)
-        return Run(path, "broken", error, config, overrides) if error else _unfinished(path, config, overrides)
+        return Run(path, BROKEN, error, config, overrides) if error else _unfinished(path, config, overrides)
     try:
         summary = json.loads(summary_path.read_text())
-        if not isinstance(summary, dict):
-            raise ValueError(f"a JSON {type(summary).__name__}, not an object")
+        _check_summary(summary)
     except (OSError, UnicodeDecodeError, ValueError) as err:
         config, _ = _hydra_config(path)
-        return Run(path, "broken", f"summary.json unreadable: {err}", config, overrides)
+        return Run(path, BROKEN, f"summary.json unreadable: {err}", config, overrides)
     config = summary.get("config")
     if not isinstance(config, dict):
         config, _ = _hydra_config(path)
-    final = summary.get("final")
-    return Run(path, str(summary.get("status", "unknown")), summary.get("error"), config, overrides,
-               final if isinstance(final, dict) else {}, _targeted_modules(summary.get("targets")),
-               _warnings(summary.get("warnings")))
+    error = summary.get("error")
+    final = {key: value for key, value in (summary.get("final") or {}).items() if is_number(value)}
+    task = summary.get("task")
+    return Run(path, summary["status"], None if error is None else str(error), config, overrides,
+               final, _targeted_modules(summary.get("targets")), _warnings(summary.get("warnings")),
+               task if isinstance(task, dict) else {})
+
+
+def _check_summary(summary: Any) -> None:
+    """A ValueError unless `summary` has the shape regrun writes: an object with a known
+    status and, if any, an object as its final figures."""
+    if not isinstance(summary, dict):
+        raise ValueError(f"a JSON {type(summary).__name__}, not an object")
+    if summary.get("status") not in STATUSES:
+        raise ValueError(f"status {summary.get('status')!r} is not one of {', '.join(STATUSES)}")
+    if not isinstance(summary.get("final", {}), dict | None):
+        raise ValueError(f"final is a JSON {type(summary['final']).__name__}, not an object")
 
 
 def _unfinished(path: Path, config: dict[str, Any], overrides: list[str]) -> Run:
     """A run without summary.json (still running, or killed): its figures are those of its
     last metrics row, as they stand, and its error says how far it got."""
-    run = Run(path, "incomplete", "no summary.json (still running, or killed)", config, overrides)
+    run = Run(path, INCOMPLETE, "no summary.json (still running, or killed)", config, overrides)
     if run.metrics:
         run.final = {key: value for key, value in run.metrics[-1].items() if value is not None}
         epochs = flatten(config).get("trainer.epochs", "?")
@@ -170,7 +208,7 @@ def _read_overrides(path: Path) -> list[str]:
     try:
         with open(path / ".hydra" / "overrides.yaml") as f:
             overrides = yaml.load(f, Loader=_YamlLoader)
-    except (OSError, yaml.YAMLError):
+    except (OSError, ValueError, yaml.YAMLError):
         return []
     return [str(o) for o in overrides] if isinstance(overrides, list) else []
 
@@ -206,8 +244,8 @@ def _targeted_modules(targets: Any) -> list[str]:
     """Names of the modules whose outputs are penalized, from summary.json's `targets` rows."""
     if not isinstance(targets, list):
         return []
-    return list(dict.fromkeys(row["tensor"] for row in targets
-                              if isinstance(row, dict) and row.get("site") == "activations" and "tensor" in row))
+    return list(dict.fromkeys(row["tensor"] for row in targets if isinstance(row, dict)
+                              and row.get("site") == "activations" and isinstance(row.get("tensor"), str)))
 
 
 def differing_keys(runs: Sequence[Run]) -> list[str]:

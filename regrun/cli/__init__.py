@@ -9,13 +9,16 @@
 import atexit
 import gc
 import importlib
+import logging
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
 import hydra
 from omegaconf import OmegaConf
 
-from regrun.cli.job import check_output_dirs, job
+from regrun.cli.job import check_output_dirs, claim_output_dir, fail, job
+from regrun.errors import RegrunError
 from regrun.training.signals import STOP, exit_code
 
 
@@ -30,6 +33,7 @@ def conf_dir() -> Path:
 REGISTRIES = (
     ("models (model.name)", "regrun.components.models", "MODELS"),
     ("datasets (dataset.name)", "regrun.components.datasets", "DATASETS"),
+    ("tasks (task.name)", "regrun.components.tasks", "TASKS"),
     ("penalties (reg.targets.*.penalty)", "regrun.components.penalties", "PENALTIES"),
     ("optimizers (optimizer.name)", "regrun.components.optimizers", "OPTIMIZERS"),
 )
@@ -65,15 +69,23 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] in SUBCOMMANDS:
         command = importlib.import_module(SUBCOMMANDS[sys.argv[1]])
         raise SystemExit(command.main(sys.argv[2:]))
+    # A full disk makes every log line fail: say it once (the error's one line), never as
+    # one traceback per log record.
+    logging.raiseExceptions = False
     check_output_dirs(sys.argv[1:])
     # config_path must be absolute: relative paths resolve against the package when the
     # app runs as a console script (hydra#2125).
     app = hydra.main(config_path=str(conf_dir()), config_name="config", version_base="1.3")(job)
-    try:
-        app()
-    except KeyboardInterrupt:  # a second Ctrl-C
-        print("regrun: aborted by a second Ctrl-C; the last checkpoint is intact", file=sys.stderr)
-        raise SystemExit(130) from None
+    with ExitStack() as held:
+        try:
+            held.enter_context(claim_output_dir(sys.argv[1:]))
+        except RegrunError as err:
+            fail(str(err))
+        try:
+            app()
+        except KeyboardInterrupt:  # a second Ctrl-C
+            print("regrun: aborted by a second Ctrl-C; the last checkpoint is intact", file=sys.stderr)
+            raise SystemExit(130) from None
     from regrun.analysis.sweep import STATUSES, release_workers
 
     release_workers()  # a joblib sweep's idle worker processes

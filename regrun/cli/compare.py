@@ -40,7 +40,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="table", choices=FORMATS, help="output format (default: table)")
     p.add_argument("--plot", metavar="FILE.png", type=Path, help="write the trade-off, λ and training-curve plots")
     p.add_argument("--x", metavar="COL", help="plot: the sparsity figure (default: the first target's zero fraction)")
-    p.add_argument("--y", metavar="COL", default="test_acc", help="plot: the figure to trade off (default: test_acc)")
+    p.add_argument("--y", metavar="COL", help="plot: the figure to trade off (default: the runs' headline "
+                                             "figure, e.g. test_acc, test_r2, test_psnr)")
     return p
 
 
@@ -70,7 +71,7 @@ def main(argv: list[str]) -> int:
 
 def _plot_settings(args: argparse.Namespace, runs: Sequence[Run]) -> tuple[str, str]:
     """The plot's x and y columns, checked before anything is printed."""
-    from regrun.analysis.plots import default_x, plottable_columns
+    from regrun.analysis.plots import default_x, default_y, plottable_columns
 
     if not args.plot.parent.is_dir():
         raise RegrunError(f"--plot {args.plot}: no folder {args.plot.parent} to write it in")
@@ -78,7 +79,7 @@ def _plot_settings(args: argparse.Namespace, runs: Sequence[Run]) -> tuple[str, 
     if not columns:
         raise RegrunError("--plot: no completed run to plot")
     x = resolve_column(args.x, columns, "--x") if args.x else default_x(runs)
-    return x, resolve_column(args.y, columns, "--y")
+    return x, resolve_column(args.y, columns, "--y") if args.y else default_y(runs)
 
 
 def _emit(comparison: Comparison, fmt: str) -> None:

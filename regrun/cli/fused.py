@@ -136,14 +136,12 @@ def _run_group(launcher: Any, group: Sequence[SweepJob], max_models: int | None)
 
     def prepare_or_run(cfg: DictConfig) -> Any:
         """A prepared member; or, for a job that cannot be fused, what the job alone returns."""
-        from regrun.training.objective import check_objective
         from regrun.training.signals import STOP
 
         if STOP():
             return job(cfg)  # recorded as not started
         try:
             plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
-            check_objective(plain)
             prepared = prepare(plain, Path(HydraConfig.get().runtime.output_dir), data_cache)
         except NotFusable as err:
             log.info("this job trains alone: %s", err)

@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 import threading
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
@@ -17,6 +18,8 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from regrun.errors import RegrunError
+from regrun.layout import COMPLETED, CONFIG, INTERRUPTED, SUMMARY
+from regrun.training.lock import FolderInUse, holder, one_writer
 from regrun.training.signals import STOP, exit_code
 
 log = logging.getLogger(__name__)
@@ -34,53 +37,71 @@ def job(cfg: DictConfig) -> float | None:
     A single run exits non-zero unless it completed. In a sweep a job never raises: a bad
     config or a crash is recorded as a `failed` run and the sweep goes on, so the summary
     at its end lists every job. Returns the objective for an optimizing sweeper (Optuna).
+    The job holds its folder's lock throughout; a folder another process writes is
+    refused, and not a byte is written into it.
     """
-    from regrun.training.objective import check_objective, objective
-    from regrun.training.run import run  # torch imports late, so `regrun --help` stays quick
-
     out = Path(HydraConfig.get().runtime.output_dir)
     sweeping = HydraConfig.get().mode == RunMode.MULTIRUN
     if threading.current_thread() is threading.main_thread():
         STOP.install()  # again here: launchers run jobs in processes of their own (joblib, submitit)
+    try:
+        with one_writer(out):
+            return _locked_job(cfg, out, sweeping)
+    except FolderInUse as err:
+        return refused(str(err), out, sweeping, record=False)
+
+
+def _locked_job(cfg: DictConfig, out: Path, sweeping: bool) -> float | None:
+    from regrun.training.display import quiet_job
+    from regrun.training.objective import objective
+    from regrun.training.run import run  # torch imports late, so `regrun --help` stays quick
+
+    # A folder that held a run before this job (a requeue, an old hydra.run.dir) is never
+    # marked failed by it: its files stay as they were.
+    fresh = not (out / CONFIG).exists() and not (out / CONFIG).is_symlink()
     if STOP():  # a stop signal ended an earlier job of this sweep: this one does not start
-        not_started(cfg, out)
+        if fresh:
+            not_started(cfg, out)
         return None
     try:
         plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     except OmegaConfBaseException as err:  # a missing value (???) or a broken ${...}
-        return refused(str(err).splitlines()[0], out, sweeping)
+        return refused(str(err).splitlines()[0], out, sweeping, record=fresh)
     try:
-        check_objective(plain)
-        summary = continued(plain, out) if (out / "config.json").exists() else run(plain, out)
+        with quiet_job(job_label(out) if sweeping else None) as done:
+            summary = run(plain, out) if fresh else continued(plain, out)
+            done(summary)
         score = objective(plain, summary)
     except RegrunError as err:
-        return refused(str(err), out, sweeping, plain)
+        return refused(str(err), out, sweeping, plain, record=fresh)
     except Exception:
         if not sweeping:
             raise
         log.exception("job %s failed; the sweep goes on", out)
         return None
-    if not sweeping and summary["status"] != "completed":
+    if not sweeping and summary["status"] != COMPLETED:
         raise SystemExit(exit_code(summary["status"]))
     return score
+
+
+def job_label(out: Path) -> str:
+    """'job #2 (outputs/multiruns/…/2)': Hydra's own launch line names the job's overrides."""
+    return f"job #{HydraConfig.get().job.num} ({out})"
 
 
 def continued(cfg: dict, out: Path) -> dict:
     """A job whose folder already holds a run: submitit requeues a preempted job into its
     folder, and a user may point hydra.run.dir at an old run. The same config continues
     from the checkpoint (a completed run is left as it is); another config is refused, so
-    nothing written is overwritten."""
-    import json
-
-    from regrun.training.resume import differing_keys, prepare
+    nothing written is overwritten. Damaged files are refused in one line."""
+    from regrun.training.resume import differing_keys, prepare, read_config, read_summary
     from regrun.training.run import run
 
-    saved = json.loads((out / "config.json").read_text())
-    if differing := differing_keys(saved, cfg):
+    if differing := differing_keys(read_config(out), cfg):
         raise RegrunError(f"{out} already holds another run ({differing[0]} differs); choose another "
                           "hydra.run.dir, or continue that run with: regrun resume " + str(out))
-    summary = json.loads((out / "summary.json").read_text()) if (out / "summary.json").exists() else {}
-    if summary.get("status") == "completed":
+    summary = read_summary(out)
+    if summary.get("status") == COMPLETED and isinstance(summary.get("final"), dict):
         log.info("%s already holds this run, completed; nothing to do", out)
         return summary
     log.info("%s already holds this run, not finished: continuing it", out)
@@ -88,15 +109,16 @@ def continued(cfg: dict, out: Path) -> dict:
     return run(cfg, out, checkpoint, resume=True)
 
 
-def refused(message: str, out: Path, sweeping: bool, cfg: dict | None = None) -> None:
-    """A config error: one line and exit 2 in a single run; a `failed` job in a sweep."""
-    from regrun.training.rundir import RunDir
+def refused(message: str, out: Path, sweeping: bool, cfg: dict | None = None, record: bool = True) -> None:
+    """A config error: one line and exit 2 in a single run; a `failed` job in a sweep,
+    recorded in its folder when `record` (never in a folder holding another run)."""
+    from regrun.training.rundir import record_failure
 
     if not sweeping:
         fail(message)
     log.error("job failed: %s", message)
-    if not (out / "summary.json").exists():  # run() writes it when it got that far
-        RunDir(out).write_json("summary.json", {"status": "failed", "error": message, "config": cfg})
+    if record and not (out / SUMMARY).exists():  # run() writes it when it got that far
+        record_failure(out, message, cfg)
 
 
 def not_started(cfg: DictConfig, out: Path) -> None:
@@ -105,16 +127,25 @@ def not_started(cfg: DictConfig, out: Path) -> None:
 
     plain = OmegaConf.to_container(cfg, resolve=True)
     rundir = RunDir(out)
-    rundir.write_json("config.json", plain)
-    rundir.write_json("summary.json", {"status": "interrupted", "config": plain,
-                                       "error": f"not started: {STOP.name} stopped the sweep before this job"})
+    rundir.write_json(CONFIG, plain)
+    rundir.write_json(SUMMARY, {"status": INTERRUPTED, "config": plain,
+                                "error": f"not started: {STOP.name} stopped the sweep before this job"})
+
+
+# Flags with which Hydra prints something and runs no job: no folder is claimed for them.
+INFO_FLAGS = ("--cfg", "-c", "--help", "-h", "--hydra-help", "--info", "-i", "--resolve", "-p", "--package",
+              "--shell-completion", "-sc")
+
+
+def _output_dirs(args: list[str]) -> dict[str, str]:
+    """The output folders given on the command line: {"hydra.run.dir": "DIR", ...}."""
+    return {arg.split("=", 1)[0]: arg.split("=", 1)[1] for arg in args
+            if arg.startswith(("hydra.run.dir=", "hydra.sweep.dir="))}
 
 
 def check_output_dirs(args: list[str]) -> None:
     """Refuse an output folder that cannot be created before Hydra tries (with a traceback)."""
-    wanted = {arg.split("=", 1)[0]: arg.split("=", 1)[1] for arg in args
-              if arg.startswith(("hydra.run.dir=", "hydra.sweep.dir="))}
-    for key, value in wanted.items() or [("the current directory", ".")]:
+    for key, value in _output_dirs(args).items() or [("the current directory", ".")]:
         if "${" in value:
             continue  # resolved by Hydra; cannot be judged here
         existing = Path(value).absolute()
@@ -123,6 +154,34 @@ def check_output_dirs(args: list[str]) -> None:
         if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
             fail(f"{key}={value}: cannot create an output folder there ({existing} is not a writable "
                  "directory); allowed: a path under a writable directory")
+
+
+def claim_output_dir(args: list[str]) -> AbstractContextManager:
+    """The lock of an explicit `hydra.run.dir`, taken before Hydra writes .hydra/ and its log
+    into the folder, so a second writer is refused before it touches a byte of the first's.
+
+    A sweep into an explicit `hydra.sweep.dir` is refused when one of the folders there is
+    being written. Default folders are fresh (`unique_dir`): the job's own lock suffices.
+    """
+    dirs = {key: value for key, value in _output_dirs(args).items() if "${" not in value}
+    if any(arg.split("=", 1)[0] in INFO_FLAGS for arg in args):
+        return nullcontext()
+    if "-m" in args or "--multirun" in args:
+        if "hydra.sweep.dir" in dirs:
+            _refuse_live_jobs(Path(dirs["hydra.sweep.dir"]))
+        return nullcontext()
+    return one_writer(Path(dirs["hydra.run.dir"])) if "hydra.run.dir" in dirs else nullcontext()
+
+
+def _refuse_live_jobs(sweep: Path) -> None:
+    try:
+        folders = sorted(p for p in sweep.iterdir() if p.is_dir())
+    except OSError:
+        return  # no sweep there yet
+    for folder in folders:
+        if who := holder(folder):
+            raise FolderInUse(f"hydra.sweep.dir={sweep}: its job folder {folder} is in use by another regrun "
+                              f"process ({who}); wait until it ends, or choose another hydra.sweep.dir")
 
 
 def unique_dir(path: str) -> str:

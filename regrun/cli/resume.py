@@ -15,7 +15,8 @@ from rich.logging import RichHandler
 from regrun.console import shared_console
 from regrun.errors import RegrunError
 from regrun.layout import LOG
-from regrun.training.resume import RESUMABLE, prepare
+from regrun.training.lock import one_writer
+from regrun.training.resume import RESUMABLE, prepare, require_run
 from regrun.training.signals import exit_code
 
 log = logging.getLogger(__name__)
@@ -27,14 +28,16 @@ def main(argv: list[str]) -> int:
     parser.add_argument("run_dir", type=Path, help="a run directory (one holding config.json)")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help=f"allowed: {', '.join(RESUMABLE)}")
     args = parser.parse_args(argv)
-    from regrun.training.run import run
-
     try:
-        cfg, checkpoint = prepare(args.run_dir, args.overrides)
-        _log_to(args.run_dir)
-        if checkpoint is None:
-            log.warning("%s has no checkpoint: training starts again from the first step", args.run_dir)
-        summary = run(cfg, args.run_dir, checkpoint, resume=True)
+        require_run(args.run_dir)  # before the lock, which would create a file in any folder
+        with one_writer(args.run_dir):  # held from the first read to the last write
+            from regrun.training.run import run  # torch: after a second writer has been refused
+
+            cfg, checkpoint = prepare(args.run_dir, args.overrides)
+            _log_to(args.run_dir)
+            if checkpoint is None:
+                log.warning("%s has no checkpoint: training starts again from the first step", args.run_dir)
+            summary = run(cfg, args.run_dir, checkpoint, resume=True)
     except RegrunError as err:
         print(f"regrun resume: error: {err}", file=sys.stderr)
         return 2
@@ -43,7 +46,10 @@ def main(argv: list[str]) -> int:
 
 def _log_to(run_dir: Path) -> None:
     """Log as a Hydra job does: rich on the console, and appended to the run's regrun.log."""
-    file = logging.FileHandler(run_dir / LOG)
+    try:
+        file = logging.FileHandler(run_dir / LOG)
+    except OSError as err:
+        raise RegrunError(f"cannot write {run_dir / LOG}: {err.strerror}") from err
     file.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
     console = RichHandler(console=shared_console(), show_path=False)
     logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[console, file], force=True)

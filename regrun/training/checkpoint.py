@@ -7,7 +7,6 @@ done, and the batches done and running sums of an epoch stopped part-way), the g
 `weights_only=True`: plain containers and tensors, never pickled code.
 """
 
-import os
 import pickle
 import random
 from collections.abc import Mapping, Sequence
@@ -19,10 +18,14 @@ import torch
 from torch import nn
 
 from regrun.errors import RegrunError
+from regrun.training.rundir import write_atomically
 from regrun.training.trainer import EpochProgress, TrainState
 
 FORMAT = 1
 NAME = "checkpoint.pt"
+# What `save_checkpoint` writes, all of which a resume reads.
+KEYS = ("format", "config", "model", "optimizer", "rng", "shuffle", "epoch", "epoch_start", "partial", "step",
+        "metrics")
 
 
 def rng_states() -> dict[str, Any]:
@@ -48,7 +51,8 @@ def restore_rng(states: Mapping[str, Any]) -> None:
 
 def save_checkpoint(path: Path, config: Mapping[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer,
                     state: TrainState, step: int, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Write the checkpoint through a temporary file and a rename: a kill never leaves half a file."""
+    """Write the checkpoint through a temporary file and a rename: a kill never leaves half a
+    file, and a failed write (disk full) leaves the last good checkpoint as it was."""
     partial = state.partial
     payload = {
         "format": FORMAT,
@@ -63,9 +67,7 @@ def save_checkpoint(path: Path, config: Mapping[str, Any], model: nn.Module, opt
         "step": step,
         "metrics": [dict(row) for row in rows],
     }
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    write_atomically(path, lambda file: torch.save(payload, file))
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -77,6 +79,10 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
         raise RegrunError(f"{path}: checkpoint format {found!r}; this regrun reads format {FORMAT}")
+    if missing := [key for key in KEYS if key not in payload]:
+        raise RegrunError(f"{path}: not a whole regrun checkpoint (no {', '.join(missing)})")
+    if not isinstance(payload["config"], dict) or not isinstance(payload["epoch"], int):
+        raise RegrunError(f"{path}: not a whole regrun checkpoint (its config or epoch is of the wrong type)")
     return payload
 
 

@@ -33,13 +33,17 @@ class Chance:
     trivial: float  # e.g. the majority class's share of the test set
     higher_is_better: bool
     what: str  # how the trivial predictor is made, for the message
+    loss: float | None = None  # the trivial predictor's task loss: what learning nothing costs
 
 
-def diagnose(final: Mapping[str, Any], targets: Sequence[Mapping[str, Any]], sparsity: Mapping[str, Any] | None,
-             chance: Chance | None = None, optimizer: Mapping[str, Any] | None = None) -> list[dict[str, str]]:
-    """Every warning that applies, as {"code", "message"} records, in the order above."""
+def diagnose(rows: Sequence[Mapping[str, Any]], targets: Sequence[Mapping[str, Any]],
+             sparsity: Mapping[str, Any] | None, chance: Chance | None = None,
+             optimizer: Mapping[str, Any] | None = None) -> list[dict[str, str]]:
+    """Every warning that applies to a run's metrics rows (the last is its final figures),
+    as {"code", "message"} records, in the order above."""
+    final = rows[-1] if rows else {}
     found: list[tuple[str, str]] = []
-    found += _penalty_dominates(final)
+    found += _penalty_dominates(rows, chance)
     found += _chance_level(final, chance)
     found += _dead_or_zeroed(targets, sparsity or {})
     found += _negligible(final, targets)
@@ -48,12 +52,23 @@ def diagnose(final: Mapping[str, Any], targets: Sequence[Mapping[str, Any]], spa
     return [{"code": code, "message": message} for code, message in found]
 
 
-def _penalty_dominates(final: Mapping[str, Any]) -> list[tuple[str, str]]:
-    total, penalty = final.get(TOTAL_LOSS), final.get(PENALTY_TOTAL)
-    if not total or penalty is None or penalty / total <= DOMINANT_SHARE:
+def _penalty_dominates(rows: Sequence[Mapping[str, Any]], chance: Chance | None) -> list[tuple[str, str]]:
+    """The epoch where the penalties were the largest share of the loss, if over half and
+    (when the task says what learning nothing costs) more than that: a well-learned task's
+    loss near 0 makes any penalty most of the total without the penalty being too strong."""
+    shares = [(row[PENALTY_TOTAL] / row[TOTAL_LOSS], row) for row in rows
+              if row.get(TOTAL_LOSS) and row.get(PENALTY_TOTAL) is not None]
+    if not shares:
         return []
-    return [("penalty_dominates", f"the penalties are {penalty / total:.0%} of the training loss "
-                                  f"({penalty:.4g} of {total:.4g}): λ is likely too large for the task to be learned")]
+    share, row = max(shares, key=lambda pair: pair[0])
+    trivial = chance.loss if chance is not None else None
+    if share <= DOMINANT_SHARE or (trivial is not None and row[PENALTY_TOTAL] <= trivial):
+        return []
+    when = f" in epoch {row['epoch']}" if "epoch" in row and len(rows) > 1 else ""
+    beyond = f", more than the loss of learning nothing ({trivial:.4g})" if trivial is not None else ""
+    return [("penalty_dominates", f"the penalties were {share:.0%} of the training loss{when} "
+                                  f"({row[PENALTY_TOTAL]:.4g} of {row[TOTAL_LOSS]:.4g}){beyond}: λ is likely too "
+                                  "large for the task to be learned")]
 
 
 def _chance_level(final: Mapping[str, Any], chance: Chance | None) -> list[tuple[str, str]]:

@@ -37,6 +37,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from regrun.components.datasets import Data
+from regrun.components.tasks import Task
 from regrun.training.capture import ActivationCapture, output_shapes
 from regrun.training.sparsity import stat_modules
 from regrun.training.targets import Target
@@ -130,7 +131,8 @@ class FusedModel:
                   for group, names in zip(like.param_groups, self._names)]
         return type(like)(groups)
 
-    def step(self, x: Tensor, y: Tensor, capture: ActivationCapture, lams64: Tensor | None = None) -> Tensor:
+    def step(self, task: Task, x: Tensor, y: Tensor, capture: ActivationCapture,
+             lams64: Tensor | None = None) -> Tensor:
         """One step of every member on its batch x[m], y[m]; returns the loss terms, (M, terms).
 
         `lams64`: each member's λ of each target at this step, (M, targets), when a schedule
@@ -141,8 +143,8 @@ class FusedModel:
         lams = self.lams if lams64 is self.lams64 else lams64.to(self.lams.dtype)
 
         def member_loss(params: dict, buffers: dict, x: Tensor, y: Tensor, lams: Tensor) -> tuple[Tensor, Tensor]:
-            logits = functional_call(self.base, (params, buffers), (x,))
-            return step_loss(logits, y, targets, params, capture.take(), lams)
+            output = functional_call(self.base, (params, buffers), (x,))
+            return step_loss(task, output, task.reference(x, y), targets, params, capture.take(), lams)
 
         losses, terms = vmap(member_loss, randomness="error")(self.params, self.buffers, x, y, lams)
         self.optimizer.zero_grad(set_to_none=True)
@@ -198,8 +200,8 @@ class GroupProgress(Protocol):
         """`done` steps are done; `figures`: each live member's means of the epoch so far."""
 
 
-def fit_fused(members: Sequence[Member], data: Data, settings: TrainerSettings, thresholds: Sequence[float],
-              reporter: GroupProgress, member_reporter: Callable[[Member], Reporter],
+def fit_fused(members: Sequence[Member], task: Task, data: Data, settings: TrainerSettings,
+              thresholds: Sequence[float], reporter: GroupProgress, member_reporter: Callable[[Member], Reporter],
               stop: Callable[[], bool] = lambda: False) -> None:
     """Train fresh members to `settings.epochs` epochs as one vectorized model.
 
@@ -228,7 +230,7 @@ def fit_fused(members: Sequence[Member], data: Data, settings: TrainerSettings, 
             for start in range(0, len(data.train), settings.batch_size):
                 index = orders[:, start:start + settings.batch_size]
                 lams = _lambdas(live, first_step + batches, per_epoch, settings.epochs) if scheduled else None
-                terms = group.step(data.train.x[index], data.train.y[index], capture, lams)
+                terms = group.step(task, data.train.x[index], data.train.y[index], capture, lams)
                 sums += terms
                 batches += 1
                 recent.append(terms)
@@ -248,9 +250,9 @@ def fit_fused(members: Sequence[Member], data: Data, settings: TrainerSettings, 
                     if outcome := early_end(member.state, progress, per_epoch, member.save):
                         member.done(outcome)
                         continue
-                    evaluation = end_epoch(member.model, member.targets, data, settings, thresholds, member.state,
-                                           progress, time.perf_counter() - train_s, member_reporter(member),
-                                           member.on_epoch)
+                    evaluation = end_epoch(member.model, task, member.targets, data, settings, thresholds,
+                                           member.state, progress, time.perf_counter() - train_s,
+                                           member_reporter(member), member.on_epoch)
                     member.evaluation = evaluation or member.evaluation
                     if checkpoint_due(settings, member.state.epoch, stop):
                         member.save()

@@ -11,8 +11,8 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from contextlib import ExitStack, closing, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +21,11 @@ from regrun.console import shared_console
 from regrun.layout import LOG
 from regrun.training.display import GroupReporter
 from regrun.training.fused import Member, available_bytes, chunk_size, fit_fused, member_bytes, not_fusable
-from regrun.training.rundir import RunDir
-from regrun.training.run import Setup, Tables, build, describe_data, finish, record, saver, start_state, training_data
+from regrun.training.lock import one_writer
+from regrun.training.loggers import Loggers, build_loggers
+from regrun.training.rundir import RunDir, record_failure
+from regrun.training.run import (Setup, Tables, build, describe_data, finish, record, recorder, saver, start_state,
+                                 training_data)
 from regrun.training.signals import STOP
 from regrun.training.trainer import Outcome, steps_per_epoch
 
@@ -43,7 +46,9 @@ class Prepared:
     rundir: RunDir
     tables: Tables  # the rows of targets.json and groups.json
     data: Data
+    loggers: Loggers
     started: float
+    held: ExitStack = field(repr=False)  # its folder's lock and its loggers, until its group ends
     summary: dict[str, Any] | None = None  # summary.json's content, once it ended
 
     @property
@@ -58,18 +63,23 @@ def prepare(cfg: dict[str, Any], out: Path, data_cache: dict[str, Data]) -> Prep
 
     Raises what the run alone would raise for a bad config (before writing anything), and
     `NotFusable` for a run that must train alone. The data is loaded once per dataset node.
+    The member holds `out`'s lock from here until its group ends (`train_group`): a folder
+    another process writes is a `FolderInUse` error, and nothing is written into it.
     """
     started = time.perf_counter()
-    setup = build(cfg)
-    if reason := not_fusable(setup.model, setup.optimizer):
-        raise NotFusable(reason)
-    key = json.dumps([cfg["dataset"], str(setup.device), setup.settings.batch_size], sort_keys=True, default=str)
-    if key not in data_cache:
-        data_cache[key] = training_data(setup)
-    rundir = RunDir(out)
-    tables = record(setup, rundir, shared_console())
-    describe_data(setup, data_cache[key])
-    return Prepared(setup, rundir, tables, data_cache[key], started)
+    with ExitStack() as held:
+        held.enter_context(one_writer(out))
+        setup = build(cfg)
+        if reason := not_fusable(setup.model, setup.optimizer):
+            raise NotFusable(reason)
+        key = json.dumps([cfg["dataset"], str(setup.device), setup.settings.batch_size], sort_keys=True, default=str)
+        if key not in data_cache:
+            data_cache[key] = training_data(setup)
+        rundir = RunDir(out)
+        tables = record(setup, rundir, shared_console())
+        loggers = held.enter_context(closing(build_loggers(cfg, out, setup.model)))
+        describe_data(setup, data_cache[key])
+        return Prepared(setup, rundir, tables, data_cache[key], loggers, started, held.pop_all())
 
 
 def group_size(first: Prepared, max_models: int | None) -> int:
@@ -102,7 +112,22 @@ def member_log(path: Path) -> Iterator[None]:
 
 def train_group(group: Sequence[Prepared], stop: Callable[[], bool] = STOP) -> None:
     """Train the prepared members as one vectorized model; each one's summary is written
-    (and kept in `summary`) when it ends."""
+    (and kept in `summary`) when it ends. Each member's folder lock and loggers are released
+    when the group ends; if training fails, each member that had not ended records the
+    failure in its summary.json, as a run alone does."""
+    with ExitStack() as held:
+        for p in group:
+            held.enter_context(p.held)
+        try:
+            _train_group(group, stop)
+        except Exception as err:
+            for p in group:
+                if p.summary is None:
+                    record_failure(p.rundir.path, err, p.setup.cfg)
+            raise
+
+
+def _train_group(group: Sequence[Prepared], stop: Callable[[], bool]) -> None:
     console = shared_console()
     first = group[0].setup
     settings = first.settings
@@ -112,9 +137,9 @@ def train_group(group: Sequence[Prepared], stop: Callable[[], bool] = STOP) -> N
         state = start_state(p.setup, None)
 
         def done(outcome: Outcome, p: Prepared = p) -> None:
-            p.summary = finish(p.setup, outcome, p.rundir, p.tables, p.started, console)
+            p.summary = finish(p.setup, outcome, p.rundir, p.tables, p.data, p.loggers, p.started, console)
 
-        members.append(Member(p.setup.model, p.setup.optimizer, p.setup.targets, state, p.rundir.append_metrics,
+        members.append(Member(p.setup.model, p.setup.optimizer, p.setup.targets, state, recorder(p.rundir, p.loggers),
                               saver(p.setup, p.rundir, state, per_epoch), done, p.label,
                               lambda p=p: member_log(p.rundir.path)))
     with ExitStack() as every_log:
@@ -123,6 +148,6 @@ def train_group(group: Sequence[Prepared], stop: Callable[[], bool] = STOP) -> N
         log.info("training in a fused group of %d runs (%s) as one vectorized model", len(group),
                  ", ".join(p.rundir.path.name for p in group))
     names = [t.name for t in first.targets]
-    with GroupReporter(settings.epochs, names, len(group), console) as reporter:
-        fit_fused(members, group[0].data, settings, first.thresholds, reporter,
+    with GroupReporter(settings.epochs, names, list(first.task.figures), len(group), console) as reporter:
+        fit_fused(members, first.task, group[0].data, settings, first.thresholds, reporter,
                   lambda member: reporter.member(member.label), stop)

@@ -1,33 +1,45 @@
 """What a job returns to an optimizing sweeper (hydra/sweeper=optuna): one number to maximize.
 
-The `objective` config node names a figure of the final metrics row (`metric`) and,
-optionally, a floor on another (`constraint` ≥ `min`), e.g. the best accuracy among runs
-whose targeted layer is at least 80% zeros. A run below the floor scores
-metric − 1 − shortfall: worse than any run that meets it (for metrics in [0, 1]), and
-better the closer it gets, so the search is pulled towards the floor.
+The `objective` config node names a figure of the final metrics row (`metric`; null: the
+task's headline figure, on the validation split when there is one) and, optionally, a
+floor on another (`constraint` ≥ `min`), e.g. the best accuracy among runs whose targeted
+layer is at least 80% zeros. A run below the floor scores metric − 1 − shortfall: worse
+than any run that meets it (for metrics in [0, 1]), and better the closer it gets, so the
+search is pulled towards the floor.
+
+The task's figures are allowed on every split the run evaluates: with `dataset.val_size`,
+a sweeper can choose λ on validation figures, never on the test set.
 """
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from regrun.errors import RegrunError, is_number
+from regrun.components.tasks import Task
+from regrun.errors import RegrunError, choices, is_number
+from regrun.layout import PENALTY_TOTAL, TASK_LOSS, TOTAL_LOSS, split_figure
+
+# Figures every run has besides the task's; per-target and per-layer ones are penalty.* and sparsity.*.
+TRAIN_FIGURES = (TASK_LOSS, PENALTY_TOTAL, TOTAL_LOSS)
 
 
-# Figures every run has; per-target and per-layer ones are named penalty.* and sparsity.*.
-FIGURES = ("test_acc", "test_loss", "train_task_loss", "train_penalty_total", "train_total_loss")
-
-
-def check_objective(cfg: Mapping[str, Any]) -> None:
-    """Refuse an objective naming no figure a run can have, before any training."""
-    spec = cfg.get("objective") or {}
+def check_objective(cfg: Mapping[str, Any], task: Task, splits: Sequence[str]) -> dict[str, Any] | None:
+    """The objective with its metric resolved; a figure the run will not have is refused
+    before any training. `splits` are those the run evaluates, the first the preferred."""
+    spec = cfg.get("objective")
+    if not spec:
+        return None
+    figures = [split_figure(split, name) for split in splits for name in task.figures] + list(TRAIN_FIGURES)
+    resolved = {"metric": spec.get("metric") or split_figure(splits[0], task.headline),
+                "constraint": spec.get("constraint"), "min": spec.get("min", 0.0)}
     for key in ("metric", "constraint"):
-        name = spec.get(key)
+        name = resolved[key]
         if (key == "metric" or name is not None) and not (
-                name in FIGURES or str(name).startswith(("sparsity.", "penalty."))):
-            raise RegrunError(f"objective.{key}={name!r}: not a figure of a run; allowed: "
-                              f"{', '.join(FIGURES)}, penalty.<target>.*, sparsity.*")
-    if not is_number(spec.get("min", 0.0)):
-        raise RegrunError(f"objective.min must be a number, got {spec.get('min')!r}")
+                name in figures or str(name).startswith(("sparsity.", "penalty."))):
+            raise RegrunError(f"objective.{key}={name!r}: not a figure of this run; allowed: "
+                              f"{choices(figures)}, penalty.<target>.*, sparsity.*")
+    if not is_number(resolved["min"]):
+        raise RegrunError(f"objective.min must be a number, got {resolved['min']!r}")
+    return resolved
 
 
 def objective(cfg: Mapping[str, Any], summary: Mapping[str, Any]) -> float | None:
@@ -36,8 +48,8 @@ def objective(cfg: Mapping[str, Any], summary: Mapping[str, Any]) -> float | Non
     None, not NaN: the Optuna sweeper records a None as a failed trial and searches on,
     but crashes the whole sweep on a NaN (hydra-optuna-sweeper 1.3.0, optuna 2.10).
     """
-    spec = cfg.get("objective")
-    if not spec or summary["status"] != "completed":
+    spec = summary.get("objective")  # resolved by check_objective when the run started
+    if not cfg.get("objective") or not spec or summary["status"] != "completed":
         return None
     final = summary["final"]
     value = _figure(final, spec["metric"])
@@ -51,4 +63,6 @@ def objective(cfg: Mapping[str, Any], summary: Mapping[str, Any]) -> float | Non
 def _figure(final: Mapping[str, Any], key: str) -> float:
     if key not in final:
         raise RegrunError(f"objective: {key!r} is not a figure of this run; allowed: {', '.join(sorted(final))}")
+    if not is_number(final[key]):  # a damaged summary.json of a run this job found completed
+        raise RegrunError(f"objective: {key} is {final[key]!r} in this run's summary.json, not a number")
     return float(final[key])

@@ -11,51 +11,83 @@ import json
 from pathlib import Path
 from typing import Any
 
+import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from regrun.errors import RegrunError, choices
 from regrun.config import flatten
+from regrun.errors import RegrunError, choices, positive_int
+from regrun.layout import CONFIG, DIVERGED, FAILED, SUMMARY
+from regrun.training.lock import FolderInUse, holder
 
 # Keys a resume may override: none of them changes the training trajectory so far.
 RESUMABLE = ("trainer.epochs", "trainer.device", "trainer.log_every", "trainer.eval_every",
              "trainer.eval_batch_size", "trainer.checkpoint_every", "dataset.root", "dataset.download")
+# The sections of config.json a run reads; one missing means the file is not a run's config.
+SECTIONS = ("trainer", "dataset", "model", "optimizer", "reg")
 
 
 def prepare(run_dir: Path, overrides: list[str]) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """The config to continue with and the checkpoint to continue from (None: start again)."""
+    """The config to continue with and the checkpoint to continue from (None: start again).
+
+    Any bytes in the run's files end here in a one-line RegrunError, never a traceback."""
     from regrun.training.checkpoint import NAME, load_checkpoint
 
-    cfg = _config(run_dir)
-    summary = _summary(run_dir)
+    cfg = read_config(run_dir)
+    summary = read_summary(run_dir)
     status = summary.get("status")
-    if status in ("failed", "diverged"):
+    if status == DIVERGED or (status == FAILED and not summary.get("resumable")):
         raise RegrunError(f"{run_dir} {status} ({summary.get('error')}); resuming would fail the same way, "
                           "start a new run with a changed config")
     cfg = _with_overrides(cfg, overrides)
+    epochs = positive_int("trainer.epochs", cfg["trainer"].get("epochs"))
     checkpoint = load_checkpoint(run_dir / NAME) if (run_dir / NAME).exists() else None
     if checkpoint:
         _check_compatible(checkpoint["config"], cfg, run_dir)
-        if checkpoint["epoch"] >= cfg["trainer"]["epochs"]:
+        if checkpoint["epoch"] >= epochs:
             raise RegrunError(f"{run_dir} has done all {checkpoint['epoch']} epochs of trainer.epochs="
-                              f"{cfg['trainer']['epochs']}; to train longer: regrun resume {run_dir} trainer.epochs=N")
+                              f"{epochs}; to train longer: regrun resume {run_dir} trainer.epochs=N")
     return cfg, checkpoint
 
 
-def _config(run_dir: Path) -> dict[str, Any]:
+def require_run(run_dir: Path) -> None:
+    """Refuse, before anything is written, a path that is not a run directory, or one that
+    another process is writing."""
     if not run_dir.is_dir():
         raise RegrunError(f"{run_dir}: no such directory; pass a run directory such as outputs/runs/DATE/TIME")
-    if not (run_dir / "config.json").is_file():
+    if who := holder(run_dir):  # still being written, perhaps before its config.json
+        raise FolderInUse(f"{run_dir} is in use by another regrun process ({who}); one writer per run "
+                          "folder: wait until it ends")
+    if not (run_dir / CONFIG).exists() and not (run_dir / CONFIG).is_symlink():
         raise RegrunError(f"{run_dir} holds no regrun run (no config.json); pass a run directory, "
                           "or a sweep's job directory such as outputs/multiruns/DATE/TIME/0")
-    return json.loads((run_dir / "config.json").read_text())
 
 
-def _summary(run_dir: Path) -> dict[str, Any]:
+def read_config(run_dir: Path) -> dict[str, Any]:
+    """The run's config.json, checked to be a regrun config: an object with the sections a
+    run reads; anything else (garbage, another shape, a symlink loop) is a one-line error."""
+    require_run(run_dir)
+    path = run_dir / CONFIG
     try:
-        return json.loads((run_dir / "summary.json").read_text())
-    except (FileNotFoundError, json.JSONDecodeError):  # killed before it finished: resumable
+        cfg = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        reason = err.strerror if isinstance(err, OSError) else str(err).splitlines()[0][:120]
+        raise RegrunError(f"{path} is unreadable ({reason}); this run cannot be continued, start a new one") from err
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("seed"), int) or \
+            not all(isinstance(cfg.get(key), dict) for key in SECTIONS):
+        raise RegrunError(f"{path} is not a regrun config (expected an object with seed and the sections "
+                          f"{', '.join(SECTIONS)}); this run cannot be continued, start a new one")
+    return cfg
+
+
+def read_summary(run_dir: Path) -> dict[str, Any]:
+    """The run's summary.json as an object; {} when it is absent or unreadable (a run killed
+    before it finished, or a damaged file: the checkpoint, checked apart, is what counts)."""
+    try:
+        summary = json.loads((run_dir / SUMMARY).read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
         return {}
+    return summary if isinstance(summary, dict) else {}
 
 
 def _with_overrides(cfg: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -66,7 +98,7 @@ def _with_overrides(cfg: dict[str, Any], overrides: list[str]) -> dict[str, Any]
                               "(anything else would not continue the same run)")
     try:
         merged = OmegaConf.merge(OmegaConf.create(cfg), OmegaConf.from_dotlist(overrides))
-    except OmegaConfBaseException as err:
+    except (OmegaConfBaseException, yaml.YAMLError) as err:  # yaml's: an unclosed [ or {
         raise RegrunError(f"bad override {overrides}: {str(err).splitlines()[0]}") from err
     return OmegaConf.to_container(merged)
 

@@ -11,22 +11,29 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping
+from contextlib import ExitStack, closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
 
-from regrun.training.checkpoint import NAME as CHECKPOINT, restore, save_checkpoint
-from regrun.training.groups import build_grouped_optimizer, describe_groups
-from regrun.components.datasets import Data, check_dataset_config, load_data
-from regrun.console import shared_console
-from regrun.training.display import RichReporter, show_groups, show_summary, show_targets
-from regrun.errors import RegrunError, is_number
-from regrun.layout import GROUPS, lambda_column
+from regrun.components.datasets import Data, DataSpec, Source, load_data, open_dataset
 from regrun.components.models import build_model
-from regrun.training.rundir import RunDir, environment, loss_breakdown, mark_targeted
+from regrun.components.tasks import Task, check_output, resolve_task, task_summary, trivial_figures
+from regrun.console import shared_console
+from regrun.errors import RegrunError, choices, is_number
+from regrun.layout import COMPLETED, GROUPS, lambda_column, split_figure
+from regrun.schema import Range, check
+from regrun.training.checkpoint import NAME as CHECKPOINT, restore, save_checkpoint
+from regrun.training.diagnostics import Chance, diagnose
+from regrun.training.display import RichReporter, show_groups, show_summary, show_targets
+from regrun.training.groups import build_grouped_optimizer, describe_groups
+from regrun.training.lock import one_writer
+from regrun.training.loggers import Loggers, build_loggers
+from regrun.training.objective import check_objective
+from regrun.training.rundir import RunDir, WriteFailed, environment, loss_breakdown, mark_targeted, record_failure
 from regrun.training.signals import STOP
 from regrun.training.targets import Target, describe_targets, resolve_targets
 from regrun.training.trainer import Outcome, TrainerSettings, TrainState, fit, pick_device, steps_per_epoch
@@ -39,6 +46,24 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+# The config's top-level keys: each names a config group, or is the seed.
+ROOT_KEYS = ("seed", "trainer", "model", "dataset", "task", "optimizer", "reg", "sparsity", "objective", "logger")
+# NumPy's legacy seeding takes 0 ≤ seed < 2³²; torch takes more, so NumPy's range is the one.
+SEED = Annotated[int, Range(0, 2**32 - 1)]
+
+
+def check_root(cfg: Mapping[str, Any]) -> int:
+    """The top level of a config: no key beyond ROOT_KEYS (a typo there would configure
+    nothing), every group present, and a seed that NumPy and torch both accept."""
+    for key in cfg:
+        if key not in ROOT_KEYS:
+            raise RegrunError(f"{key}: unknown top-level key; allowed: {choices(ROOT_KEYS)}")
+    for key in ("trainer", "model", "dataset", "optimizer", "reg"):
+        if not isinstance(cfg.get(key), Mapping):
+            raise RegrunError(f"{key} must be a mapping (the {key} config group), got {cfg.get(key)!r}")
+    return check("seed", cfg.get("seed"), SEED)
 
 
 def thresholds_from(cfg: dict[str, Any]) -> list[float]:
@@ -67,21 +92,23 @@ def run(cfg: dict[str, Any], out: Path, checkpoint: Mapping[str, Any] | None = N
     With `resume`, `out` already holds this run: its metrics rows are kept, and training
     continues from `checkpoint` (or starts again when there is none). A fresh run that
     fails writes a `failed` summary before the error propagates; a failed resume leaves
-    the run's files as they were.
+    the run's files as they were, unless a file could not be written (disk full): then
+    the summary says so. The folder's lock is held throughout (one writer per run).
     """
-    started = time.perf_counter()
-    rundir = RunDir(out)
-    if resume:
-        done = checkpoint["metrics"] if checkpoint else []
-        last = done[-1]["epoch"] if done else 0
-        rundir.rows = done + [row for row in rundir.read_metrics() if row["epoch"] > last]
-    try:
-        return _train(cfg, rundir, checkpoint, started)
-    except Exception as err:
-        if not resume:
-            rundir.write_json("summary.json", {"status": "failed", "error": str(err) or type(err).__name__,
-                                               "config": cfg})
-        raise
+    with one_writer(out):  # re-entrant: the command line took it already
+        started = time.perf_counter()
+        rundir = RunDir(out)
+        if resume:
+            done = checkpoint["metrics"] if checkpoint else []
+            last = done[-1]["epoch"] if done else 0
+            rundir.rows = done + [row for row in rundir.read_metrics() if row["epoch"] > last]
+        try:
+            with ExitStack() as trackers:  # closed however the run ends
+                return _train(cfg, rundir, checkpoint, started, trackers)
+        except Exception as err:
+            if not resume or isinstance(err, WriteFailed):  # a write failure is recorded, resumable
+                record_failure(out, err, cfg)
+            raise
 
 
 @dataclass
@@ -93,6 +120,10 @@ class Setup:
     settings: TrainerSettings
     thresholds: list[float]
     device: torch.device
+    source: Source  # the dataset, opened: its spec now, its samples by `training_data`
+    task_name: str
+    task: Task
+    goal: Any  # the checked `objective` node, or None
     model: torch.nn.Module
     targets: list[Target]
     optimizer: torch.optim.Optimizer
@@ -109,21 +140,25 @@ class Tables:
 
 
 def build(cfg: dict[str, Any]) -> Setup:
-    """Check the config and build model, targets and optimizer from its seed; writes nothing."""
-    seed = cfg["seed"]
-    if not is_number(seed) or not isinstance(seed, int):
-        raise RegrunError(f"seed must be an integer, got {seed!r}")
+    """Check the config and build task, model, targets and optimizer from its seed; writes nothing."""
+    seed = check_root(cfg)
     settings = TrainerSettings.from_config(cfg["trainer"])
     thresholds = thresholds_from(cfg)
     device = pick_device(settings.device)
-    info = check_dataset_config(cfg["dataset"])
+    source = open_dataset(cfg["dataset"])
+    spec = source.spec
+    task_name, task = resolve_task(cfg.get("task"), spec)
+    splits = ["val", "test"] if cfg["dataset"].get("val_size") is not None else ["test"]
+    goal = check_objective(cfg, task, splits)
     seed_everything(seed)
-    model = build_model(cfg["model"], info.input_shape, info.num_classes).to(device)
+    model = build_model(cfg["model"], spec.input_shape, task.num_outputs(spec)).to(device)
+    check_model_output(model, cfg["model"]["name"], task_name, task, spec)
     targets = resolve_targets(model, reg_targets(cfg["reg"]))
     optimizer, groups = build_grouped_optimizer(model, cfg["optimizer"])
     _check_targets(targets, settings.epochs, optimizer, cfg["optimizer"]["name"])
-    example = torch.zeros((1, *info.input_shape), device=device)
-    return Setup(cfg, seed, settings, thresholds, device, model, targets, optimizer, groups, example)
+    example = torch.zeros((1, *spec.input_shape), device=device)
+    return Setup(cfg, seed, settings, thresholds, device, source, task_name, task, goal, model, targets,
+                 optimizer, groups, example)
 
 
 def record(setup: Setup, rundir: RunDir, console) -> Tables:
@@ -140,7 +175,7 @@ def record(setup: Setup, rundir: RunDir, console) -> Tables:
 
 def training_data(setup: Setup) -> Data:
     """The dataset on the run's device; a batch larger than the training set is refused."""
-    data = load_data(setup.cfg["dataset"], setup.device)
+    data = load_data(setup.cfg["dataset"], setup.device, setup.source)
     batch_size = setup.settings.batch_size
     if batch_size > len(data.train):
         raise RegrunError(f"trainer.batch_size={batch_size} is larger than the training set "
@@ -149,9 +184,10 @@ def training_data(setup: Setup) -> Data:
 
 
 def describe_data(setup: Setup, data: Data) -> None:
-    """Log what trains on what: dataset, device, sample counts, model and its size."""
-    log.info("%s on %s: %d train / %d test samples; %s, %d parameters",
-             data.name, setup.device, len(data.train), len(data.test), setup.cfg["model"]["name"],
+    """Log what trains on what: dataset, device, task, sample counts, model and its size."""
+    log.info("%s on %s, task %s: %d train / %s%d test samples; %s, %d parameters",
+             data.name, setup.device, setup.task_name, len(data.train),
+             f"{len(data.val)} validation / " if data.val else "", len(data.test), setup.cfg["model"]["name"],
              sum(p.numel() for p in setup.model.parameters()))
 
 
@@ -175,11 +211,22 @@ def saver(setup: Setup, rundir: RunDir, state: TrainState, per_epoch: int) -> Ca
     return save
 
 
+def recorder(rundir: RunDir, loggers: Loggers) -> Callable[[dict], None]:
+    """A function that records an epoch's metrics row: metrics.csv and the loggers."""
+
+    def on_epoch(row: dict) -> None:
+        rundir.append_metrics(row)
+        loggers.log_row(row)
+
+    return on_epoch
+
+
 def _train(cfg: dict[str, Any], rundir: RunDir, checkpoint: Mapping[str, Any] | None,
-           started: float) -> dict[str, Any]:
+           started: float, trackers: ExitStack) -> dict[str, Any]:
     console = shared_console()  # first: the log lines below go through it too
     setup = build(cfg)
     tables = record(setup, rundir, console)
+    loggers = trackers.enter_context(closing(build_loggers(cfg, rundir.path, setup.model)))
     data = training_data(setup)
     describe_data(setup, data)
     state = start_state(setup, checkpoint)
@@ -187,19 +234,25 @@ def _train(cfg: dict[str, Any], rundir: RunDir, checkpoint: Mapping[str, Any] | 
     save = saver(setup, rundir, state, steps_per_epoch(len(data.train), settings.batch_size))
     if checkpoint:
         log.info("resuming at step %d (epoch %d of %d)", checkpoint["step"], state.epoch + 1, settings.epochs)
-    with RichReporter(settings.epochs, [t.name for t in setup.targets], console) as reporter:
-        outcome = fit(setup.model, setup.targets, setup.optimizer, data, settings, setup.thresholds, state,
-                      reporter, rundir.append_metrics, save, STOP)
-    return finish(setup, outcome, rundir, tables, started, console)
+    with RichReporter(settings.epochs, [t.name for t in setup.targets], list(setup.task.figures), console) as reporter:
+        outcome = fit(setup.model, setup.task, setup.targets, setup.optimizer, data, settings, setup.thresholds,
+                      state, reporter, recorder(rundir, loggers), save, STOP)
+    return finish(setup, outcome, rundir, tables, data, loggers, started, console)
 
 
-def finish(setup: Setup, outcome: Outcome, rundir: RunDir, tables: "Tables", started: float,
-           console) -> dict[str, Any]:
-    """Write summary.json for how training ended (model.pt too when it completed) and report it."""
+def finish(setup: Setup, outcome: Outcome, rundir: RunDir, tables: Tables, data: Data, loggers: Loggers,
+           started: float, console) -> dict[str, Any]:
+    """Write summary.json for how training ended (model.pt too when it completed), give it
+    to the loggers and report it."""
     summary = _summary(outcome, rundir, setup.model, setup.targets, tables.targets, setup.thresholds, setup.cfg)
     summary["groups"] = tables.groups
+    summary["task"] = task_summary(setup.task_name, setup.task)
+    summary["warnings"] = _diagnostics(summary, rundir.rows, setup.task, data)
+    if setup.goal is not None:
+        summary["objective"] = setup.goal
     summary["environment"] = environment(setup.device, setup.seed, time.perf_counter() - started)
     rundir.write_json("summary.json", summary)
+    loggers.log_summary(summary)
     _report(summary, rundir.path, console)
     return summary
 
@@ -220,6 +273,27 @@ def _check_targets(targets: list, epochs: int, optimizer: torch.optim.Optimizer,
                         "proximal=adaptive scales it", t.name, optimizer_name)
 
 
+def check_model_output(model: torch.nn.Module, name: str, task_name: str, task: Task, spec: DataSpec) -> None:
+    """One forward pass of an example batch (zeros, eval mode, no gradients) before training:
+    the model must take the data's samples and give an output the task can compare."""
+    parameter = next(model.parameters(), None)
+    example = torch.zeros((2, *spec.input_shape), device=parameter.device if parameter is not None else None)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            output = model(example)
+    except (RuntimeError, ValueError, TypeError, IndexError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise RegrunError(f"model {name!r} cannot take samples of shape {spec.input_shape} from dataset "
+                          f"{spec.name}: {reason}") from err
+    finally:
+        model.train(was_training)
+    if not isinstance(output, torch.Tensor):
+        raise RegrunError(f"model {name!r} returns a {type(output).__name__}; task {task_name} needs a tensor")
+    check_output(task_name, task, spec, name, tuple(output.shape))
+
+
 def _summary(outcome: Outcome, rundir: RunDir, model: torch.nn.Module, targets: list, target_rows: list,
              thresholds: list[float], cfg: dict[str, Any]) -> dict[str, Any]:
     """summary.json's content for any outcome; the per-layer tables only for a completed run."""
@@ -236,6 +310,19 @@ def _summary(outcome: Outcome, rundir: RunDir, model: torch.nn.Module, targets: 
         mark_targeted(final.activations, final.weights, targets)
         summary["sparsity"] = {"thresholds": thresholds, "weights": final.weights, "activations": final.activations}
     return summary | {"targets": target_rows, "config": cfg}
+
+
+def _diagnostics(summary: Mapping[str, Any], rows: list[dict], task: Task, data: Data) -> list[dict[str, str]]:
+    """The warnings of training/diagnostics.py for a completed run, each also logged."""
+    if summary["status"] != COMPLETED:
+        return []
+    figures = trivial_figures(task, data.test.x, data.test.y)
+    chance = None if figures is None else Chance(split_figure("test", task.headline), figures[task.headline],
+                                                 task.higher_is_better, task.trivial_is, figures["loss"])
+    warnings = diagnose(rows, summary["targets"], summary.get("sparsity"), chance, summary["config"]["optimizer"])
+    for warning in warnings:
+        log.warning("%s", warning["message"])
+    return warnings
 
 
 def _report(summary: Mapping[str, Any], path: Path, console) -> None:

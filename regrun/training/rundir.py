@@ -9,29 +9,86 @@
     model.pt       the model's state dict, when the run completed
 """
 
+import contextlib
 import csv
 import io
 import json
 import os
 import platform
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 from torch import nn
 
 from regrun.errors import RegrunError
+from regrun.layout import EPOCH, FAILED, METRICS, MODEL, SUMMARY
 from regrun.training.targets import Target
 
 
-def atomic_write(path: Path, text: str) -> None:
-    """Write through a temporary file and a rename, so a reader never sees half a file."""
+class WriteFailed(RegrunError):
+    """A run file could not be written (disk full, permissions, the folder removed)."""
+
+
+class _Recording:
+    """A file that remembers the OSError of a failed write: torch's writer reports one
+    only as "unexpected pos", and the reason is what a user needs."""
+
+    def __init__(self, file: BinaryIO):
+        self.file, self.error = file, None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as err:
+            self.error = err
+            raise
+
+    def flush(self) -> None:
+        self.file.flush()
+
+
+def write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Write `path` through a temporary file beside it and a rename, so a reader (or a
+    resume) never sees half a file; on failure the temporary file is removed, the old
+    `path` is left as it was, and a one-line `WriteFailed` names `path` and the reason."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    recording = None
+    try:
+        with open(tmp, "wb") as file:
+            recording = _Recording(file)
+            write(recording)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as err:  # RuntimeError: torch.save's report of a failed write
+        cause = recording.error if recording and recording.error else err
+        if isinstance(cause, RuntimeError):
+            raise
+        with contextlib.suppress(OSError):  # the folder itself may be gone
+            tmp.unlink(missing_ok=True)
+        raise WriteFailed(f"cannot write {path}: {cause.strerror or cause}") from err
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write text through a temporary file and a rename (see `write_atomically`)."""
+    write_atomically(path, lambda file: file.write(text.encode()))
+
+
+def record_failure(path: Path, error: Exception | str, cfg: Any) -> bool:
+    """Write a `failed` summary saying why, if the disk still allows it; True if written.
+
+    A write failure (disk full, permissions) is marked resumable: the last checkpoint is
+    intact, and once the cause is fixed `regrun resume` continues from it."""
+    summary = {"status": FAILED, "error": str(error) or type(error).__name__, "config": cfg}
+    if isinstance(error, WriteFailed):
+        summary["resumable"] = True
+    try:
+        atomic_write(path / SUMMARY, json.dumps(summary, indent=2, default=str) + "\n")
+    except RegrunError:
+        return False
+    return True
 
 
 class RunDir:
@@ -43,8 +100,9 @@ class RunDir:
             path.mkdir(parents=True, exist_ok=True)
             atomic_write(path / ".writable", "")
             (path / ".writable").unlink()
-        except OSError as err:
-            raise RegrunError(f"output directory {path} cannot be written ({err.strerror}); set hydra.run.dir=DIR") from err
+        except (OSError, WriteFailed) as err:
+            reason = err.strerror if isinstance(err, OSError) else str(err).rsplit(": ", 1)[-1]
+            raise RegrunError(f"output directory {path} cannot be written ({reason}); set hydra.run.dir=DIR") from err
         self.rows: list[dict] = []
 
     def write_json(self, name: str, data: Any) -> None:
@@ -52,12 +110,21 @@ class RunDir:
         atomic_write(self.path / name, json.dumps(data, indent=2, default=str) + "\n")
 
     def read_metrics(self) -> list[dict[str, Any]]:
-        """The rows of an existing metrics.csv, numbers parsed; [] when there is none."""
+        """The rows of an existing metrics.csv, numbers parsed; [] when there is none.
+
+        Rows without an integer epoch are dropped (a resume computes them again); a file
+        that cannot be read as CSV at all is a one-line error."""
+        path = self.path / METRICS
         try:
-            with open(self.path / "metrics.csv", newline="") as f:
-                return [{k: _number(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
+            with open(path, newline="") as f:
+                rows = [{k: _number(v) for k, v in row.items() if isinstance(k, str) and isinstance(v, str) and v}
+                        for row in csv.DictReader(f)]
         except FileNotFoundError:
             return []
+        except (OSError, csv.Error, UnicodeDecodeError) as err:
+            raise RegrunError(f"{path}: unreadable ({err}); move it away, and the checkpoint's "
+                              "rows are used") from err
+        return [row for row in rows if isinstance(row.get(EPOCH), int)]
 
     def append_metrics(self, row: Mapping[str, Any]) -> None:
         """Add an epoch's row to metrics.csv (replacing a row of the same epoch, which a
@@ -69,12 +136,13 @@ class RunDir:
         writer = csv.DictWriter(out, fieldnames=columns, restval="", lineterminator="\n")
         writer.writeheader()
         writer.writerows(self.rows)
-        atomic_write(self.path / "metrics.csv", out.getvalue())
+        atomic_write(self.path / METRICS, out.getvalue())
 
     def save_model(self, model: nn.Module) -> None:
         """Save the model's state dict (as CPU tensors) to model.pt."""
         # CPU copies, so that a model trained on a GPU loads on any machine.
-        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, self.path / "model.pt")
+        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        write_atomically(self.path / MODEL, lambda file: torch.save(state, file))
 
 
 def _number(text: str) -> int | float | str:

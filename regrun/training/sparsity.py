@@ -25,13 +25,24 @@ UNSTATED = (nn.Flatten, nn.Dropout, nn.Identity)  # outputs that only repeat the
 
 def normalized_hoyer(x: Tensor) -> Tensor:
     """Normalised Hoyer sparsity of each row (last dimension) of `x`, in [0, 1]."""
-    n = x.shape[-1]
+    return hoyer_from_norms(x.abs().sum(-1), x.square().sum(-1).sqrt(), x.shape[-1])
+
+
+def norm(x: Tensor, order: float, dims: tuple[int, ...]) -> Tensor:
+    """‖x‖ of the given order over `dims`; order 0 counts the non-zero entries.
+
+    One reduction pass with no copy of `x` (x.abs().sum() makes one). It sums in float32
+    one entry after another, so keep `dims` short (one channel's positions) and add the
+    partial norms up in float64: long float32 runs would lose digits."""
+    return torch.linalg.vector_norm(x, order, dim=dims)
+
+
+def hoyer_from_norms(l1: Tensor, l2: Tensor, n: int) -> Tensor:
+    """Normalised Hoyer sparsity of vectors of `n` entries from their L1 and L2 norms."""
     if n == 1:
-        return torch.ones(x.shape[:-1], dtype=x.dtype, device=x.device)
-    l1 = x.abs().sum(-1)
-    l2 = x.square().sum(-1).sqrt()
+        return torch.ones_like(l1)
     root_n = math.sqrt(n)
-    spread = (root_n - l1 / l2.clamp_min(torch.finfo(x.dtype).tiny)) / (root_n - 1)
+    spread = (root_n - l1 / l2.clamp_min(torch.finfo(l2.dtype).tiny)) / (root_n - 1)
     return torch.where(l2 > 0, spread.clamp(0.0, 1.0), torch.ones_like(spread))
 
 
@@ -45,13 +56,13 @@ def weight_stats(model: nn.Module, thresholds: Sequence[float]) -> list[dict]:
     rows = []
     with torch.no_grad():
         for name, param in model.named_parameters():
-            magnitude = param.detach().abs().flatten()
+            flat = param.detach().flatten()
+            magnitude = flat.abs()  # once, for every threshold
+            l1, l2 = magnitude.sum(), torch.dot(flat, flat).sqrt()
             figures = torch.stack([
-                (magnitude == 0).float().mean(),
-                *[(magnitude < t).float().mean() for t in thresholds],
-                magnitude.sum(),
-                magnitude.square().sum().sqrt(),
-                normalized_hoyer(magnitude),
+                (magnitude == 0).sum() / flat.numel(),
+                *[(magnitude < t).sum() / flat.numel() for t in thresholds],
+                l1, l2, hoyer_from_norms(l1, l2, flat.numel()),
             ]).tolist()  # one device sync per tensor
             rows.append({
                 "name": name, "shape": list(param.shape), "numel": param.numel(),
@@ -78,15 +89,28 @@ class ActivationStats:
         self._alive: Tensor | None = None  # per unit: non-zero at least once
 
     def update(self, output: Tensor) -> None:
-        """Add one batch of outputs, shape (B, units, ...)."""
-        flat = output.detach().flatten(1)
-        # float64 sums: a float32 count of zeros over millions of elements would drop some
-        sums = torch.stack([(flat == 0).sum().double(), flat.abs().sum().double(), normalized_hoyer(flat).sum().double()])
-        per_unit = output.detach().ne(0).transpose(0, 1).flatten(1).any(1) if output.ndim > 1 else flat.ne(0).any(0)
+        """Add one batch of outputs, shape (B, units, ...).
+
+        Three reduction passes over the output and no copy of it, each over one unit's
+        positions (a channel's H×W): the non-zero count, L1 and L2 norm of each (sample,
+        unit). The zero fraction, live units, mean L1 and Hoyer sparsity come from these."""
+        out = output.detach()
+        out = out.unsqueeze(1) if out.ndim == 1 else out  # (B,): one unit
+        out = out.unsqueeze(2) if out.ndim == 2 else out  # (B, units): one position each
+        positions = tuple(range(2, out.ndim))
+        nonzero = norm(out, 0, positions)  # exact: at most one channel's positions, in float32
+        # float64 from here: sums over many units (and a count of zeros over millions of
+        # elements) would drop digits in float32
+        l1 = norm(out, 1, positions).sum(1, dtype=torch.float64)
+        l2 = norm(out, 2, positions).double().square().sum(1).sqrt()
+        elements = out[0].numel()
+        sums = torch.stack([elements * out.shape[0] - nonzero.sum(dtype=torch.float64), l1.sum(),
+                            hoyer_from_norms(l1, l2, elements).sum()])
+        alive = nonzero.any(0)
         self._sums = sums if self._sums is None else self._sums + sums
-        self._alive = per_unit if self._alive is None else self._alive | per_unit
-        self.samples += output.shape[0]
-        self.shape = tuple(output.shape[1:])
+        self._alive = alive if self._alive is None else self._alive | alive
+        self.samples += out.shape[0]
+        self.shape = tuple(output.shape[1:]) or (1,)
 
     def result(self) -> dict:
         """The statistics so far, as plain numbers."""

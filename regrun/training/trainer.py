@@ -1,5 +1,8 @@
 """The training loop: task loss plus the targets' penalties, on tensors held on the device.
 
+The task (regrun/components/tasks.py) says what the output is compared with and how: the
+loop and the evaluation assume no accuracy and no labels.
+
 One step: forward (hooks capture the targeted outputs), task loss, each target's raw
 penalty and λ·raw, backward on task + Σ λ·raw, optimizer step. The step returns its loss
 terms as one detached tensor that is summed on the device (in float64), so the loop
@@ -14,14 +17,14 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from regrun.training.capture import ActivationCapture, forward_hooks
 from regrun.components.datasets import Data, Split, batches, chunks
 from regrun.errors import RegrunError, positive_int
-from regrun.layout import lambda_column
+from regrun.layout import lambda_column, split_figure
 from regrun.components.models import ACTIVATION_TYPES
+from regrun.components.tasks import Task
 from regrun.training.sparsity import ActivationStats, stat_modules, threshold_key, weight_stats
 from regrun.training.targets import Target
 
@@ -80,14 +83,14 @@ def loss_terms(targets: Sequence[Target]) -> list[str]:
     return names
 
 
-def train_step(model: nn.Module, x: Tensor, y: Tensor, targets: Sequence[Target], params: Mapping[str, Tensor],
-               capture: ActivationCapture, optimizer: torch.optim.Optimizer,
+def train_step(model: nn.Module, task: Task, x: Tensor, y: Tensor, targets: Sequence[Target],
+               params: Mapping[str, Tensor], capture: ActivationCapture, optimizer: torch.optim.Optimizer,
                lams: Sequence[float] | None = None) -> Tensor:
     """One optimisation step with the targets' λ in effect (`lams`; default: each target's
     full λ); returns the detached loss terms in `loss_terms` order."""
     lams = [t.lam for t in targets] if lams is None else lams
-    logits = model(x)
-    total, terms = step_loss(logits, y, targets, params, capture.take(), lams)  # the capture is empty again
+    output = model(x)
+    total, terms = step_loss(task, output, task.reference(x, y), targets, params, capture.take(), lams)
     optimizer.zero_grad(set_to_none=True)
     total.backward()
     optimizer.step()
@@ -99,20 +102,21 @@ def train_step(model: nn.Module, x: Tensor, y: Tensor, targets: Sequence[Target]
     return terms
 
 
-def step_loss(logits: Tensor, y: Tensor, targets: Sequence[Target], params: Mapping[str, Tensor],
+def step_loss(task: Task, output: Tensor, reference: Tensor, targets: Sequence[Target], params: Mapping[str, Tensor],
               activations: Mapping[str, list[Tensor]], lams: Sequence[float | Tensor]) -> tuple[Tensor, Tensor]:
-    """The loss to backpropagate (task + Σ λ·raw) and the detached loss terms in `loss_terms` order.
+    """The loss to backpropagate (the task's loss + Σ λ·raw) and the detached loss terms in
+    `loss_terms` order; `activations` is what the capture took for this step.
 
     A pure function of the forward's outputs and each target's λ in effect, so that it also
     runs inside `vmap` for a fused group, where `lams` holds the member's own λ.
     """
-    task = F.cross_entropy(logits, y)
+    loss = task.loss(output, reference)
     raw = [_raw(t, params, activations) for t in targets]
     weighted = [lam * r for lam, r in zip(lams, raw)]
     # A proximal target's penalty is applied by shrinking after the step, not by its gradient.
-    total = sum((w for t, w in zip(targets, weighted) if not t.proximal), task)
+    total = sum((w for t, w in zip(targets, weighted) if not t.proximal), loss)
     with torch.no_grad():  # reporting only: no autograd node for the stack
-        return total, torch.stack([task, *raw, *weighted])
+        return total, torch.stack([loss, *raw, *weighted])
 
 
 def _raw(target: Target, params: Mapping[str, Tensor], activations: Mapping[str, list[Tensor]]) -> Tensor:
@@ -130,33 +134,34 @@ def learning_rates(optimizer: torch.optim.Optimizer, params: Mapping[str, Tensor
 
 @dataclass
 class Evaluation:
-    """Test-set figures and the per-layer sparsity tables at one point of training."""
+    """The task's figures on the test set and the per-layer sparsity tables at one point of training."""
 
-    loss: float
-    accuracy: float
+    figures: dict[str, float]  # the task's: {"loss": ..., "acc": ...}
     activations: dict[str, dict]
     weights: list[dict]
 
 
-def evaluate(model: nn.Module, split: Split, batch_size: int, thresholds: Sequence[float]) -> Evaluation:
-    """Task loss, accuracy and sparsity statistics over a whole split, without gradients."""
+def task_figures(model: nn.Module, task: Task, split: Split, batch_size: int) -> dict[str, float]:
+    """The task's figures over a whole split, in eval mode and without gradients."""
+    running = task.running()
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        for x, y in chunks(split, batch_size):
+            running.update(model(x), task.reference(x, y))
+    model.train(was_training)
+    return running.result()
+
+
+def evaluate(model: nn.Module, task: Task, split: Split, batch_size: int, thresholds: Sequence[float]) -> Evaluation:
+    """The task's figures and the sparsity statistics over a whole split, without gradients."""
     names = stat_modules(model)
     modules = dict(model.named_modules())
     stats = {name: ActivationStats() for name in names}
-    was_training = model.training
-    model.eval()
-    loss_sum = torch.zeros((), dtype=torch.float64, device=split.y.device)
-    correct = torch.zeros((), dtype=torch.int64, device=split.y.device)
-    hooks = forward_hooks(model, names, lambda name, out: stats[name].update(out), strict=False)
-    with hooks, torch.no_grad():
-        for x, y in chunks(split, batch_size):
-            logits = model(x)
-            loss_sum += F.cross_entropy(logits, y, reduction="sum")
-            correct += (logits.argmax(1) == y).sum()
-    model.train(was_training)
+    with forward_hooks(model, names, lambda name, out: stats[name].update(out), strict=False):
+        figures = task_figures(model, task, split, batch_size)
     return Evaluation(
-        loss=loss_sum.item() / len(split),
-        accuracy=correct.item() / len(split),
+        figures=figures,
         # A module that never ran, or whose output holds no tensor, has no row.
         activations={name: {"type": type(modules[name]).__name__, **s.result()} for name, s in stats.items()
                      if s.samples},
@@ -202,6 +207,11 @@ def _pooled(rows: Sequence[Mapping[str, Any]], key: str, weight: str) -> float:
     return sum(r[key] * r[weight] for r in rows) / total if total else 0.0
 
 
+def split_row(split: str, figures: Mapping[str, float]) -> dict[str, float]:
+    """A split's figures as metrics columns: {"acc": 0.9} → {"test_acc": 0.9}."""
+    return {split_figure(split, name): value for name, value in figures.items()}
+
+
 class Reporter(Protocol):
     """What the loop tells the outside: progress while it trains, a row per epoch."""
 
@@ -230,7 +240,7 @@ class EpochProgress:
         return with_totals(dict(zip(loss_terms(targets), (self.sums / self.batches).tolist())), targets)
 
 
-def train_epoch(model: nn.Module, targets: Sequence[Target], optimizer: torch.optim.Optimizer,
+def train_epoch(model: nn.Module, task: Task, targets: Sequence[Target], optimizer: torch.optim.Optimizer,
                 capture: ActivationCapture, split: Split, batch_size: int, shuffle: torch.Generator,
                 log_every: int, reporter: Reporter, done: EpochProgress | None = None,
                 stop: Callable[[], bool] = lambda: False, first_step: int = 1,
@@ -252,7 +262,7 @@ def train_epoch(model: nn.Module, targets: Sequence[Target], optimizer: torch.op
     recent: list[Tensor] = []  # the steps since the last sync, to name the first bad one
     for x, y in batches(split, batch_size, shuffle, skip=progress.batches):
         lams = lambdas(first_step + progress.batches) if lambdas else None
-        terms = train_step(model, x, y, targets, params, capture, optimizer, lams)
+        terms = train_step(model, task, x, y, targets, params, capture, optimizer, lams)
         progress.sums += terms
         progress.batches += 1
         recent.append(terms)
@@ -315,7 +325,7 @@ class Outcome:
     evaluation: Evaluation | None = None
 
 
-def fit(model: nn.Module, targets: Sequence[Target], optimizer: torch.optim.Optimizer, data: Data,
+def fit(model: nn.Module, task: Task, targets: Sequence[Target], optimizer: torch.optim.Optimizer, data: Data,
         settings: TrainerSettings, thresholds: Sequence[float], state: TrainState, reporter: Reporter,
         on_epoch: Callable[[dict], None], save: Callable[[], None],
         stop: Callable[[], bool] = lambda: False) -> Outcome:
@@ -341,12 +351,12 @@ def fit(model: nn.Module, targets: Sequence[Target], optimizer: torch.optim.Opti
             else:  # resumed mid-epoch: draw the epoch's permutation again
                 state.shuffle.set_state(state.epoch_start)
             reporter.start_epoch(epoch, per_epoch)
-            progress = train_epoch(model, targets, optimizer, capture, data.train, settings.batch_size,
+            progress = train_epoch(model, task, targets, optimizer, capture, data.train, settings.batch_size,
                                    state.shuffle, settings.log_every, reporter, state.partial, stop,
                                    state.epoch * per_epoch + 1, lambdas)
             if outcome := early_end(state, progress, per_epoch, save):
                 return outcome
-            evaluation = end_epoch(model, targets, data, settings, thresholds, state, progress, started,
+            evaluation = end_epoch(model, task, targets, data, settings, thresholds, state, progress, started,
                                    reporter, on_epoch) or evaluation
             if checkpoint_due(settings, state.epoch, stop):
                 save()
@@ -379,11 +389,12 @@ def early_end(state: TrainState, progress: EpochProgress, per_epoch: int, save: 
     return None
 
 
-def end_epoch(model: nn.Module, targets: Sequence[Target], data: Data, settings: TrainerSettings,
+def end_epoch(model: nn.Module, task: Task, targets: Sequence[Target], data: Data, settings: TrainerSettings,
               thresholds: Sequence[float], state: TrainState, progress: EpochProgress, started: float,
               reporter: Reporter, on_epoch: Callable[[dict], None]) -> Evaluation | None:
-    """Complete epoch `state.epoch + 1`: its metrics row (evaluated on the test set when due),
-    reported and recorded; returns the evaluation, if there was one."""
+    """Complete epoch `state.epoch + 1`: its metrics row (evaluated on the test set, and
+    the validation set if any, when due), reported and recorded; returns the evaluation,
+    if there was one."""
     epoch = state.epoch + 1
     per_epoch = steps_per_epoch(len(data.train), settings.batch_size)
     step = epoch * per_epoch
@@ -391,9 +402,10 @@ def end_epoch(model: nn.Module, targets: Sequence[Target], data: Data, settings:
            **{lambda_column(t.name): lam for t, lam in zip(targets, lambdas_at(targets, step, per_epoch, settings.epochs))}}
     evaluation = None
     if epoch % settings.eval_every == 0 or epoch == settings.epochs:
-        evaluation = evaluate(model, data.test, settings.eval_batch_size, thresholds)
-        row |= {"test_loss": evaluation.loss, "test_acc": evaluation.accuracy,
-                **headline(evaluation, targets, thresholds)}
+        evaluation = evaluate(model, task, data.test, settings.eval_batch_size, thresholds)
+        if data.val is not None:  # figures only: the statistics are the test set's
+            row |= split_row("val", task_figures(model, task, data.val, settings.eval_batch_size))
+        row |= split_row("test", evaluation.figures) | headline(evaluation, targets, thresholds)
     row["epoch_time_s"] = time.perf_counter() - started
     state.epoch, state.partial = epoch, None
     reporter.end_epoch(row)

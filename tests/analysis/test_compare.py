@@ -111,16 +111,16 @@ def test_config_from_hydra_is_resolved_where_it_can_be(tmp_path: Path) -> None:
     write_run(tmp_path / "a", status=None).joinpath(".hydra", "config.yaml").write_text(
         "trainer: {epochs: 3}\ntotal: ${trainer.epochs}\nlam: 1e-4\n")
     write_run(tmp_path / "b", status=None).joinpath(".hydra", "config.yaml").write_text(
-        "trainer: {epochs: 3}\ntotal: ${trainer.epochs}\nwhen: ${now:%H}\n")
+        "trainer: {epochs: 3}\ntotal: ${trainer.epochs}\nwhen: ${hydra:job.name}\n")
     assert read_run(tmp_path / "a").config == {"trainer": {"epochs": 3}, "total": 3, "lam": 1e-4}
-    # ${now:...} resolves only inside Hydra: the whole config stays unresolved rather than lost
+    # ${hydra:...} resolves only inside a Hydra job: the whole config stays unresolved rather than lost
     assert read_run(tmp_path / "b").config["total"] == "${trainer.epochs}"
 
 
 def test_table_columns_are_the_differing_keys_then_the_figures(sweep: Path, capsys: pytest.CaptureFixture) -> None:
     runs = find_runs([sweep])
     assert figure_columns(runs) == [
-        "test_acc", "test_loss", "train_task_loss", "penalty.l1_act.raw", "penalty.l1_act.weighted",
+        "test_loss", "test_acc", "train_task_loss", "penalty.l1_act.raw", "penalty.l1_act.weighted",
         "sparsity.weights.zero_frac", "sparsity.weights.below_0.001", "sparsity.l1_act.zero_frac",
         "sparsity.act1.zero_frac"]  # act2 is not targeted: not a headline column
     records = as_json(sweep, capsys=capsys)
@@ -138,12 +138,12 @@ def test_table_markdown_and_csv_show_the_same_rows(sweep: Path, capsys: pytest.C
     assert "trainer" not in out and "hidden" not in out  # equal in every run: not shown
     code, out, _ = compare(sweep, "--format", "markdown", "--sort", "test acc", capsys=capsys)
     lines = out.splitlines()
-    assert lines[0].startswith("| run | l1_act.lambda | status | test acc | test loss | task loss | l1_act raw |")
+    assert lines[0].startswith("| run | l1_act.lambda | status | test loss | test acc | task loss | l1_act raw |")
     assert lines[1].startswith("| :--- | ---: | :--- | ---: |")
-    assert lines[2].startswith("| 1 | 0.01 | completed | 0.8000 |")  # lowest accuracy first
+    assert lines[2].startswith("| 1 | 0.01 | completed | 0.5 | 0.8000 |")  # lowest accuracy first
     code, out, _ = compare(sweep, "--format", "csv", "--sort", "act1.zero_frac", "--desc", capsys=capsys)
     rows = out.splitlines()
-    assert rows[0].startswith(f"run,path,{LAM},status,error,warnings,test_acc,")
+    assert rows[0].startswith(f"run,path,{LAM},status,error,warnings,test_loss,test_acc,")
     assert [row.split(",")[0] for row in rows[1:]] == ["1", "2", "10", "0"]
 
 
@@ -161,7 +161,7 @@ def test_group_seeds_mean_and_sample_std(seeds: Path, capsys: pytest.CaptureFixt
     assert records[1]["test_acc"] == pytest.approx(0.82) and records[1]["test_acc.std"] == pytest.approx(math.sqrt(0.0012))
     assert records[1]["sparsity.act1.zero_frac.std"] == pytest.approx(0.0)
     code, out, _ = compare(seeds, "--group-seeds", "--format", "markdown", capsys=capsys)
-    assert "| 0.001 | 3 | completed | 0.9200 ± 0.0200 |" in out
+    assert "| 0.001 | 3 | completed | 0.5 ± 0 | 0.9200 ± 0.0200 |" in out
 
 
 def test_group_seeds_leaves_unfinished_runs_out_of_the_mean(seeds: Path, capsys: pytest.CaptureFixture) -> None:
@@ -180,7 +180,7 @@ def test_baseline_deltas(sweep: Path, capsys: pytest.CaptureFixture) -> None:
     by_label = {r["run"]: r for r in as_json(sweep, "--baseline", "0", capsys=capsys)}  # a label works too
     assert by_label["1"]["test_acc.delta"] == pytest.approx(0.80 - 0.97)
     code, out, _ = compare(sweep, "--baseline", "0", "--format", "markdown", capsys=capsys)
-    assert "| 2 | 0.001 | completed | 0.9600 (-0.0100) |" in out
+    assert "| 2 | 0.001 | completed | 0.5 (+0) | 0.9600 (-0.0100) |" in out
 
 
 def test_broken_folders_are_listed_and_the_others_still_print(mixed: Path, capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
@@ -231,7 +231,7 @@ def test_lambda_series_means_over_seeds(seeds: Path) -> None:
 @pytest.mark.parametrize("args, message", [
     (["{tmp}/nowhere"], "{tmp}/nowhere: no such file or directory"),
     (["{tmp}/empty"], "no run found under {tmp}/empty"),
-    (["{sweep}", "--sort", "accuracy"], "--sort: unknown column 'accuracy'; allowed: run, reg.targets.l1_act.lambda, status, test_acc,"),
+    (["{sweep}", "--sort", "accuracy"], "--sort: unknown column 'accuracy'; allowed: run, reg.targets.l1_act.lambda, status, test_loss, test_acc,"),
     (["{sweep}", "--format", "xml"], "argument --format: invalid choice: 'xml' (choose from"),
     (["{sweep}", "--baseline", "{tmp}/elsewhere"], "--baseline {tmp}/elsewhere is not among the runs; give one of: 0, 1, 2, 10"),
     (["{sweep}", "--plot", "{tmp}/p.png", "--x", "sparsity"], "--x: unknown column 'sparsity'; allowed:"),
@@ -271,3 +271,37 @@ def test_a_runs_diagnostics_are_shown_under_the_table_and_in_the_records(tmp_pat
     assert [line for line in out.splitlines() if "warning:" in line] == ["r: warning: test_acc = 0.11 is at chance level"]
     records = as_json(tmp_path / "runs", capsys=capsys)
     assert [r["warnings"] for r in records] == [None, "test_acc = 0.11 is at chance level"]
+
+
+REGRESSION = {"name": "regression", "figures": {"loss": "loss (MSE)", "r2": "R²", "mae": "mean absolute error"},
+              "headline": "test_r2", "higher_is_better": True}
+
+
+def regression_final(r2: float, loss: float, sparsity: float) -> dict[str, float]:
+    """A regression run's last row: no accuracy, task figures on the validation split too."""
+    row = {k: v for k, v in final(0.0, sparsity).items() if k != "test_acc"}
+    return row | {"test_loss": loss, "test_r2": r2, "test_mae": loss / 2, "val_loss": loss, "val_r2": r2}
+
+
+def test_columns_and_plot_follow_the_runs_task(tmp_path: Path) -> None:
+    from regrun.analysis.plots import default_y, figure_names
+
+    for i, (lam, r2, loss, zeros) in enumerate([(0.0, 0.9, 0.1, 0.5), (1e-3, 0.8, 0.2, 0.9), (1e-2, 0.7, 0.05, 0.4)]):
+        write_run(tmp_path / str(i), config(lam=lam), regression_final(r2, loss, zeros), task=REGRESSION)
+    runs = find_runs([tmp_path])
+    assert figure_columns(runs)[:6] == ["test_loss", "test_r2", "test_mae", "val_loss", "val_r2", "train_task_loss"]
+    assert default_y(runs) == "test_r2" and figure_names(runs)["val_r2"] == "val R²"
+    x = "sparsity.l1_act.zero_frac"
+    points, front = tradeoff_points(runs, x, "test_r2", plot_labels(runs, differing_keys(runs)))
+    assert [points[i].run.path.name for i in front] == ["0", "1"]  # run 2 is beaten on both
+    # a loss is better low: then run 2 (lowest loss) is on the front, run 1 (sparsest) too
+    points, front = tradeoff_points(runs, x, "test_loss", plot_labels(runs, differing_keys(runs)))
+    assert [points[i].run.path.name for i in front] == ["2", "0", "1"]
+
+
+def test_runs_written_before_tasks_are_classifications(tmp_path: Path) -> None:
+    from regrun.analysis.plots import default_y
+
+    write_run(tmp_path / "old", last=final(0.9, 0.5), task=None)
+    (run,) = find_runs([tmp_path])
+    assert run.task == {} and run.headline == "test_acc" and default_y([run]) == "test_acc"

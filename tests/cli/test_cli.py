@@ -75,3 +75,18 @@ def test_unknown_preset_lists_the_available_ones(tmp_path: Path) -> None:
     assert proc.returncode != 0
     assert "Could not find 'reg/l1_everything'" in proc.stderr
     assert "l1_activations" in proc.stderr  # Hydra lists the options of the group
+
+
+def test_a_sweep_prints_a_line_per_job_start_and_end_then_its_table(tiny_root: Path, tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    proc = regrun("-m", "reg=l1_activations", "reg.targets.l1_activations.lambda=0,1e-4,1e-3,1e-2", "trainer.epochs=1",
+                  *common(tiny_root, tmp_path / "unused")[:-1], f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+    assert len(lines) <= 60, "\n".join(lines)
+    for job in range(4):
+        assert sum(f"job #{job} ({sweep / str(job)}): started" in line for line in lines) == 1
+        assert sum(f"job #{job} ({sweep / str(job)}): completed in " in line for line in lines) == 1
+    assert "run summary" not in proc.stdout and "4 runs" in proc.stdout  # the sweep's table, not the jobs'
+    log = (sweep / "0" / "regrun.log").read_text()
+    assert "sparsity per layer" in log and "regularization targets" in log and "epoch 1/1" in log

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from regrun.cli import main
+from regrun.layout import LOCK
 from regrun.training.run import run
 
 from conftest import write_dataset
@@ -40,6 +41,11 @@ CASES = [
     ("unknown decay", ["reg=l1_activations", "reg.targets.l1_activations.decay=exp"],
      "reg.targets.l1_activations.decay: unknown decay 'exp'; allowed: none, linear, cosine"),
     ("learning rate given as text", ["optimizer.lr='0.001'"], "optimizer.lr must be a number, got '0.001'"),
+    ("seed outside NumPy's range", ["seed=-1"], "seed must be an integer in [0, 4294967295], got -1"),
+    ("seed too large", ["seed=4294967296"], "seed must be an integer in [0, 4294967295], got 4294967296"),
+    ("unknown top-level key", ["+epochs=3"], "epochs: unknown top-level key; allowed: seed, trainer, model, dataset"),
+    ("dropout given as text", ["model.dropout='0.1'"], "model.dropout must be a number in [0, 1), got '0.1'"),
+    ("boolean given as text", ["dataset.download='no'"], "dataset.download must be true or false, got 'no'"),
     ("typo under reg", ["+reg.target=1"], "reg.target: unknown key"),
     ("epochs zero", ["trainer.epochs=0"], "trainer.epochs must be a positive integer, got 0"),
     ("batch size negative", ["trainer.batch_size=-5"], "trainer.batch_size must be a positive integer, got -5"),
@@ -54,7 +60,7 @@ CASES = [
      "parameter 'fc1.weight' is selected by both 'a' and 'b'"),
     ("unknown group key", ["+optimizer.groups.a={{layers:[fc1],decay:0.1}}"], "optimizer.groups.a: unknown key 'decay'"),
     ("group value of the wrong kind", ["+optimizer.groups.a={{layers:[fc1],lr:fast}}"], "optimizer.groups.a.lr must be a number, got 'fast'"),
-    ("seed not an integer", ["seed=abc"], "seed must be an integer, got 'abc'"),
+    ("seed not an integer", ["seed=abc"], "seed must be an integer in [0, 4294967295], got 'abc'"),
     ("negative threshold", ["sparsity.thresholds=[-1]"], "sparsity.thresholds"),
     ("dataset missing offline", ["dataset.root={tmp}/nowhere"], "{tmp}/nowhere/MNIST/raw"),
     ("truncated IDX file", ["dataset.root={tmp}/truncated"], "train-images-idx3-ubyte"),
@@ -158,10 +164,13 @@ def test_a_bad_run_config_is_one_line_and_exit_2(case: str, argv: list[str], fra
 def test_a_bad_subcommand_input_is_one_line_and_exit_2(case: str, argv: list[str], fragment: str,
                                                         places: dict[str, Path], monkeypatch: pytest.MonkeyPatch,
                                                         capsys: pytest.CaptureFixture) -> None:
-    before = {p: p.read_bytes() for p in places["done"].rglob("*") if p.is_file()}
+    def run_files() -> dict[Path, bytes]:  # all but the lock, which names its last holder
+        return {p: p.read_bytes() for p in places["done"].rglob("*") if p.is_file() and p.name != LOCK}
+
+    before = run_files()
     code, err = call(argv, places, monkeypatch, capsys)
     one_line_error(code, err, fragment.format(**places), f"regrun {argv[0]}: error:")
-    assert {p: p.read_bytes() for p in places["done"].rglob("*") if p.is_file()} == before  # nothing overwritten
+    assert run_files() == before  # nothing overwritten
 
 
 # model=custom: (case, model.factory and other arguments, the whole message after `regrun: error: `),

@@ -7,13 +7,15 @@ import pytest
 import torch
 
 from regrun.cli import conf_dir
-from regrun.components.datasets import dataset_info, load_data
+from regrun.components.datasets import load_data, open_dataset
 from regrun.components.models import build_model
+from regrun.components.tasks import resolve_task
 from regrun.errors import RegrunError
 from regrun.training.groups import build_grouped_optimizer
 from regrun.training.targets import resolve_targets
 
-GROUPS = ("model", "dataset", "optimizer", "reg")
+GROUPS = ("model", "dataset", "optimizer", "reg", "task", "logger", "experiment")
+MODEL_GROUPS = ("model", "optimizer", "reg")  # every option builds with every model on MNIST
 
 
 def options(group: str) -> list[str]:
@@ -21,8 +23,9 @@ def options(group: str) -> list[str]:
 
 
 def build_all(cfg: dict) -> tuple[torch.nn.Module, list]:
-    info = dataset_info(cfg["dataset"]["name"])
-    model = build_model(cfg["model"], info.input_shape, info.num_classes)
+    spec = open_dataset(cfg["dataset"]).spec
+    _, task = resolve_task(cfg.get("task"), spec)
+    model = build_model(cfg["model"], spec.input_shape, task.num_outputs(spec))
     targets = resolve_targets(model, cfg["reg"]["targets"])
     build_grouped_optimizer(model, cfg["optimizer"])
     return model, targets
@@ -33,13 +36,30 @@ def test_every_group_has_options() -> None:
         assert options(group), group
 
 
+@pytest.mark.parametrize("experiment", options("experiment"))
+def test_every_experiment_preset_composes_builds_and_trains_a_step(make_cfg: Callable[..., dict], experiment: str,
+                                                                    tmp_path) -> None:
+    """Each study preset is a whole run: it composes over the defaults and trains (one
+    epoch of a few batches on the tiny data; the real figures are in the README)."""
+    from regrun.training.run import run
+
+    cfg = make_cfg(f"experiment={experiment}")
+    model, targets = build_all(cfg)
+    assert targets, experiment  # every preset studies a regularizer
+    cfg["trainer"] |= {"epochs": 1, "batch_size": 32}
+    for key in ("train_size", "train_limit"):
+        if key in cfg["dataset"]:
+            cfg["dataset"][key] = 64
+    assert run(cfg, tmp_path / experiment)["status"] == "completed"
+
+
 # Presets that select modules by one model's names; with another model they are refused
 # in one line. (Every model option alone: tests/components/test_models.py.)
 MADE_FOR = {"l1_code": {"autoencoder"}, "l1_activations": {"mlp", "cnn"}}  # code; act*
 MODELS_BUILT = ["mlp", "cnn", "autoencoder"]
 
 
-@pytest.mark.parametrize("group, option", [(g, o) for g in GROUPS if g != "model" for o in options(g)])
+@pytest.mark.parametrize("group, option", [(g, o) for g in MODEL_GROUPS if g != "model" for o in options(g)])
 @pytest.mark.parametrize("model", MODELS_BUILT)
 def test_option_composes_and_builds(make_cfg: Callable[..., dict], group: str, option: str, model: str) -> None:
     cfg = make_cfg(f"model={model}", f"{group}={option}")
@@ -55,8 +75,9 @@ def test_option_composes_and_builds(make_cfg: Callable[..., dict], group: str, o
 
 @pytest.mark.parametrize("option", options("dataset"))
 def test_dataset_option_loads(make_cfg: Callable[..., dict], option: str) -> None:
-    data = load_data(make_cfg(f"dataset={option}")["dataset"], torch.device("cpu"))
-    assert data.train.x.shape == (320, 1, 28, 28) and len(data.test) == 160
+    cfg = make_cfg(f"dataset={option}")["dataset"]
+    data = load_data(cfg, torch.device("cpu"))
+    assert data.train.x.shape[1:] == open_dataset(cfg).spec.input_shape and len(data.test) > 0
 
 
 def test_presets_combine_by_merging_targets(make_cfg: Callable[..., dict]) -> None:
@@ -85,8 +106,7 @@ def test_the_documented_group_examples_build(make_cfg: Callable[..., dict], opti
     cfg = make_cfg(f"optimizer={optimizer}", "optimizer.weight_decay=0.05",
                    "+optimizer.groups.fc1_decay={layers:[fc1],site:weights,weight_decay:0.1}",
                    '+optimizer.groups.no_decay={layers:["*"],site:biases,weight_decay:0}')
-    info = dataset_info(cfg["dataset"]["name"])
-    model = build_model(cfg["model"], info.input_shape, info.num_classes)
+    model, _ = build_all(cfg)
     optimizer, groups = build_grouped_optimizer(model, cfg["optimizer"])
     assert [(g.name, g.params) for g in groups] == [("default", ("fc2.weight", "head.weight")), ("fc1_decay", ("fc1.weight",)),
                                                     ("no_decay", ("fc1.bias", "fc2.bias", "head.bias"))]

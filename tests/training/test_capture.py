@@ -10,6 +10,7 @@ from torch import nn
 
 from regrun.components.datasets import Split
 from regrun.components.models import build_model
+from regrun.components.tasks import CLASSIFICATION
 from regrun.errors import RegrunError
 from regrun.training.capture import ActivationCapture, forward_hooks, output_shapes
 from regrun.training.targets import describe_targets, resolve_targets
@@ -64,7 +65,7 @@ def test_memory_does_not_grow_with_steps() -> None:
     with ActivationCapture(model, ["act1", "act2"]) as capture, forward_hooks(model, ["act1", "act2"], spy):
         for step in range(20):
             x, y = torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,))
-            train_step(model, x, y, targets, params, capture, optimizer)
+            train_step(model, CLASSIFICATION, x, y, targets, params, capture, optimizer)
             assert capture.held() == 0
             alive = [ref for ref in seen if ref() is not None]
             assert not alive, f"step {step}: {len(alive)} captured tensors still alive"
@@ -121,7 +122,7 @@ def test_a_module_called_twice_is_penalized_at_both_calls() -> None:
 def test_statistics_pool_the_calls_of_a_module_called_twice() -> None:
     model = CalledTwice()
     split = Split(torch.ones(4, 3), torch.zeros(4, dtype=torch.long))
-    acts = evaluate(model, split, 4, [1e-3]).activations
+    acts = evaluate(model, CLASSIFICATION, split, 4, [1e-3]).activations
     assert acts["scale"]["samples"] == 8 and acts["scale"]["l1_per_sample"] == pytest.approx(9.0)  # (6 + 12) / 2
     assert acts["blocks.0"]["samples"] == 4 and "unused" not in acts  # a module that never ran has no row
 
@@ -154,7 +155,7 @@ def test_a_tuple_output_is_captured_and_measured_by_its_first_tensor() -> None:
     model, x = Recurrent(), torch.randn(2, 6, 4)
     sequence, _ = model.lstm(x)
     assert raw_penalty(model, {"layers": ["lstm"]}, x) == pytest.approx(sequence.abs().sum().item() / 2, rel=1e-6)
-    acts = evaluate(model, Split(x, torch.zeros(2, dtype=torch.long)), 2, [1e-3]).activations
+    acts = evaluate(model, CLASSIFICATION, Split(x, torch.zeros(2, dtype=torch.long)), 2, [1e-3]).activations
     assert acts["lstm"]["shape"] == [6, 5]
     assert acts["lstm"]["l1_per_sample"] == pytest.approx(sequence.abs().sum().item() / 2, rel=1e-5)
 
@@ -180,5 +181,5 @@ def test_an_output_without_a_tensor_is_refused_as_a_target_and_left_out_of_stati
     with pytest.raises(RegrunError, match=r"^module 'inner' \(DictOutput\) returns dict, not a tensor nor a tuple "
                                           r"starting with one; its activations cannot be captured$"):
         describe_targets(targets, model, torch.zeros(1, 3))
-    acts = evaluate(model, Split(torch.ones(2, 3), torch.zeros(2, dtype=torch.long)), 2, [1e-3]).activations
+    acts = evaluate(model, CLASSIFICATION, Split(torch.ones(2, 3), torch.zeros(2, dtype=torch.long)), 2, [1e-3]).activations
     assert list(acts) == ["fc"]

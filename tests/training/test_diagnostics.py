@@ -4,7 +4,7 @@ import pytest
 
 from regrun.training.diagnostics import Chance, diagnose
 
-ACC = Chance("test_acc", 0.1135, True, "always predicting the most frequent class")
+ACC = Chance("test_acc", 0.1135, True, "always predicting the most frequent class", 2.3010)
 
 
 def row(target: str, tensor: str, site: str = "weights", penalty: str = "l1", lam: float = 1e-4, **extra) -> dict:
@@ -28,18 +28,28 @@ def codes(warnings: list[dict]) -> list[str]:
     return [w["code"] for w in warnings]
 
 
-def test_thread_004_warns_of_chance_level_and_the_useless_subgradient() -> None:
-    warnings = diagnose(THREAD_004["final"], THREAD_004["targets"], THREAD_004["sparsity"], ACC)
-    assert codes(warnings) == ["chance_level", "subgradient_l1"]
-    assert warnings[0]["message"].startswith("test_acc = 0.1135 is at chance level: always predicting the most "
+def test_thread_004_warns_of_the_dominant_penalty_chance_level_and_the_useless_subgradient() -> None:
+    # The thread's own log of its first epoch: "Loss 65.43456 (of which 63.13525 L1 loss)".
+    first = {"epoch": 1, "train_task_loss": 2.2993, "train_penalty_total": 63.135, "train_total_loss": 65.435}
+    warnings = diagnose([first, THREAD_004["final"]], THREAD_004["targets"], THREAD_004["sparsity"], ACC)
+    assert codes(warnings) == ["penalty_dominates", "chance_level", "subgradient_l1"]
+    assert warnings[0]["message"].startswith("the penalties were 96% of the training loss in epoch 1 (63.13 of "
+                                             "65.44), more than the loss of learning nothing (2.301)")
+    assert warnings[1]["message"].startswith("test_acc = 0.1135 is at chance level: always predicting the most "
                                              "frequent class scores 0.1135")
 
 
 def test_a_penalty_that_is_most_of_the_loss_dominates() -> None:
-    final = {"train_task_loss": 1.0, "train_penalty_total": 3.0, "train_total_loss": 4.0}
-    (warning,) = diagnose(final, [], None)
-    assert warning == {"code": "penalty_dominates", "message": "the penalties are 75% of the training loss "
-                       "(3 of 4): λ is likely too large for the task to be learned"}
+    rows = [{"epoch": 1, "train_task_loss": 1.0, "train_penalty_total": 3.0, "train_total_loss": 4.0},
+            {"epoch": 2, "train_task_loss": 1.0, "train_penalty_total": 0.2, "train_total_loss": 1.2}]
+    (warning,) = diagnose(rows, [], None)
+    assert warning == {"code": "penalty_dominates", "message": "the penalties were 75% of the training loss in "
+                       "epoch 1 (3 of 4): λ is likely too large for the task to be learned"}
+
+
+def test_a_penalty_that_dominates_a_learned_tasks_tiny_loss_but_costs_less_than_learning_nothing_is_fine() -> None:
+    rows = [{"epoch": 3, "train_task_loss": 0.002, "train_penalty_total": 0.0345, "train_total_loss": 0.0365}]
+    assert diagnose(rows, [], None, ACC) == []
 
 
 def test_a_sane_run_has_no_warning() -> None:
@@ -48,45 +58,57 @@ def test_a_sane_run_has_no_warning() -> None:
     targets = [row("act", "act1", site="activations"), row("act", "act2", site="activations")]
     sparsity = {"activations": {"act1": {"units": 64, "dead_units": 3}, "act2": {"units": 32, "dead_units": 0}},
                 "weights": []}
-    assert diagnose(final, targets, sparsity, ACC, {"weight_decay": 0.0}) == []
+    assert diagnose([final], targets, sparsity, ACC, {"weight_decay": 0.0}) == []
 
 
 def test_a_targeted_layer_with_every_unit_dead_is_named() -> None:
     targets = [row("act", "act1", site="activations")]
     sparsity = {"activations": {"act1": {"units": 64, "dead_units": 64}}}
-    assert codes(diagnose({}, targets, sparsity)) == ["dead_layer"]
+    assert codes(diagnose([], targets, sparsity)) == ["dead_layer"]
 
 
 def test_a_targeted_tensor_that_is_all_zeros_is_named() -> None:
     targets = [row("w", "fc1.weight", proximal=True)]
-    assert codes(diagnose({}, targets, {"weights": [weight("fc1.weight", 1.0)]})) == ["zeroed_tensor"]
+    assert codes(diagnose([], targets, {"weights": [weight("fc1.weight", 1.0)]})) == ["zeroed_tensor"]
 
 
 @pytest.mark.parametrize(("weighted", "warned"), [(1e-6, True), (1e-3, False)])
 def test_a_vanishing_penalty_share_is_negligible(weighted: float, warned: bool) -> None:
     final = {"train_task_loss": 0.5, "penalty.w.weighted": weighted}
     targets = [row("w", "fc1.weight", site="activations")]
-    assert ("lambda_negligible" in codes(diagnose(final, targets, {}))) is warned
+    assert ("lambda_negligible" in codes(diagnose([final], targets, {}))) is warned
 
 
 def test_lambda_zero_is_a_baseline_not_a_warning() -> None:
     final = {"train_task_loss": 0.5, "penalty.w.weighted": 0.0}
-    assert diagnose(final, [row("w", "fc1.weight", lam=0.0)], {"weights": [weight("fc1.weight", 0.0)]}) == []
+    assert diagnose([final], [row("w", "fc1.weight", lam=0.0)], {"weights": [weight("fc1.weight", 0.0)]}) == []
 
 
 def test_proximal_l1_or_exact_zeros_silence_the_subgradient_warning() -> None:
     sparse = {"weights": [weight("fc1.weight", 0.4)]}
-    assert diagnose({}, [row("w", "fc1.weight")], sparse) == []
-    assert diagnose({}, [row("w", "fc1.weight", proximal=True)], {"weights": [weight("fc1.weight", 0.0)]}) == []
+    assert diagnose([], [row("w", "fc1.weight")], sparse) == []
+    assert diagnose([], [row("w", "fc1.weight", proximal=True)], {"weights": [weight("fc1.weight", 0.0)]}) == []
 
 
 def test_an_l2_penalty_beside_weight_decay_is_double_l2() -> None:
     targets = [row("l2w", "fc1.weight", penalty="l2")]
-    assert codes(diagnose({}, targets, {}, optimizer={"weight_decay": 0.01})) == ["double_l2"]
-    assert diagnose({}, targets, {}, optimizer={"weight_decay": 0.0}) == []
+    assert codes(diagnose([], targets, {}, optimizer={"weight_decay": 0.01})) == ["double_l2"]
+    assert diagnose([], targets, {}, optimizer={"weight_decay": 0.0}) == []
 
 
 def test_regression_at_chance_compares_with_predicting_the_mean() -> None:
     r2 = Chance("test_r2", 0.0, True, "predicting the training mean")
-    assert codes(diagnose({"test_r2": 0.01}, [], None, r2)) == ["chance_level"]
-    assert diagnose({"test_r2": 0.9}, [], None, r2) == []
+    assert codes(diagnose([{"test_r2": 0.01}], [], None, r2)) == ["chance_level"]
+    assert diagnose([{"test_r2": 0.9}], [], None, r2) == []
+
+
+def test_a_run_of_thread_004s_recipe_ends_with_warnings_and_a_sane_run_with_none(make_cfg, tmp_path) -> None:
+    """Through run(): the warnings land in summary.json (tiny data; the real recipe is an
+    experiment preset, checked on MNIST by tests/cli/test_realdata.py)."""
+    from regrun.training.run import run
+
+    collapse = run(make_cfg("reg=l1_weights", "reg.targets.l1_weights.lambda=1.0", "reg.targets.l1_weights.site=params",
+                            "optimizer.lr=1e-4", "model.hidden=[64,32]"), tmp_path / "collapse")
+    assert {"penalty_dominates", "chance_level"} <= set(codes(collapse["warnings"]))
+    sane = run(make_cfg("reg=l1_activations", "trainer.epochs=3"), tmp_path / "sane")
+    assert sane["final"]["test_acc"] > 0.5 and sane["warnings"] == []

@@ -69,7 +69,7 @@ CASES = {
                                                "reg=[l1_activations,l2_weights]"),
     "cnn with batchnorm, L1 on activations": ("l1_activations", "model=cnn", "model.channels=[4,8]", "model.hidden=[16]",
                                               "reg=l1_activations"),
-    "mlp with batchnorm, sgd, group lasso": ("group_lasso", "model.batch_norm=true", "optimizer=sgd", "reg=group_lasso"),
+    "mlp with batchnorm, sgd, group lasso": ("group_lasso", "model.norm=batch", "optimizer=sgd", "reg=group_lasso"),
     "adamw, adaptive proximal L1 warmed up then decayed": (
         "l1_weights", "optimizer=adamw", "reg=l1_weights", "reg.targets.l1_weights.proximal=adaptive",
         "reg.targets.l1_weights.warmup_steps=5", "reg.targets.l1_weights.decay=cosine"),

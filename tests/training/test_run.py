@@ -70,7 +70,7 @@ def test_model_state_dict_is_saved(make_cfg: Callable[..., dict], tmp_path: Path
     ("trainer.batch_size=-4", "trainer.batch_size must be a positive integer, got -4"),
     ("trainer.device=tpu", "trainer.device: unknown device 'tpu'; allowed: auto, cpu, cuda, cuda:N"),
     ("+trainer.epoch=3", "trainer.epoch: unknown key; allowed: epochs, batch_size"),
-    ("seed=abc", "seed must be an integer, got 'abc'"),
+    ("seed=abc", "seed must be an integer in [0, 4294967295], got 'abc'"),
     ("sparsity.thresholds=[0.1,-1]", "sparsity.thresholds must be a list of positive numbers"),
     ("model.activation=swish", "unknown activation 'swish'; allowed: relu, leaky_relu"),
     ("+model.width=3", "model.width: not an option of model 'mlp'; allowed: hidden, activation, norm, dropout"),
@@ -79,9 +79,15 @@ def test_model_state_dict_is_saved(make_cfg: Callable[..., dict], tmp_path: Path
     ("reg.targets.l1_activations.layers=[act9]", "reg.targets.l1_activations.layers: 'act9' matches no module"),
     ("trainer.device=0", "trainer.device: unknown device '0'"),
     ("+reg.target={}", "reg.target: unknown key; reg holds only `targets`"),
-    ("+dataset.rot=x", "dataset.rot: unknown key; allowed: name, root, download, train_limit, test_limit"),
+    ("+dataset.rot=x", "dataset.rot: unknown key; allowed: name, root, download, train_limit, test_limit, val_size, val_seed"),
+    ("+dataset.path=x.npz", "dataset.path: unknown key; allowed: name, root, download"),
     ("dataset.train_limit=0", "dataset.train_limit must be a positive integer or null, got 0"),
-    ("dataset.name=cifar10", "dataset.name: unknown dataset 'cifar10'; allowed: mnist, fashion_mnist, kmnist"),
+    ("dataset.name=svhn", "dataset.name: unknown dataset 'svhn'; allowed: mnist, fashion_mnist, kmnist, cifar10, tensors, toy_regression, teacher"),
+    ("dataset.val_size=1.5", "dataset.val_size must be a sample count (an integer ≥ 1), a fraction in (0, 1), or null; got 1.5"),
+    ("dataset.val_seed=-1", "dataset.val_seed must be an integer ≥ 0, got -1"),
+    ("task=regression", "task regression needs float targets, but dataset mnist has integer class labels; allowed: task=classification, task=reconstruction"),
+    ("objective.metric=val_acc", "objective.metric='val_acc': not a figure of this run; allowed: test_loss, test_acc, train_task_loss"),
+    ("objective.constraint=test_r2", "objective.constraint='test_r2': not a figure of this run"),
 ])
 def test_bad_config_fails_before_any_training(make_cfg: Callable[..., dict], tmp_path: Path, override: str, message: str) -> None:
     cfg = make_cfg("reg=l1_activations", override)
@@ -109,3 +115,91 @@ def test_eval_every_leaves_test_columns_blank_between_evaluations(make_cfg: Call
     rows = metrics(tmp_path)
     assert [r["test_acc"] != "" for r in rows] == [False, True, True]  # epoch 2, and the last
     assert all(r["train_task_loss"] != "" for r in rows)
+
+
+def test_eval_every_leaves_val_columns_blank_too(make_cfg: Callable[..., dict], tmp_path: Path) -> None:
+    summary = run(make_cfg("trainer.epochs=2", "trainer.eval_every=2", "dataset.val_size=64"), tmp_path)
+    rows = metrics(tmp_path)
+    assert [(r["val_acc"] != "", r["test_acc"] != "") for r in rows] == [(False, False), (True, True)]
+    assert summary["objective"]["metric"] == "val_acc"  # λ is never chosen on the test set
+    assert summary["task"]["headline"] == "test_acc"
+
+
+# Each dataset with its natural task, and each task on a dataset it fits: one step of training
+# on the tiny files through the real conf/, the figures the task names in metrics.csv.
+NATURAL = {"mnist": "classification", "fashion_mnist": "classification", "kmnist": "classification",
+           "cifar10": "classification", "tensors": "classification", "toy_regression": "regression"}
+FITS = {"classification": "mnist", "regression": "toy_regression", "reconstruction": "mnist"}
+
+
+def test_every_registered_dataset_and_task_is_covered() -> None:
+    from regrun.components.datasets import DATASETS
+    from regrun.components.tasks import TASKS
+
+    assert sorted(NATURAL) == sorted(DATASETS) and sorted(FITS) == sorted(TASKS)
+
+
+def train_one_step(make_cfg: Callable[..., dict], out: Path, *overrides: str) -> dict:
+    cfg = make_cfg("dataset.train_limit=32", "dataset.test_limit=16", "model.hidden=[8]", "reg=l1_activations",
+                   "dataset.val_size=8", *overrides)
+    cfg["trainer"]["batch_size"] = 24  # 24 of the 32 training samples; 8 are held out
+    return run(cfg, out)
+
+
+@pytest.mark.parametrize("dataset", sorted(NATURAL))
+def test_every_dataset_trains_a_step_with_its_natural_task(make_cfg: Callable[..., dict], tmp_path: Path,
+                                                           dataset: str) -> None:
+    summary = train_one_step(make_cfg, tmp_path, f"dataset={dataset}")
+    task = NATURAL[dataset]
+    assert summary["status"] == "completed" and summary["task"]["name"] == task
+    assert summary["final"]["step"] == 1
+    columns = {f"{split}_{figure}" for split in ("val", "test") for figure in summary["task"]["figures"]}
+    assert columns <= set(summary["final"]) and summary["task"]["headline"] in columns
+
+
+@pytest.mark.parametrize("task", sorted(FITS))
+def test_every_task_trains_a_step(make_cfg: Callable[..., dict], tmp_path: Path, task: str) -> None:
+    summary = train_one_step(make_cfg, tmp_path, f"dataset={FITS[task]}", f"task={task}")
+    assert summary["status"] == "completed" and summary["task"]["name"] == task
+    rows = metrics(tmp_path)
+    headline = {"classification": "test_acc", "regression": "test_r2", "reconstruction": "test_psnr"}[task]
+    assert summary["task"]["headline"] == headline and rows[-1][headline] != ""
+    assert "test_acc" not in rows[-1] or task == "classification"  # nothing assumes accuracy
+
+
+def test_reconstruction_compares_the_output_with_the_input(make_cfg: Callable[..., dict], tmp_path: Path) -> None:
+    summary = train_one_step(make_cfg, tmp_path, "task=reconstruction")
+    state = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert state["head.weight"].shape == (784, 8)  # num_outputs = 1×28×28
+    assert summary["final"]["test_psnr"] > 0
+
+
+def test_tensors_file_with_float_targets_is_a_regression(make_cfg: Callable[..., dict], tmp_path: Path) -> None:
+    from conftest import write_tensors
+
+    path = write_tensors(tmp_path / "values.pt", "values")
+    summary = train_one_step(make_cfg, tmp_path / "out", "dataset=tensors", f"dataset.path={path}")
+    assert summary["task"]["name"] == "regression" and "test_r2" in summary["final"]
+    with pytest.raises(RegrunError, match=r"task classification needs integer class labels, but dataset "
+                                          rf"tensors \({path}\) has float targets"):
+        train_one_step(make_cfg, tmp_path / "out2", "dataset=tensors", f"dataset.path={path}", "task=classification")
+
+
+def test_model_that_cannot_take_the_samples_is_one_line(make_cfg: Callable[..., dict], tmp_path: Path) -> None:
+    cfg = make_cfg("dataset=cifar10", "model=mlp")
+    cfg["model"]["hidden"] = [8]
+    from regrun.components.models import MODELS
+
+    with pytest.MonkeyPatch.context() as patch:  # a model whose input width ignores the data's
+        patch.setitem(MODELS._records, "narrow", lambda input_shape, num_outputs: torch.nn.Linear(5, num_outputs))
+        patch.setitem(MODELS._records, "short", lambda input_shape, num_outputs: torch.nn.Flatten())
+        cfg["model"] = {"name": "narrow"}
+        with pytest.raises(RegrunError, match=r"^model 'narrow' cannot take samples of shape \(3, 32, 32\) "
+                                              r"from dataset cifar10: mat1 and mat2 shapes cannot be multiplied"):
+            run(cfg, tmp_path / "a")
+        cfg["model"] = {"name": "short"}
+        with pytest.raises(RegrunError) as info:
+            run(cfg, tmp_path / "b")
+    assert str(info.value) == ("model 'short': output shape (2, 3072) does not fit task classification with "
+                               "10 classes (dataset cifar10); expected (2, 10)")
+    assert not (tmp_path / "b" / "metrics.csv").exists()

@@ -66,3 +66,44 @@ def test_activation_stats_conv_units_are_channels() -> None:
 def test_stat_modules_skip_flatten_dropout_and_containers() -> None:
     model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3), nn.ReLU(), nn.Dropout(0.1), nn.Sequential(nn.Linear(3, 2)))
     assert stat_modules(model) == ["1", "2", "4.0"]
+
+
+def reference_stats(batches: list[torch.Tensor]) -> dict:
+    """The definitions, spelled out the slow way: every figure from the whole concatenated output."""
+    out = torch.cat(batches).double()
+    flat = out.flatten(1)
+    n = flat.shape[1]
+    l1, l2 = flat.abs().sum(1), flat.square().sum(1).sqrt()
+    hoyer = [1.0 if b == 0 else min(max((math.sqrt(n) - a / b) / (math.sqrt(n) - 1), 0.0), 1.0)
+             for a, b in zip(l1.tolist(), l2.tolist())]
+    alive = out.transpose(0, 1).flatten(1).ne(0).any(1)
+    return {"zero_frac": (flat == 0).double().mean().item(), "dead_units": int((~alive).sum()),
+            "l1_per_sample": l1.mean().item(), "hoyer": sum(hoyer) / len(hoyer)}
+
+
+@pytest.mark.parametrize("shape", [(5, 7), (5, 3, 6), (5, 4, 3, 3), (4, 8, 28, 28)])
+def test_activation_stats_match_the_definitions_on_random_outputs(shape: tuple[int, ...]) -> None:
+    generator = torch.Generator().manual_seed(0)
+    batches = [torch.randn(shape, generator=generator).relu() for _ in range(3)]
+    batches[1][:, 1] = 0.0  # unit 1 dead in one batch only: still alive
+    for b in batches:
+        b[:, 2] = 0.0  # unit 2 dead throughout
+    batches[2][0] = 0.0  # an all-zero sample: Hoyer 1 by convention
+    stats = ActivationStats()
+    for b in batches:
+        stats.update(b)
+    got, want = stats.result(), reference_stats(batches)
+    assert got["dead_units"] == want["dead_units"] == 1
+    for key in ("zero_frac", "l1_per_sample", "hoyer"):
+        assert got[key] == pytest.approx(want[key], rel=1e-6), key  # float32 outputs, float64 sums
+
+
+def test_activation_stats_of_a_channels_last_output_equal_the_contiguous_ones() -> None:
+    out = torch.randn(4, 3, 5, 5, generator=torch.Generator().manual_seed(1)).relu()
+    plain, strided = ActivationStats(), ActivationStats()
+    plain.update(out)
+    strided.update(out.to(memory_format=torch.channels_last))
+    got, want = strided.result(), plain.result()
+    assert (got["shape"], got["dead_units"]) == (want["shape"], want["dead_units"])
+    for key in ("zero_frac", "l1_per_sample", "hoyer"):
+        assert got[key] == pytest.approx(want[key], rel=1e-6), key

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from regrun.training.capture import ActivationCapture
 from regrun.components.models import build_model
+from regrun.components.tasks import CLASSIFICATION
 from regrun.training.targets import resolve_targets
 from regrun.components.penalties import soft_threshold
 from regrun.training.trainer import loss_terms, train_step, with_totals
@@ -27,7 +28,7 @@ def test_step_matches_a_hand_written_step() -> None:
     targets = resolve_targets(model, SPECS)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     with ActivationCapture(model, ["act1", "act2"]) as capture:
-        terms = train_step(model, x, y, targets, dict(model.named_parameters()), capture, optimizer)
+        terms = train_step(model, CLASSIFICATION, x, y, targets, dict(model.named_parameters()), capture, optimizer)
 
     # The same step by hand: no hooks, the penalties written out.
     a1 = F.relu(twin.fc1(x.flatten(1)))
@@ -67,7 +68,7 @@ def test_proximal_l1_step_is_a_gradient_step_then_soft_thresholding() -> None:
                                              "lambda": lam, "proximal": True}})
     optimizer = torch.optim.SGD(model.parameters(), lr=lr)
     with ActivationCapture(model, []) as capture:
-        terms = train_step(model, x, y, targets, dict(model.named_parameters()), capture, optimizer)
+        terms = train_step(model, CLASSIFICATION, x, y, targets, dict(model.named_parameters()), capture, optimizer)
 
     raw_before = twin.fc1.weight.abs().sum().item()
     F.cross_entropy(twin(x), y).backward()  # the penalty is not in the gradient

@@ -1,0 +1,108 @@
+"""Trackers: TensorBoard event files and an MLflow local store, read back after a run."""
+
+import csv
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import plugin_data_pb2
+
+from regrun.errors import RegrunError
+from regrun.cli import conf_dir
+from regrun.training.loggers import check_loggers, tag
+from regrun.training.run import run
+
+LAMBDA = 1e-3
+
+
+def events(folder: Path) -> EventAccumulator:
+    accumulator = EventAccumulator(str(folder), size_guidance={"scalars": 0, "histograms": 0})
+    accumulator.Reload()
+    return accumulator
+
+
+def hparams(accumulator: EventAccumulator) -> dict:
+    """The hyperparameters of the run's HParams session, as TensorBoard's HParams tab reads them."""
+    content = accumulator.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    info = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info
+    return {k: v.WhichOneof("kind") and getattr(v, v.WhichOneof("kind")) for k, v in info.hparams.items()}
+
+
+@pytest.mark.parametrize("choice, trackers", [
+    ("csv", []), ("tensorboard", ["tensorboard"]), ("mlflow", ["mlflow"]), ("[tensorboard,mlflow]", ["tensorboard", "mlflow"]),
+])
+def test_logger_presets_compose_and_merge(make_cfg: Callable[..., dict], choice: str, trackers: list[str]) -> None:
+    assert sorted(p.stem for p in (conf_dir() / "logger").glob("*.yaml")) == ["csv", "mlflow", "tensorboard"]
+    assert list(check_loggers(make_cfg(f"logger={choice}"))) == trackers
+
+
+def test_tag_groups_figures_by_kind() -> None:
+    assert [tag(k) for k in ("penalty.l1.raw", "lambda.l1", "test_acc", "val_loss", "sparsity.act1.zero_frac")] == \
+        ["penalty/l1.raw", "lambda/l1", "test/acc", "val/loss", "sparsity/act1.zero_frac"]
+
+
+def test_tensorboard_and_mlflow_hold_every_epoch_and_the_final_figures(
+        make_cfg: Callable[..., dict], tmp_path: Path) -> None:
+    out = tmp_path / "runs" / "one"
+    cfg = make_cfg("logger=[tensorboard,mlflow]", "reg=l1_activations", "trainer.epochs=2",
+                   f"reg.targets.l1_activations.lambda={LAMBDA}")
+    summary = run(cfg, out)
+    with open(out / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+
+    tb = events(out / "tb")
+    for key, name in (("penalty.l1_activations.raw", "penalty/l1_activations.raw"),
+                      ("penalty.l1_activations.weighted", "penalty/l1_activations.weighted"),
+                      ("train_task_loss", "train/task_loss"), ("test_acc", "test/acc"),
+                      ("sparsity.act1.zero_frac", "sparsity/act1.zero_frac")):
+        points = tb.Scalars(name)
+        assert [p.step for p in points] == [int(r["step"]) for r in rows]
+        assert [p.value for p in points] == pytest.approx([float(r[key]) for r in rows], rel=1e-6)
+    assert [p.value for p in tb.Scalars("lambda/l1_activations")] == pytest.approx([LAMBDA, LAMBDA])
+    assert "weights/fc1.weight" in tb.Tags()["histograms"]
+    assert tb.Scalars("final/test/acc")[0].value == pytest.approx(summary["final"]["test_acc"])
+    params = hparams(tb)
+    assert params["reg.targets.l1_activations.lambda"] == LAMBDA and params["status"] == "completed"
+
+    client = MlflowClient((tmp_path / "runs" / "mlruns").as_uri())
+    [found] = client.search_runs([client.get_experiment_by_name("regrun").experiment_id])
+    assert found.info.status == "FINISHED" and found.data.tags["regrun.run_dir"] == str(out.resolve())
+    assert found.data.params["reg.targets.l1_activations.lambda"] == str(LAMBDA)
+    history = client.get_metric_history(found.info.run_id, "test_acc")
+    assert [(m.step, m.value) for m in history] == [(int(r["step"]), pytest.approx(float(r["test_acc"]))) for r in rows]
+    assert found.data.metrics["lambda.l1_activations"] == LAMBDA
+    artifacts = {a.path for a in client.list_artifacts(found.info.run_id)}
+    assert {"metrics.csv", "summary.json", "config.json"} <= artifacts
+
+
+def test_a_sweep_root_shows_each_job_with_its_hyperparameters(make_cfg: Callable[..., dict], tmp_path: Path) -> None:
+    for job, lam in enumerate((0.0, LAMBDA)):
+        run(make_cfg("logger=tensorboard", "logger.tensorboard.histograms=false", "reg=l1_activations",
+                     f"reg.targets.l1_activations.lambda={lam}"), tmp_path / str(job))
+    seen = {job: hparams(events(tmp_path / job / "tb"))["reg.targets.l1_activations.lambda"] for job in ("0", "1")}
+    assert seen == {"0": 0.0, "1": LAMBDA}
+
+
+@pytest.mark.parametrize("override, message", [
+    ("+logger.wandb={}", "logger.wandb: unknown logger; allowed: tensorboard, mlflow (metrics.csv and summary.json are always written)"),
+    ("+logger.tensorboard.logdir=x", "logger.tensorboard.logdir: unknown key; allowed: dir, histograms"),
+])
+def test_bad_logger_config_is_one_line_before_training(make_cfg: Callable[..., dict], tmp_path: Path,
+                                                     override: str, message: str) -> None:
+    extra = ["logger=tensorboard"] if "tensorboard" in override else []
+    with pytest.raises(RegrunError) as err:
+        run(make_cfg(*extra, override), tmp_path)
+    assert str(err.value) == message
+    assert not (tmp_path / "metrics.csv").exists()
+
+
+def test_a_tracker_not_installed_names_the_extra(make_cfg: Callable[..., dict], tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "mlflow", None)  # import mlflow now raises ImportError
+    with pytest.raises(RegrunError) as err:
+        run(make_cfg("logger=mlflow"), tmp_path)
+    assert str(err.value) == ("logger=mlflow needs the mlflow package, which is not installed; "
+                              "install it with: pip install 'regrun[mlflow]'")
