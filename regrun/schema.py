@@ -129,30 +129,25 @@ def _inner(value: Any, hint: Any, outer: Any) -> Any:
         raise SchemaError(describe(outer)) from None
 
 
+# The scalar types a config value can have: what each is called, and its test (strict:
+# a bool is not an int, a NaN is not a number).
+SCALARS: dict[Any, tuple[str, Callable[[Any], bool]]] = {
+    type(None): ("null", lambda v: v is None),
+    bool: ("true or false", lambda v: isinstance(v, bool)),
+    int: ("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+    float: ("a number", lambda v: isinstance(v, int | float) and not isinstance(v, bool) and not math.isnan(v)),
+    str: ("a string", lambda v: isinstance(v, str)),
+}
+
+
 def _check_scalar(value: Any, hint: Any) -> Any:
-    if hint is Any or hint is inspect.Parameter.empty:
+    hint = type(None) if hint is None else hint
+    if hint not in SCALARS:  # Any, or a type no config value has (a tensor, a module): the builder checks it
         return value
-    if hint is type(None) or hint is None:
-        if value is None:
-            return None
-        raise SchemaError("null")
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-        raise SchemaError("true or false")
-    if hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise SchemaError("an integer")
-    if hint is float:
-        if isinstance(value, int | float) and not isinstance(value, bool) and not math.isnan(value):
-            return value
-        raise SchemaError("a number")
-    if hint is str:
-        if isinstance(value, str):
-            return value
-        raise SchemaError("a string")
-    return value  # a type this checker does not know (a tensor, a module): the builder checks it
+    allowed, fits = SCALARS[hint]
+    if not fits(value):
+        raise SchemaError(allowed)
+    return value
 
 
 CONFIG_SCALARS = (bool, int, float, str, type(None))
@@ -187,9 +182,9 @@ def describe(hint: Any) -> str:
     if origin in (list, tuple, Sequence, typing.Sequence) or hint in (list, tuple):
         item = args[0] if args else Any
         return f"a list of {_plural(describe(item))}" if item is not Any else "a list"
-    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
-             type(None): "null", None: "null", dict: "a mapping"}
-    return names.get(hint, getattr(hint, "__name__", str(hint)))
+    if hint in SCALARS or hint is None:
+        return SCALARS[type(None) if hint is None else hint][0]
+    return "a mapping" if hint is dict else getattr(hint, "__name__", str(hint))
 
 
 def _plural(text: str) -> str:

@@ -3,6 +3,7 @@ composed configs, a user's model file."""
 
 import gzip
 import pickle
+import signal
 import struct
 import sys
 from collections.abc import Callable, Iterator
@@ -214,3 +215,12 @@ def write_plugin(root: Path) -> Path:
         "def tiny(input_shape, num_outputs, width=1):\n"
         "    return nn.Linear(width * math.prod(input_shape), num_outputs)\n")
     return site
+
+
+@pytest.fixture
+def keep_signal_handlers() -> Iterator[None]:
+    """regrun's main() installs its stop handlers; give pytest its own back afterwards."""
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for s, handler in saved.items():
+        signal.signal(s, handler)

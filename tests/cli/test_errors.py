@@ -4,9 +4,7 @@ exit, no traceback, and no training."""
 
 import json
 import shutil
-import signal
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +15,8 @@ from regrun.layout import LOCK
 from regrun.training.run import run
 
 from conftest import write_dataset
+
+pytestmark = pytest.mark.usefixtures("keep_signal_handlers")  # main() installs its own
 
 L1 = "reg.targets.l1_activations"
 
@@ -118,15 +118,6 @@ def places(tmp_path_factory: pytest.TempPathFactory, tiny_root: Path) -> dict[st
     (tmp / "cut" / "checkpoint.pt").write_bytes(whole[:len(whole) // 2])
     return {"tmp": tmp, "root": tiny_root, "done": done, "mixed": tmp / "mixed", "corrupt": tmp / "corrupt",
             "cut": tmp / "cut"}
-
-
-@pytest.fixture(autouse=True)
-def keep_signal_handlers() -> Iterator[None]:
-    """main() installs regrun's stop handlers; give pytest its own back."""
-    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    yield
-    for s, handler in saved.items():
-        signal.signal(s, handler)
 
 
 def call(argv: list[str], places: dict[str, Path], monkeypatch: pytest.MonkeyPatch,

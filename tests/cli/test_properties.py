@@ -8,9 +8,7 @@ repeatable); the README's exit-code table is what they check against.
 
 import json
 import shutil
-import signal
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,6 +18,8 @@ from hypothesis import strategies as st
 from fake_runs import config, final, write_run
 from regrun.cli import main
 from regrun.layout import LOCK
+
+pytestmark = pytest.mark.usefixtures("keep_signal_handlers")  # main() installs its own
 
 EXIT_CODES = {0, 1, 2}  # completed · diverged/interrupted/incomplete · bad input or failed
 RUN_FILES = ["summary.json", "metrics.csv", "config.json", "targets.json", ".hydra/config.yaml",
@@ -37,15 +37,6 @@ file_bytes = st.one_of(
     st.dictionaries(st.sampled_from(["status", "final", "config", "targets", "error", "task"]), json_values,
                     max_size=4).map(lambda d: json.dumps(d).encode()),
 )
-
-
-@pytest.fixture(autouse=True)
-def keep_signal_handlers() -> Iterator[None]:
-    """main() installs regrun's stop handlers; give pytest its own back."""
-    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    yield
-    for s, handler in saved.items():
-        signal.signal(s, handler)
 
 
 def call(argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> tuple[int, str]:
