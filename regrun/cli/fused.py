@@ -27,7 +27,7 @@ from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrid
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from regrun.cli.job import job
+from regrun.cli.job import job, job_label
 from regrun.config import flatten
 from regrun.errors import RegrunError, positive_int
 
@@ -126,11 +126,13 @@ def _run(launcher: Any, sweep_job: SweepJob, task_function: Any) -> JobReturn:
 
 def _run_group(launcher: Any, group: Sequence[SweepJob], max_models: int | None) -> dict[int, JobReturn]:
     """Prepare each job of a group in its own Hydra job, and train them in chunks that fit."""
+    from regrun.training.display import quiet_console
     from regrun.training.group import NotFusable, Prepared, group_size, prepare, train_group
 
     data_cache: dict = {}
     returns: dict[int, JobReturn] = {}
     chunk: list[tuple[JobReturn, Prepared]] = []
+    labels: dict[int, str] = {}  # id of a prepared member → its job's label, for its end line
     size = None
     console: list[logging.Handler] = []  # the job logging's console handler, for the lines of training
 
@@ -140,15 +142,18 @@ def _run_group(launcher: Any, group: Sequence[SweepJob], max_models: int | None)
 
         if STOP():
             return job(cfg)  # recorded as not started
+        out = Path(HydraConfig.get().runtime.output_dir)
         try:
             plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
-            prepared = prepare(plain, Path(HydraConfig.get().runtime.output_dir), data_cache)
+            with quiet_console():  # as a quiet sweep job: its tables go to its regrun.log
+                prepared = prepare(plain, out, data_cache)
         except NotFusable as err:
             log.info("this job trains alone: %s", err)
             return job(cfg)
         except Exception:  # the job alone reports a bad config (or any failure) as it always does
             return job(cfg)
         console[:] = [h for h in logging.getLogger().handlers if not isinstance(h, logging.FileHandler)]
+        labels[id(prepared)] = job_label(out)
         return prepared
 
     for sweep_job in group:
@@ -158,27 +163,35 @@ def _run_group(launcher: Any, group: Sequence[SweepJob], max_models: int | None)
             chunk.append((ret, ret.return_value))
             size = size or group_size(ret.return_value, max_models)
         if chunk and len(chunk) == size:
-            _train_chunk(chunk, train_group, console)
+            _train_chunk(chunk, train_group, console, labels)
             chunk = []
     if chunk:
-        _train_chunk(chunk, train_group, console)
+        _train_chunk(chunk, train_group, console, labels)
     return returns
 
 
-def _train_chunk(chunk: Sequence[tuple[JobReturn, Any]], train_group: Any, console: list[logging.Handler]) -> None:
+def _train_chunk(chunk: Sequence[tuple[JobReturn, Any]], train_group: Any, console: list[logging.Handler],
+                 labels: dict[int, str]) -> None:
     """Train prepared members together; each job's return value becomes its objective.
 
-    Log lines go to the console as in a job (each member adds its own regrun.log around its lines).
+    As in a quiet sweep, the console gets one line when the group starts and one per job
+    when it ended; the other log lines go to each member's regrun.log.
     """
+    from regrun.console import shared_console
+    from regrun.training.display import job_ended, quiet_console
     from regrun.training.objective import objective
 
     root = logging.getLogger()
     handlers = root.handlers[:]
     root.handlers = console[:]
+    shared_console().print(f"training as one fused group: {', '.join(labels[id(p)] for _, p in chunk)}",
+                           highlight=False)
     try:
-        train_group([prepared for _, prepared in chunk])
+        with quiet_console():
+            train_group([prepared for _, prepared in chunk])
     finally:
         root.handlers = handlers
     for ret, prepared in chunk:
         summary = prepared.summary
+        job_ended(labels[id(prepared)], summary)
         ret.return_value = objective(prepared.setup.cfg, summary) if summary else None

@@ -34,19 +34,31 @@ def quiet_job(label: str | None) -> Iterator[Callable[[Mapping[str, Any]], None]
     its status and headline figures when the run calls the function this yields with its
     summary. Meanwhile console log lines below WARNING are held back (regrun.log keeps
     them) and tables go to the log only. `label` None (a single run) changes nothing."""
-    global _QUIET
     if label is None:
         yield lambda summary: None
         return
-    console = shared_console()
-    console.print(f"{label}: started", highlight=False)
+    shared_console().print(f"{label}: started", highlight=False)
+    with quiet_console():
+        yield lambda summary: job_ended(label, summary)
+
+
+def job_ended(label: str, summary: Mapping[str, Any]) -> None:
+    """Print a sweep job's end on one line: `label`, its status and headline figures."""
+    shared_console().print(f"{label}: {ended(summary)}", highlight=False)
+
+
+@contextmanager
+def quiet_console() -> Iterator[None]:
+    """While in the block, console log lines below WARNING are held back (the log files
+    keep them), tables go to the log only and no progress bar shows."""
+    global _QUIET
     handlers = [h for h in logging.getLogger().handlers if isinstance(h, RichHandler)]
     levels = [h.level for h in handlers]
     for handler in handlers:
         handler.setLevel(max(handler.level, logging.WARNING))
     _QUIET = True
     try:
-        yield lambda summary: console.print(f"{label}: {ended(summary)}", highlight=False)
+        yield
     finally:
         _QUIET = False
         for handler, level in zip(handlers, levels):
