@@ -8,6 +8,8 @@ within TOLERANCE; a zero fraction may differ by an element whose value sits at 0
 import csv
 import json
 import math
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +18,7 @@ import torch
 
 from regrun.training.fused import chunk_size, not_fusable
 from regrun.training.group import NotFusable, prepare, train_group
+from regrun.training.lock import FolderInUse
 from regrun.training.resume import prepare as prepare_resume
 from regrun.training.run import build, run
 
@@ -143,3 +146,36 @@ def test_a_group_is_cut_to_max_models_and_to_half_the_free_memory() -> None:
     assert chunk_size(per_member=100, available=1000, max_models=None) == 5
     assert chunk_size(per_member=100, available=1000, max_models=3) == 3
     assert chunk_size(per_member=10**6, available=1000, max_models=None) == 1
+
+
+def held_by_someone(folder: Path) -> bool:
+    """Whether another process sees `folder`'s lock taken (this process's own is invisible to holder())."""
+    code = f"from pathlib import Path; from regrun.training.lock import holder; print(holder(Path({str(folder)!r})))"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() != "None"
+
+
+def test_each_member_holds_its_folder_from_prepare_until_its_group_ended(make_cfg, tmp_path: Path) -> None:
+    cfgs, outs = grid(make_cfg, "l1_weights", "reg=l1_weights")[:2], [tmp_path / "a", tmp_path / "b"]
+    cache: dict = {}
+    prepared = [prepare(cfg, out, cache) for cfg, out in zip(cfgs, outs)]
+    assert all(held_by_someone(out) for out in outs)
+    train_group(prepared)
+    assert not any(held_by_someone(out) for out in outs)
+    assert all(summary(out)["status"] == "completed" for out in outs)
+
+
+def test_a_member_whose_folder_another_process_writes_is_refused_and_writes_nothing(make_cfg, tmp_path: Path) -> None:
+    out = tmp_path / "taken"
+    out.mkdir()
+    code = (f"import time; from pathlib import Path; from regrun.training.lock import one_writer\n"
+            f"with one_writer(Path({str(out)!r})):\n    print('held', flush=True); time.sleep(60)")
+    other = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout.readline().strip() == "held"
+        before = sorted(p.name for p in out.iterdir())
+        with pytest.raises(FolderInUse):
+            prepare(grid(make_cfg, "l1_weights", "reg=l1_weights")[0], out, {})
+        assert sorted(p.name for p in out.iterdir()) == before
+    finally:
+        other.kill()
+        other.wait()
