@@ -8,7 +8,7 @@ TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 DATA_ROOT ?= ../shared/data
 ARGS ?=
 
-.PHONY: install run test test-real test-slow bench bench-sweep bench-compare bench-fused clean
+.PHONY: install run test test-heavy test-real test-slow bench bench-sweep bench-compare bench-fused clean
 
 install: $(VENV)/.installed
 
@@ -23,6 +23,9 @@ run: install  ## the main job: an MLP on MNIST with L1 on its hidden activations
 
 test: install  ## the fast suite (generated data, no network)
 	$(PY) -m pytest $(ARGS)
+
+test-heavy: install  ## marker `heavy`: tests of many whole processes (locks, resume, launchers, properties)
+	$(PY) -m pytest -m heavy $(ARGS)
 
 test-real: install  ## the real-data checks on $(DATA_ROOT); skipped where the files are absent
 	REGRUN_DATA_ROOT=$(DATA_ROOT) $(PY) -m pytest -m realdata $(ARGS)

@@ -2,9 +2,11 @@
 composed configs, a user's model file."""
 
 import gzip
+import os
 import pickle
 import signal
 import struct
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -224,3 +226,12 @@ def keep_signal_handlers() -> Iterator[None]:
     yield
     for s, handler in saved.items():
         signal.signal(s, handler)
+
+
+REGRUN = str(Path(sys.executable).parent / "regrun")  # the console script beside this Python
+
+
+def regrun(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """Run the real `regrun` command in a subprocess, as a user would."""
+    env = os.environ | {"COLUMNS": "160", "HYDRA_FULL_ERROR": ""}
+    return subprocess.run([REGRUN, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)

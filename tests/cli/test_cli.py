@@ -2,21 +2,14 @@
 
 import csv
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-REGRUN = str(Path(sys.executable).parent / "regrun")
+from conftest import regrun
+
 RUN_FILES = {"metrics.csv", "summary.json", "targets.json", "model.pt", "regrun.log", ".hydra"}
-
-
-def regrun(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = os.environ | {"COLUMNS": "160", "HYDRA_FULL_ERROR": ""}
-    return subprocess.run([REGRUN, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
 def common(root: Path, out: Path) -> list[str]:

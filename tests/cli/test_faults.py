@@ -25,7 +25,9 @@ from regrun.cli import main
 from regrun.training import rundir
 
 from conftest import write_dataset
-from test_errors import keep_signal_handlers, one_line_error  # noqa: F401 (an autouse fixture)
+from test_errors import one_line_error
+
+pytestmark = pytest.mark.usefixtures("keep_signal_handlers")  # main() installs its own
 
 RUN = ["dataset.download=false", "trainer.device=cpu", "trainer.batch_size=32"]
 RUN2 = [*RUN, "trainer.epochs=2"]  # two epochs: a checkpoint, then another

@@ -11,7 +11,11 @@ import subprocess
 import time
 from pathlib import Path
 
-from test_cli import REGRUN, regrun
+import pytest
+
+from conftest import REGRUN, regrun
+
+pytestmark = pytest.mark.heavy  # many whole processes: `make test-heavy`
 
 LAMBDA = "reg.targets.l1_activations.lambda"
 RUN_FILES = (".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml", "config.json", "targets.json",

@@ -24,6 +24,8 @@ import yaml
 from regrun.cli.compare import main as compare_main
 from regrun.training.objective import objective
 
+pytestmark = pytest.mark.heavy  # many whole processes: `make test-heavy`
+
 REGRUN = str(Path(sys.executable).parent / "regrun")
 LAMBDA = "reg.targets.l1_activations.lambda"
 # Thread limits an engine may set for its workers; dropped from the tests' environment, so that

@@ -19,7 +19,7 @@ from fake_runs import config, final, write_run
 from regrun.cli import main
 from regrun.layout import LOCK
 
-pytestmark = pytest.mark.usefixtures("keep_signal_handlers")  # main() installs its own
+pytestmark = [pytest.mark.heavy, pytest.mark.usefixtures("keep_signal_handlers")]  # `make test-heavy`
 
 EXIT_CODES = {0, 1, 2}  # completed · diverged/interrupted/incomplete · bad input or failed
 RUN_FILES = ["summary.json", "metrics.csv", "config.json", "targets.json", ".hydra/config.yaml",

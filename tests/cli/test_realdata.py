@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from test_cli import regrun
+from conftest import regrun
 
 ROOT = Path(os.environ.get("REGRUN_DATA_ROOT", Path(__file__).resolve().parents[3] / "shared" / "data")).resolve()
 pytestmark = [

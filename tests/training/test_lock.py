@@ -21,6 +21,8 @@ import pytest
 from regrun.layout import LOCK
 from regrun.training.lock import FolderInUse, holder, one_writer
 
+pytestmark = pytest.mark.heavy  # many whole processes: `make test-heavy`
+
 TIMING = {"epoch_time_s"}
 PYTHON = [sys.executable, "-m", "regrun"]
 

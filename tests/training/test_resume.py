@@ -13,7 +13,9 @@ import pytest
 import torch
 
 from conftest import write_dataset
-from test_cli import REGRUN, regrun
+from conftest import REGRUN, regrun
+
+pytestmark = pytest.mark.heavy  # many whole processes: `make test-heavy`
 
 TIMING = {"epoch_time_s"}  # the only column allowed to differ between a resumed run and an unbroken one
 
