@@ -8,7 +8,7 @@ TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 DATA_ROOT ?= ../shared/data
 ARGS ?=
 
-.PHONY: install run test test-heavy test-real test-slow bench bench-sweep bench-compare clean
+.PHONY: install run test test-heavy test-real test-slow bench bench-sweep bench-compare bench-fused clean
 
 install: $(VENV)/.installed
 
@@ -42,6 +42,9 @@ bench-sweep: install  ## wall time of a 3-job λ sweep: basic launcher vs joblib
 
 bench-compare: install  ## wall time of `regrun compare` over 100, 400 and 1000 runs (copies of one real run)
 	$(PY) bench/compare_speed.py --data-root $(DATA_ROOT) $(ARGS)
+
+bench-fused: install  ## wall time of 8-λ and 8-λ × 3-seed sweeps: fused vs basic vs joblib vs one run (real MNIST)
+	$(PY) bench/fused_speed.py --data-root $(DATA_ROOT) $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

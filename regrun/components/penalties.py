@@ -89,7 +89,7 @@ def group_lasso(x: Tensor, dims: Dims = None) -> Tensor:
     return torch.linalg.vector_norm(rows, dim=1).sum()
 
 
-def soft_threshold(x: Tensor, threshold: float) -> Tensor:
+def soft_threshold(x: Tensor, threshold: float | Tensor) -> Tensor:
     """The proximal operator of threshold·Σ|x|: sign(x)·max(|x| − threshold, 0).
 
     Entries within the threshold of 0 become exactly 0, which subgradient steps on Σ|x|

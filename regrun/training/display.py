@@ -34,19 +34,31 @@ def quiet_job(label: str | None) -> Iterator[Callable[[Mapping[str, Any]], None]
     its status and headline figures when the run calls the function this yields with its
     summary. Meanwhile console log lines below WARNING are held back (regrun.log keeps
     them) and tables go to the log only. `label` None (a single run) changes nothing."""
-    global _QUIET
     if label is None:
         yield lambda summary: None
         return
-    console = shared_console()
-    console.print(f"{label}: started", highlight=False)
+    shared_console().print(f"{label}: started", highlight=False)
+    with quiet_console():
+        yield lambda summary: job_ended(label, summary)
+
+
+def job_ended(label: str, summary: Mapping[str, Any]) -> None:
+    """Print a sweep job's end on one line: `label`, its status and headline figures."""
+    shared_console().print(f"{label}: {ended(summary)}", highlight=False)
+
+
+@contextmanager
+def quiet_console() -> Iterator[None]:
+    """While in the block, console log lines below WARNING are held back (the log files
+    keep them), tables go to the log only and no progress bar shows."""
+    global _QUIET
     handlers = [h for h in logging.getLogger().handlers if isinstance(h, RichHandler)]
     levels = [h.level for h in handlers]
     for handler in handlers:
         handler.setLevel(max(handler.level, logging.WARNING))
     _QUIET = True
     try:
-        yield lambda summary: console.print(f"{label}: {ended(summary)}", highlight=False)
+        yield
     finally:
         _QUIET = False
         for handler, level in zip(handlers, levels):
@@ -157,14 +169,57 @@ class RichReporter:
         """Log the epoch's breakdown and test figures on one line."""
         self.progress.update(self._task, completed=self.progress.tasks[-1].total,
                              breakdown=breakdown(row, self.target_names))
-        evaluated = "".join(self._split_figures(row, split) for split in ("val", "test"))
-        log.info("epoch %d/%d  %s%s  (%.1fs)", row["epoch"], self.epochs,
-                 breakdown(row, self.target_names), evaluated, row["epoch_time_s"])
+        log.info("%s", epoch_line(row, self.epochs, self.target_names, self.figures))
 
-    def _split_figures(self, row: Mapping[str, Any], split: str) -> str:
-        """' | test loss 0.31 acc 0.912' when the row has the split's figures, else ''."""
-        parts = [f"{name} {row[column]:.4g}" for name in self.figures if (column := split_figure(split, name)) in row]
-        return f" | {split} {' '.join(parts)}" if parts else ""
+
+def epoch_line(row: Mapping[str, Any], epochs: int, target_names: Sequence[str], figures: Sequence[str]) -> str:
+    """'epoch 2/5  task 0.231 · l1 0.0123 · total 0.243 | test loss 0.25 acc 0.9301  (1.4s)':
+    the breakdown and the task's `figures` of each split the row holds."""
+    evaluated = "".join(_split_figures(row, split, figures) for split in ("val", "test"))
+    return f"epoch {row['epoch']}/{epochs}  {breakdown(row, target_names)}{evaluated}  ({row['epoch_time_s']:.1f}s)"
+
+
+def _split_figures(row: Mapping[str, Any], split: str, figures: Sequence[str]) -> str:
+    """' | test loss 0.31 acc 0.912' when the row has the split's figures, else ''."""
+    parts = [f"{name} {row[column]:.4g}" for name in figures if (column := split_figure(split, name)) in row]
+    return f" | {split} {' '.join(parts)}" if parts else ""
+
+
+class GroupReporter(RichReporter):
+    """One progress bar for the members of a fused group, showing how many go on and the
+    range of their total loss; each member's epochs are logged by `member(label)`."""
+
+    def __init__(self, epochs: int, target_names: Sequence[str], figures: Sequence[str], size: int,
+                 console: Console):
+        super().__init__(epochs, target_names, figures, console)
+        self.size = size
+
+    def step(self, done: int, figures: Sequence[Mapping[str, float]]) -> None:  # type: ignore[override]
+        """Move the bar; show the live members and their total losses."""
+        totals = [f["train_total_loss"] for f in figures]
+        self.progress.update(self._task, completed=done, breakdown=f"{len(figures)}/{self.size} members · total "
+                                                                    f"loss {min(totals):.4g}–{max(totals):.4g}")
+
+    def member(self, label: str) -> "MemberLines":
+        """The reporter of one member: a log line per completed epoch, named by `label`."""
+        return MemberLines(label, self.epochs, self.target_names, self.figures)
+
+
+class MemberLines:
+    """A fused member's epochs, one log line each (the group's bar shows the progress)."""
+
+    def __init__(self, label: str, epochs: int, target_names: Sequence[str], figures: Sequence[str]):
+        self.label, self.epochs, self.target_names, self.figures = label, epochs, list(target_names), list(figures)
+
+    def start_epoch(self, epoch: int, steps: int) -> None:
+        """Nothing: the group's bar shows the epoch."""
+
+    def step(self, done: int, figures: Mapping[str, float]) -> None:
+        """Nothing: the group's bar shows the progress."""
+
+    def end_epoch(self, row: Mapping[str, Any]) -> None:
+        """Log the member's epoch on one line."""
+        log.info("%s  %s", self.label, epoch_line(row, self.epochs, self.target_names, self.figures))
 
 
 def show_summary(summary: Mapping[str, Any], console: Console) -> None:

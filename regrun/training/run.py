@@ -10,15 +10,16 @@ the checkpoint puts back where training stood.
 import logging
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import ExitStack, closing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
 import torch
 
-from regrun.components.datasets import Data, DataSpec, load_data, open_dataset
+from regrun.components.datasets import Data, DataSpec, Source, load_data, open_dataset
 from regrun.components.models import build_model
 from regrun.components.tasks import Task, check_output, resolve_task, task_summary, trivial_figures
 from regrun.console import shared_console
@@ -30,11 +31,11 @@ from regrun.training.diagnostics import Chance, diagnose
 from regrun.training.display import RichReporter, show_groups, show_summary, show_targets
 from regrun.training.groups import build_grouped_optimizer, describe_groups
 from regrun.training.lock import one_writer
-from regrun.training.loggers import build_loggers
+from regrun.training.loggers import Loggers, build_loggers
 from regrun.training.objective import check_objective
 from regrun.training.rundir import RunDir, WriteFailed, environment, loss_breakdown, mark_targeted, record_failure
 from regrun.training.signals import STOP
-from regrun.training.targets import describe_targets, resolve_targets
+from regrun.training.targets import Target, describe_targets, resolve_targets
 from regrun.training.trainer import Outcome, TrainerSettings, TrainState, fit, pick_device, steps_per_epoch
 
 log = logging.getLogger(__name__)
@@ -110,9 +111,36 @@ def run(cfg: dict[str, Any], out: Path, checkpoint: Mapping[str, Any] | None = N
             raise
 
 
-def _train(cfg: dict[str, Any], rundir: RunDir, checkpoint: Mapping[str, Any] | None,
-           started: float, trackers: ExitStack) -> dict[str, Any]:
-    console = shared_console()  # first: the log lines below go through it too
+@dataclass
+class Setup:
+    """A run built from its config, before any data: what training and its files need."""
+
+    cfg: dict[str, Any]
+    seed: int
+    settings: TrainerSettings
+    thresholds: list[float]
+    device: torch.device
+    source: Source  # the dataset, opened: its spec now, its samples by `training_data`
+    task_name: str
+    task: Task
+    goal: Any  # the checked `objective` node, or None
+    model: torch.nn.Module
+    targets: list[Target]
+    optimizer: torch.optim.Optimizer
+    groups: Any  # the resolved optimizer parameter groups (training/groups.py)
+    example: torch.Tensor  # one zero input, for the shapes of captured outputs
+
+
+@dataclass(frozen=True)
+class Tables:
+    """The rows of targets.json and groups.json, which summary.json repeats."""
+
+    targets: list[dict]
+    groups: list[dict]
+
+
+def build(cfg: dict[str, Any]) -> Setup:
+    """Check the config and build task, model, targets and optimizer from its seed; writes nothing."""
     seed = check_root(cfg)
     settings = TrainerSettings.from_config(cfg["trainer"])
     thresholds = thresholds_from(cfg)
@@ -128,48 +156,101 @@ def _train(cfg: dict[str, Any], rundir: RunDir, checkpoint: Mapping[str, Any] | 
     targets = resolve_targets(model, reg_targets(cfg["reg"]))
     optimizer, groups = build_grouped_optimizer(model, cfg["optimizer"])
     _check_targets(targets, settings.epochs, optimizer, cfg["optimizer"]["name"])
-
     example = torch.zeros((1, *spec.input_shape), device=device)
-    target_rows = describe_targets(targets, model, example)
+    return Setup(cfg, seed, settings, thresholds, device, source, task_name, task, goal, model, targets,
+                 optimizer, groups, example)
+
+
+def record(setup: Setup, rundir: RunDir, console) -> Tables:
+    """Show the targets and optimizer groups; write targets.json, groups.json and config.json."""
+    target_rows = describe_targets(setup.targets, setup.model, setup.example)
     show_targets(target_rows, console)
     rundir.write_json("targets.json", target_rows)
-    group_rows = describe_groups(groups, optimizer)
+    group_rows = describe_groups(setup.groups, setup.optimizer)
     show_groups(group_rows, console)
     rundir.write_json(GROUPS, group_rows)
-    rundir.write_json("config.json", cfg)
-    loggers = trackers.enter_context(closing(build_loggers(cfg, rundir.path, model)))
+    rundir.write_json("config.json", setup.cfg)
+    return Tables(target_rows, group_rows)
 
-    data = load_data(cfg["dataset"], device, source)
-    if settings.batch_size > len(data.train):
-        raise RegrunError(f"trainer.batch_size={settings.batch_size} is larger than the training set "
+
+def training_data(setup: Setup) -> Data:
+    """The dataset on the run's device; a batch larger than the training set is refused."""
+    data = load_data(setup.cfg["dataset"], setup.device, setup.source)
+    batch_size = setup.settings.batch_size
+    if batch_size > len(data.train):
+        raise RegrunError(f"trainer.batch_size={batch_size} is larger than the training set "
                           f"({len(data.train)} samples); allowed: 1 to {len(data.train)}")
+    return data
+
+
+def describe_data(setup: Setup, data: Data) -> None:
+    """Log what trains on what: dataset, device, task, sample counts, model and its size."""
     log.info("%s on %s, task %s: %d train / %s%d test samples; %s, %d parameters",
-             data.name, device, task_name, len(data.train), f"{len(data.val)} validation / " if data.val else "",
-             len(data.test), cfg["model"]["name"], sum(p.numel() for p in model.parameters()))
-    # After describe_targets' forward pass, so the restored RNG states are the ones training left.
-    state = restore(checkpoint, model, optimizer, device) if checkpoint else TrainState(torch.Generator().manual_seed(seed))
-    per_epoch = steps_per_epoch(len(data.train), settings.batch_size)
+             data.name, setup.device, setup.task_name, len(data.train),
+             f"{len(data.val)} validation / " if data.val else "", len(data.test), setup.cfg["model"]["name"],
+             sum(p.numel() for p in setup.model.parameters()))
+
+
+def start_state(setup: Setup, checkpoint: Mapping[str, Any] | None) -> TrainState:
+    """Where training starts: the checkpoint's state, or a fresh one shuffling from the seed.
+
+    Call it after `record`: its forward pass must come before the restored RNG states.
+    """
+    if checkpoint:
+        return restore(checkpoint, setup.model, setup.optimizer, setup.device)
+    return TrainState(torch.Generator().manual_seed(setup.seed))
+
+
+def saver(setup: Setup, rundir: RunDir, state: TrainState, per_epoch: int) -> Callable[[], None]:
+    """A function that writes the run's checkpoint as training stands now."""
+
+    def save() -> None:
+        step = state.epoch * per_epoch + (state.partial.batches if state.partial else 0)
+        save_checkpoint(rundir.path / CHECKPOINT, setup.cfg, setup.model, setup.optimizer, state, step, rundir.rows)
+
+    return save
+
+
+def recorder(rundir: RunDir, loggers: Loggers) -> Callable[[dict], None]:
+    """A function that records an epoch's metrics row: metrics.csv and the loggers."""
 
     def on_epoch(row: dict) -> None:
         rundir.append_metrics(row)
         loggers.log_row(row)
 
-    def save() -> None:
-        step = state.epoch * per_epoch + (state.partial.batches if state.partial else 0)
-        save_checkpoint(rundir.path / CHECKPOINT, cfg, model, optimizer, state, step, rundir.rows)
+    return on_epoch
 
+
+def _train(cfg: dict[str, Any], rundir: RunDir, checkpoint: Mapping[str, Any] | None,
+           started: float, trackers: ExitStack) -> dict[str, Any]:
+    console = shared_console()  # first: the log lines below go through it too
+    setup = build(cfg)
+    tables = record(setup, rundir, console)
+    loggers = trackers.enter_context(closing(build_loggers(cfg, rundir.path, setup.model)))
+    data = training_data(setup)
+    describe_data(setup, data)
+    state = start_state(setup, checkpoint)
+    settings = setup.settings
+    save = saver(setup, rundir, state, steps_per_epoch(len(data.train), settings.batch_size))
     if checkpoint:
         log.info("resuming at step %d (epoch %d of %d)", checkpoint["step"], state.epoch + 1, settings.epochs)
-    with RichReporter(settings.epochs, [t.name for t in targets], list(task.figures), console) as reporter:
-        outcome = fit(model, task, targets, optimizer, data, settings, thresholds, state, reporter,
-                      on_epoch, save, STOP)
-    summary = _summary(outcome, rundir, model, targets, target_rows, thresholds, cfg)
-    summary["groups"] = group_rows
-    summary["task"] = task_summary(task_name, task)
-    summary["warnings"] = _diagnostics(summary, rundir.rows, task, data)
-    if goal is not None:
-        summary["objective"] = goal
-    summary["environment"] = environment(device, seed, time.perf_counter() - started)
+    with RichReporter(settings.epochs, [t.name for t in setup.targets], list(setup.task.figures), console) as reporter:
+        outcome = fit(setup.model, setup.task, setup.targets, setup.optimizer, data, settings, setup.thresholds,
+                      state, reporter, recorder(rundir, loggers), save, STOP)
+    return finish(setup, outcome, rundir, tables, data, loggers, started, console)
+
+
+def finish(setup: Setup, outcome: Outcome, rundir: RunDir, tables: Tables, data: Data, loggers: Loggers,
+           started: float, console) -> dict[str, Any]:
+    """Write summary.json for how training ended (model.pt too when it completed), give it
+    to the loggers and report it."""
+    summary = _summary(outcome, rundir, setup.model, setup.targets, tables.targets, setup.thresholds, setup.cfg)
+    summary["groups"] = tables.groups
+    summary["task"] = task_summary(setup.task_name, setup.task)
+    summary["warnings"] = _diagnostics(summary, rundir.rows, setup.task, data)
+    if setup.goal is not None:
+        summary["objective"] = setup.goal
+    summary["environment"] = environment(setup.device, setup.seed, time.perf_counter() - started)
     rundir.write_json("summary.json", summary)
     loggers.log_summary(summary)
     _report(summary, rundir.path, console)

@@ -82,16 +82,23 @@ class Target:
         """λ in effect at global step `step` (1-based), under the target's schedule."""
         return self.lam if self.schedule.constant else self.lam * self.schedule.factor(step, steps_per_epoch, epochs)
 
-    def shrink_(self, params: Mapping[str, Tensor], lr_of: Mapping[str, float], lam: float,
+    def shrink_(self, params: Mapping[str, Tensor], lr_of: Mapping[str, float], lam: float | Tensor,
                 optimizer: torch.optim.Optimizer | None = None) -> None:
         """Soft-threshold each targeted parameter in place (a proximal L1 step) by lr·λ, or,
-        when adaptive, by λ times Adam's per-coordinate step size lr/(√v̂ + ε)."""
+        when adaptive, by λ times Adam's per-coordinate step size lr/(√v̂ + ε).
+
+        For stacked parameters (a fused group, one member per slice of dim 0) `lam` holds each
+        member's λ, in float64 as a Python float is, so that lr·λ rounds as it does alone.
+        """
         with torch.no_grad():
             for name in self.params:
+                p = params[name]
                 threshold = lr_of[name] * lam
+                if isinstance(threshold, Tensor):
+                    threshold = threshold.to(p.dtype).reshape(-1, *[1] * (p.ndim - 1))
                 if self.adaptive and optimizer is not None:
-                    threshold = threshold / adam_denominator(optimizer, params[name])
-                params[name].copy_(soft_threshold(params[name], threshold))
+                    threshold = threshold / adam_denominator(optimizer, p)
+                p.copy_(soft_threshold(p, threshold))
 
     def _reduced(self, out: Tensor) -> Tensor:
         fn = self.record.fn

@@ -90,12 +90,7 @@ def train_step(model: nn.Module, task: Task, x: Tensor, y: Tensor, targets: Sequ
     full λ); returns the detached loss terms in `loss_terms` order."""
     lams = [t.lam for t in targets] if lams is None else lams
     output = model(x)
-    activations = capture.take()  # from here on the capture holds nothing of this step
-    loss = task.loss(output, task.reference(x, y))
-    raw = [_raw(t, params, activations) for t in targets]
-    weighted = [lam * r for lam, r in zip(lams, raw)]
-    # A proximal target's penalty is applied by shrinking after the step, not by its gradient.
-    total = sum((w for t, w in zip(targets, weighted) if not t.proximal), loss)
+    total, terms = step_loss(task, output, task.reference(x, y), targets, params, capture.take(), lams)
     optimizer.zero_grad(set_to_none=True)
     total.backward()
     optimizer.step()
@@ -104,8 +99,24 @@ def train_step(model: nn.Module, task: Task, x: Tensor, y: Tensor, targets: Sequ
         for t, lam in zip(targets, lams):
             if t.proximal:
                 t.shrink_(params, lr_of, lam, optimizer)
+    return terms
+
+
+def step_loss(task: Task, output: Tensor, reference: Tensor, targets: Sequence[Target], params: Mapping[str, Tensor],
+              activations: Mapping[str, list[Tensor]], lams: Sequence[float | Tensor]) -> tuple[Tensor, Tensor]:
+    """The loss to backpropagate (the task's loss + Σ λ·raw) and the detached loss terms in
+    `loss_terms` order; `activations` is what the capture took for this step.
+
+    A pure function of the forward's outputs and each target's λ in effect, so that it also
+    runs inside `vmap` for a fused group, where `lams` holds the member's own λ.
+    """
+    loss = task.loss(output, reference)
+    raw = [_raw(t, params, activations) for t in targets]
+    weighted = [lam * r for lam, r in zip(lams, raw)]
+    # A proximal target's penalty is applied by shrinking after the step, not by its gradient.
+    total = sum((w for t, w in zip(targets, weighted) if not t.proximal), loss)
     with torch.no_grad():  # reporting only: no autograd node for the stack
-        return torch.stack([loss, *raw, *weighted])
+        return total, torch.stack([loss, *raw, *weighted])
 
 
 def _raw(target: Target, params: Mapping[str, Tensor], activations: Mapping[str, list[Tensor]]) -> Tensor:
@@ -270,15 +281,21 @@ def _sync(progress: EpochProgress, recent: list[Tensor], names: list[str], targe
     """Report the running means; True (and the bad term noted) when a term went non-finite."""
     means = progress.means(targets)
     if not all(math.isfinite(v) for v in means.values()):
-        for i, terms in enumerate(torch.stack(recent).tolist()):
-            bad = [(name, v) for name, v in zip(names, terms) if not math.isfinite(v)]
-            if bad:
-                progress.non_finite = (progress.batches - len(recent) + i + 1, *bad[0])
-                break
+        progress.non_finite = first_non_finite(recent, progress.batches, names)
         return True
     recent.clear()
     reporter.step(progress.batches, means)
     return False
+
+
+def first_non_finite(recent: Sequence[Tensor], batches: int, names: Sequence[str]) -> tuple[int, str, float] | None:
+    """(batch, term, value) of the first NaN/Inf among the loss terms of the last steps,
+    `recent`, the last of which was batch `batches` of the epoch."""
+    for i, terms in enumerate(torch.stack(list(recent)).tolist()):
+        bad = [(name, v) for name, v in zip(names, terms) if not math.isfinite(v)]
+        if bad:
+            return (batches - len(recent) + i + 1, *bad[0])
+    return None
 
 
 def with_totals(means: dict[str, float], targets: Sequence[Target]) -> dict[str, float]:
@@ -323,7 +340,7 @@ def fit(model: nn.Module, task: Task, targets: Sequence[Target], optimizer: torc
     evaluation: Evaluation | None = None
 
     def lambdas(step: int) -> list[float]:
-        return [t.lam_at(step, per_epoch, settings.epochs) for t in targets]
+        return lambdas_at(targets, step, per_epoch, settings.epochs)
 
     with ActivationCapture(model, captured) as capture:
         while state.epoch < settings.epochs:
@@ -337,31 +354,66 @@ def fit(model: nn.Module, task: Task, targets: Sequence[Target], optimizer: torc
             progress = train_epoch(model, task, targets, optimizer, capture, data.train, settings.batch_size,
                                    state.shuffle, settings.log_every, reporter, state.partial, stop,
                                    state.epoch * per_epoch + 1, lambdas)
-            step = state.epoch * per_epoch + progress.batches
-            if progress.non_finite:
-                batch, term, value = progress.non_finite
-                return Outcome("diverged", f"{term} is {value} at step {state.epoch * per_epoch + batch} "
-                                           f"(epoch {epoch}, batch {batch}/{per_epoch})")
-            if progress.batches < per_epoch:  # stopped at a step boundary
-                state.partial = progress
+            if outcome := early_end(state, progress, per_epoch, save):
+                return outcome
+            evaluation = end_epoch(model, task, targets, data, settings, thresholds, state, progress, started,
+                                   reporter, on_epoch) or evaluation
+            if checkpoint_due(settings, state.epoch, stop):
                 save()
-                return Outcome("interrupted", f"stopped at step {step} (epoch {epoch}, batch "
-                                              f"{progress.batches}/{per_epoch}); checkpoint saved")
-            row = {"epoch": epoch, "step": step, **progress.means(targets),
-                   **{lambda_column(t.name): lam for t, lam in zip(targets, lambdas(step))}}
-            if epoch % settings.eval_every == 0 or epoch == settings.epochs:
-                evaluation = evaluate(model, task, data.test, settings.eval_batch_size, thresholds)
-                if data.val is not None:  # figures only: the statistics are the test set's
-                    row |= split_row("val", task_figures(model, task, data.val, settings.eval_batch_size))
-                row |= split_row("test", evaluation.figures) | headline(evaluation, targets, thresholds)
-            row["epoch_time_s"] = time.perf_counter() - started
-            state.epoch, state.partial = epoch, None
-            reporter.end_epoch(row)
-            on_epoch(row)
-            every = settings.checkpoint_every
-            if (every and epoch % every == 0) or epoch == settings.epochs or stop():
-                save()
-            if stop() and epoch < settings.epochs:
-                return Outcome("interrupted", f"stopped after epoch {epoch} (step {step}); checkpoint saved")
+            if stop() and state.epoch < settings.epochs:
+                return Outcome("interrupted", f"stopped after epoch {state.epoch} (step {state.epoch * per_epoch}); "
+                                              "checkpoint saved")
     assert evaluation is not None  # the last epoch always evaluates
     return Outcome("completed", evaluation=evaluation)
+
+
+def lambdas_at(targets: Sequence[Target], step: int, per_epoch: int, epochs: int) -> list[float]:
+    """Each target's λ in effect at global step `step` (1-based), under its schedule."""
+    return [t.lam_at(step, per_epoch, epochs) for t in targets]
+
+
+def early_end(state: TrainState, progress: EpochProgress, per_epoch: int, save: Callable[[], None]) -> Outcome | None:
+    """How an epoch that ended early ends the run: `diverged` at its first non-finite loss
+    term (no checkpoint: the last one holds finite weights), or `interrupted` at a step
+    boundary (checkpoint saved, to continue from that step). None for a complete epoch."""
+    epoch = state.epoch + 1
+    if progress.non_finite:
+        batch, term, value = progress.non_finite
+        return Outcome("diverged", f"{term} is {value} at step {state.epoch * per_epoch + batch} "
+                                   f"(epoch {epoch}, batch {batch}/{per_epoch})")
+    if progress.batches < per_epoch:  # stopped at a step boundary
+        state.partial = progress
+        save()
+        return Outcome("interrupted", f"stopped at step {state.epoch * per_epoch + progress.batches} (epoch {epoch}, "
+                                      f"batch {progress.batches}/{per_epoch}); checkpoint saved")
+    return None
+
+
+def end_epoch(model: nn.Module, task: Task, targets: Sequence[Target], data: Data, settings: TrainerSettings,
+              thresholds: Sequence[float], state: TrainState, progress: EpochProgress, started: float,
+              reporter: Reporter, on_epoch: Callable[[dict], None]) -> Evaluation | None:
+    """Complete epoch `state.epoch + 1`: its metrics row (evaluated on the test set, and
+    the validation set if any, when due), reported and recorded; returns the evaluation,
+    if there was one."""
+    epoch = state.epoch + 1
+    per_epoch = steps_per_epoch(len(data.train), settings.batch_size)
+    step = epoch * per_epoch
+    row = {"epoch": epoch, "step": step, **progress.means(targets),
+           **{lambda_column(t.name): lam for t, lam in zip(targets, lambdas_at(targets, step, per_epoch, settings.epochs))}}
+    evaluation = None
+    if epoch % settings.eval_every == 0 or epoch == settings.epochs:
+        evaluation = evaluate(model, task, data.test, settings.eval_batch_size, thresholds)
+        if data.val is not None:  # figures only: the statistics are the test set's
+            row |= split_row("val", task_figures(model, task, data.val, settings.eval_batch_size))
+        row |= split_row("test", evaluation.figures) | headline(evaluation, targets, thresholds)
+    row["epoch_time_s"] = time.perf_counter() - started
+    state.epoch, state.partial = epoch, None
+    reporter.end_epoch(row)
+    on_epoch(row)
+    return evaluation
+
+
+def checkpoint_due(settings: TrainerSettings, epoch: int, stop: Callable[[], bool]) -> bool:
+    """A checkpoint after this epoch: every `checkpoint_every` epochs, after the last, and on a stop."""
+    every = settings.checkpoint_every
+    return bool(every and epoch % every == 0) or epoch == settings.epochs or stop()
