@@ -27,7 +27,6 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
@@ -35,15 +34,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from regrun.cli import conf_dir  # noqa: E402
-from regrun.components.datasets import Split, chunks, load_data  # noqa: E402
-from regrun.components.models import build_model  # noqa: E402
-from regrun.components.optimizers import build_optimizer  # noqa: E402
+from regrun.components.datasets import Split  # noqa: E402
 from regrun.training.capture import ActivationCapture  # noqa: E402
-from regrun.training.trainer import EpochProgress, evaluate, train_epoch  # noqa: E402
+from regrun.training.groups import build_grouped_optimizer  # noqa: E402
+from regrun.training.memory import reuse_freed_memory  # noqa: E402
+from regrun.training.run import Setup, build, training_data  # noqa: E402
+from regrun.training.trainer import evaluate, task_figures, train_epoch  # noqa: E402
 
 TRAIN_SAMPLES = 30_000
 SMALL_TEST = 200
-THRESHOLDS = [1e-3, 1e-4, 1e-2]
 
 
 class Silent:
@@ -74,47 +73,42 @@ def config(root: str) -> dict:
         return OmegaConf.to_container(compose(config_name="config", overrides=overrides), resolve=True)
 
 
-def epoch(cfg: dict, data, test: Split, state: dict) -> tuple[float, float]:
+def epoch(setup: Setup, data, test: Split, state: dict) -> tuple[float, float]:
     """One training epoch from `state`, then evaluate on `test`: (epoch seconds, evaluation seconds)."""
-    model = build_model(cfg["model"], (1, 28, 28), 10)
+    model, settings = setup.model, setup.settings
     model.load_state_dict(state)
-    optimizer = build_optimizer(model, cfg["optimizer"])
+    optimizer, _ = build_grouped_optimizer(model, setup.cfg["optimizer"])
     started = time.perf_counter()
     with ActivationCapture(model, []) as capture:
-        progress = EpochProgress(0, torch.zeros(1, dtype=torch.float64))
-        train_epoch(model, [], optimizer, capture, data.train, cfg["trainer"]["batch_size"],
-                    torch.Generator().manual_seed(0), 50, Silent(), progress)
+        train_epoch(model, setup.task, [], optimizer, capture, data.train, settings.batch_size,
+                    torch.Generator().manual_seed(0), settings.log_every, Silent())
     evaluated = time.perf_counter()
-    evaluate(model, test, cfg["trainer"]["eval_batch_size"], THRESHOLDS)
+    evaluate(model, setup.task, test, settings.eval_batch_size, setup.thresholds)
     done = time.perf_counter()
     return done - started, done - evaluated
 
 
-def forward_only(model: torch.nn.Module, test: Split, batch_size: int) -> float:
-    """Seconds of the evaluation's forward passes and loss alone, no statistics."""
+def forward_only(setup: Setup, test: Split) -> float:
+    """Seconds of the evaluation's forward passes and the task's figures alone, no statistics."""
     started = time.perf_counter()
-    model.eval()
-    with torch.no_grad():
-        for x, y in chunks(test, batch_size):
-            F.cross_entropy(model(x), y, reduction="sum").item()
+    task_figures(setup.model, setup.task, test, setup.settings.eval_batch_size)
     return time.perf_counter() - started
 
 
 def main() -> None:
     args = parse_args()
-    cfg = config(args.data_root)
-    data = load_data(cfg["dataset"], torch.device("cpu"))
+    reuse_freed_memory()  # as `fit` does before training
+    setup = build(config(args.data_root))
+    data = training_data(setup)
     small = Split(data.test.x[:SMALL_TEST], data.test.y[:SMALL_TEST])
-    torch.manual_seed(0)
-    state = build_model(cfg["model"], (1, 28, 28), 10).state_dict()
+    state = {k: v.clone() for k, v in setup.model.state_dict().items()}
     print(f"CNN, {len(data.train)} training samples, test {len(data.test)} vs {SMALL_TEST}, "
           f"{torch.get_num_threads()} threads")
     ratios, evals, forwards = [], [], []
     for repeat in range(args.repeats):
         order = ("full", "small") if repeat % 2 == 0 else ("small", "full")
-        times = {name: epoch(cfg, data, data.test if name == "full" else small, state) for name in order}
-        model = build_model(cfg["model"], (1, 28, 28), 10)
-        forwards.append(forward_only(model, data.test, cfg["trainer"]["eval_batch_size"]))
+        times = {name: epoch(setup, data, data.test if name == "full" else small, state) for name in order}
+        forwards.append(forward_only(setup, data.test))
         ratios.append(times["full"][0] / times["small"][0])
         evals.append(times["full"][1])
         print(f"repeat {repeat + 1} ({order[0]} first): full {times['full'][0]:.2f} s "

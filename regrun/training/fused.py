@@ -39,6 +39,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from regrun.components.datasets import Data
 from regrun.components.tasks import Task
 from regrun.training.capture import ActivationCapture, output_shapes
+from regrun.training.memory import reuse_freed_memory
 from regrun.training.sparsity import stat_modules
 from regrun.training.targets import Target
 from regrun.training.trainer import (EpochProgress, Evaluation, Outcome, Reporter, TrainerSettings, TrainState,
@@ -211,6 +212,7 @@ def fit_fused(members: Sequence[Member], task: Task, data: Data, settings: Train
     `reporter` shows the group's progress (`step` gets the live members' figures);
     `member_reporter(member)` reports a member's completed epochs.
     """
+    reuse_freed_memory()
     group = FusedModel(members)
     live = list(members)
     names = loss_terms(group.targets)

@@ -28,15 +28,6 @@ def normalized_hoyer(x: Tensor) -> Tensor:
     return hoyer_from_norms(x.abs().sum(-1), x.square().sum(-1).sqrt(), x.shape[-1])
 
 
-def norm(x: Tensor, order: float, dims: tuple[int, ...]) -> Tensor:
-    """‖x‖ of the given order over `dims`; order 0 counts the non-zero entries.
-
-    One reduction pass with no copy of `x` (x.abs().sum() makes one). It sums in float32
-    one entry after another, so keep `dims` short (one channel's positions) and add the
-    partial norms up in float64: long float32 runs would lose digits."""
-    return torch.linalg.vector_norm(x, order, dim=dims)
-
-
 def hoyer_from_norms(l1: Tensor, l2: Tensor, n: int) -> Tensor:
     """Normalised Hoyer sparsity of vectors of `n` entries from their L1 and L2 norms."""
     if n == 1:
@@ -79,6 +70,13 @@ def stat_modules(model: nn.Module) -> list[str]:
             if name and not list(m.children()) and not isinstance(m, UNSTATED)]
 
 
+# Elements of one output a statistics pass works on at a time: its copy |x| then stays in
+# a core's L2 cache and is reused from one part to the next, instead of a fresh 100 MB
+# buffer for a batch of 1000 CNN images (each new page of it a fault, which took longer
+# than the arithmetic).
+PART_ELEMENTS = 1 << 20
+
+
 class ActivationStats:
     """Running activation statistics of one module over the batches it has seen."""
 
@@ -91,37 +89,45 @@ class ActivationStats:
     def update(self, output: Tensor) -> None:
         """Add one batch of outputs, shape (B, units, ...).
 
-        Three reduction passes over the output and no copy of it, each over one unit's
-        positions (a channel's H×W): the non-zero count, L1 and L2 norm of each (sample,
-        unit). The zero fraction, live units, mean L1 and Hoyer sparsity come from these."""
+        What the figures need, and no more: each unit's count of non-zero entries (zero
+        fraction, dead units), and each sample's L1 and L2 norm (mean L1, Hoyer). Per part
+        of the batch (`PART_ELEMENTS`): one copy |x|, summed over each unit's positions (L1)
+        and then turned into its sign in place and summed (the non-zero count, exact in
+        float32: one channel's positions); the L2 norm of each sample is one pass over x.
+        torch's own kernels for these figures (vector_norm of order 0 and 1, count_nonzero)
+        take 4 to 30 times as long on ReLU outputs, whose zeros fall at random.
+        """
         out = output.detach()
         out = out.unsqueeze(1) if out.ndim == 1 else out  # (B,): one unit
         out = out.unsqueeze(2) if out.ndim == 2 else out  # (B, units): one position each
         positions = tuple(range(2, out.ndim))
-        nonzero = norm(out, 0, positions)  # exact: at most one channel's positions, in float32
-        # float64 from here: sums over many units (and a count of zeros over millions of
-        # elements) would drop digits in float32
-        l1 = norm(out, 1, positions).sum(1, dtype=torch.float64)
-        l2 = norm(out, 2, positions).double().square().sum(1).sqrt()
         elements = out[0].numel()
-        sums = torch.stack([elements * out.shape[0] - nonzero.sum(dtype=torch.float64), l1.sum(),
-                            hoyer_from_norms(l1, l2, elements).sum()])
-        alive = nonzero.any(0)
-        self._sums = sums if self._sums is None else self._sums + sums
-        self._alive = alive if self._alive is None else self._alive | alive
+        for part in out.split(max(1, PART_ELEMENTS // max(elements, 1))):
+            magnitude = part.abs()
+            # float64 from here: sums over many units (and a count of zeros over millions of
+            # elements) would drop digits in float32
+            l1 = magnitude.sum(positions).sum(1, dtype=torch.float64)
+            nonzero = magnitude.sign_().sum(positions)  # (B, units); NaN counts as 0, its L1 is NaN
+            l2 = torch.linalg.vector_norm(part.reshape(part.shape[0], -1), dim=1).double()
+            sums = torch.stack([elements * part.shape[0] - nonzero.sum(dtype=torch.float64), l1.sum(),
+                                hoyer_from_norms(l1, l2, elements).sum()])
+            alive = nonzero.sum(0) > 0
+            self._sums = sums if self._sums is None else self._sums + sums
+            self._alive = alive if self._alive is None else self._alive | alive
         self.samples += out.shape[0]
         self.shape = tuple(output.shape[1:]) or (1,)
 
     def result(self) -> dict:
-        """The statistics so far, as plain numbers."""
+        """The statistics so far, as plain numbers (all NaN where an output held a NaN)."""
         assert self._sums is not None and self._alive is not None, "no batch seen"
         zeros, l1, hoyer = self._sums.tolist()
         per_sample = math.prod(self.shape)
         units = self._alive.numel()
         dead = units - int(self._alive.sum().item())
+        zero_frac = zeros / (per_sample * self.samples) if not math.isnan(l1) else math.nan
         return {
             "shape": list(self.shape), "samples": self.samples,
-            "zero_frac": zeros / (per_sample * self.samples),
+            "zero_frac": zero_frac,
             "units": units, "dead_units": dead, "dead_frac": dead / units,
             "l1_per_sample": l1 / self.samples, "hoyer": hoyer / self.samples,
         }

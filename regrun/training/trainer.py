@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from regrun.training.capture import ActivationCapture, forward_hooks
+from regrun.training.memory import reuse_freed_memory
 from regrun.components.datasets import Data, Split, batches, chunks
 from regrun.errors import RegrunError, positive_int
 from regrun.layout import lambda_column, split_figure
@@ -335,6 +336,7 @@ def fit(model: nn.Module, task: Task, targets: Sequence[Target], optimizer: torc
     `stop()` ends training early; never after a divergence, so the last checkpoint holds
     finite weights.
     """
+    reuse_freed_memory()
     captured = sorted({m for t in targets if t.on_activations for m in t.modules})
     per_epoch = steps_per_epoch(len(data.train), settings.batch_size)
     evaluation: Evaluation | None = None

@@ -1,11 +1,15 @@
 """Sparsity statistics against closed-form values."""
 
 import math
+import platform
+import sys
 
 import pytest
 import torch
 from torch import nn
 
+from regrun.training import sparsity
+from regrun.training.memory import reuse_freed_memory
 from regrun.training.sparsity import ActivationStats, normalized_hoyer, stat_modules, weight_stats
 
 
@@ -107,3 +111,28 @@ def test_activation_stats_of_a_channels_last_output_equal_the_contiguous_ones() 
     assert (got["shape"], got["dead_units"]) == (want["shape"], want["dead_units"])
     for key in ("zero_frac", "l1_per_sample", "hoyer"):
         assert got[key] == pytest.approx(want[key], rel=1e-6), key
+
+
+def test_activation_stats_split_into_parts_equal_the_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    batches = [torch.randn(6, 4, 5, 5, generator=torch.Generator().manual_seed(2)).relu()]
+    whole = ActivationStats()
+    whole.update(batches[0])
+    monkeypatch.setattr(sparsity, "PART_ELEMENTS", 2 * 4 * 5 * 5)  # parts of 2 samples: 3 of them
+    parts = ActivationStats()
+    parts.update(batches[0])
+    got, want = parts.result(), reference_stats(batches)
+    assert got["dead_units"] == whole.result()["dead_units"] == want["dead_units"]
+    for key in ("zero_frac", "l1_per_sample", "hoyer"):
+        assert got[key] == pytest.approx(want[key], rel=1e-6), key
+
+
+def test_activation_stats_of_an_output_holding_nan_are_nan_not_zeros() -> None:
+    stats = ActivationStats()
+    stats.update(torch.tensor([[float("nan"), 0.0, 1.0]]))
+    r = stats.result()
+    assert math.isnan(r["zero_frac"]) and math.isnan(r["l1_per_sample"])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc", reason="glibc only")
+def test_freed_memory_is_kept_for_reuse_on_glibc() -> None:
+    assert reuse_freed_memory()
