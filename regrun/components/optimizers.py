@@ -2,8 +2,19 @@
 
 The optimizer node's keys but `name` (and `groups`, the per-layer parameter groups that
 training/groups.py resolves) are keyword options of the optimizer's constructor.
+
+SGD, Adam and AdamW run on torch's fused kernel (one pass over each parameter per step)
+wherever torch has one for the parameters' device (CPU and CUDA in current releases),
+unless the node chooses an implementation itself (`optimizer.foreach=true`,
+`optimizer.fused=false`). torch's own default on CPU is a loop of about ten tensor
+operations per parameter: measured on the project's 2-core machine, AdamW's step over the
+default MLP's 235k parameters took 0.85 ms that way and 0.33 ms fused, and over 8 stacked
+copies (a fused sweep group) 7.6 ms against 0.8 ms. The two step alike to the last bit but
+for an element or two in a few hundred, one unit in the last place apart after 50 steps
+(tests/components/test_optimizers.py).
 """
 
+import functools
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -21,9 +32,36 @@ def register_optimizer(name: str, factory: Callable[..., torch.optim.Optimizer],
     OPTIMIZERS.register(name, factory, replace)
 
 
-register_optimizer("sgd", torch.optim.SGD)
-register_optimizer("adam", torch.optim.Adam)
-register_optimizer("adamw", torch.optim.AdamW)
+IMPLEMENTATIONS = ("foreach", "fused")  # the options that choose how torch's optimizers step
+
+
+def fused_where_possible(cls: type[torch.optim.Optimizer]) -> Callable[..., torch.optim.Optimizer]:
+    """`cls`, built with `fused=True` when the options choose no implementation and torch
+    has a fused kernel for these parameters; its signature (and so its schema) is `cls`'s."""
+
+    @functools.wraps(cls)
+    def build_fused(params: Iterable[Any], **options: Any) -> torch.optim.Optimizer:
+        params = list(params)  # read twice when the fused kernel is refused
+        if not any(options.get(key) is not None for key in IMPLEMENTATIONS):
+            try:
+                return cls(params, **options, fused=True)
+            except RuntimeError:  # no fused kernel for this device or dtype (or torch release)
+                pass
+        return cls(params, **options)
+
+    return build_fused
+
+
+def implementation(optimizer: torch.optim.Optimizer) -> str:
+    """How the optimizer steps: `fused` (one kernel), `foreach` (batched ops) or `for-loop`."""
+    if optimizer.defaults.get("fused"):
+        return "fused"
+    return "foreach" if optimizer.defaults.get("foreach") else "for-loop"
+
+
+register_optimizer("sgd", fused_where_possible(torch.optim.SGD))
+register_optimizer("adam", fused_where_possible(torch.optim.Adam))
+register_optimizer("adamw", fused_where_possible(torch.optim.AdamW))
 
 
 def build_optimizer(params: Iterable[Tensor] | Iterable[dict[str, Any]], cfg: Mapping[str, Any]) -> torch.optim.Optimizer:

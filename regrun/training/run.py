@@ -21,6 +21,7 @@ import torch
 
 from regrun.components.datasets import Data, DataSpec, Source, load_data, open_dataset
 from regrun.components.models import build_model
+from regrun.components.optimizers import implementation
 from regrun.components.tasks import Task, check_output, resolve_task, task_summary, trivial_figures
 from regrun.console import shared_console
 from regrun.errors import RegrunError, choices, is_number
@@ -250,7 +251,8 @@ def finish(setup: Setup, outcome: Outcome, rundir: RunDir, tables: Tables, data:
     summary["warnings"] = _diagnostics(summary, rundir.rows, setup.task, data)
     if setup.goal is not None:
         summary["objective"] = setup.goal
-    summary["environment"] = environment(setup.device, setup.seed, time.perf_counter() - started)
+    summary["environment"] = environment(setup.device, setup.seed, time.perf_counter() - started,
+                                         implementation(setup.optimizer))
     rundir.write_json("summary.json", summary)
     loggers.log_summary(summary)
     _report(summary, rundir.path, console)

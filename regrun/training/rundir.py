@@ -154,8 +154,9 @@ def _number(text: str) -> int | float | str:
     return text
 
 
-def environment(device: torch.device, seed: int, wall_time_s: float) -> dict[str, Any]:
-    """Versions, machine and device facts that make a run's figures interpretable."""
+def environment(device: torch.device, seed: int, wall_time_s: float, optimizer: str) -> dict[str, Any]:
+    """Versions, machine and device facts that make a run's figures interpretable;
+    `optimizer`: how its optimizer stepped (fused, foreach, for-loop)."""
     packages = ("regrun", "torch", "torchvision", "hydra-core", "omegaconf", "rich", "numpy")
     versions = {}
     for name in packages:
@@ -167,7 +168,8 @@ def environment(device: torch.device, seed: int, wall_time_s: float) -> dict[str
         "python": sys.version.split()[0], "platform": platform.platform(), "packages": versions,
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
-        "torch_threads": torch.get_num_threads(), "seed": seed, "wall_time_s": wall_time_s,
+        "torch_threads": torch.get_num_threads(), "optimizer_implementation": optimizer, "seed": seed,
+        "wall_time_s": wall_time_s,
         "argv": sys.argv,
     }
 

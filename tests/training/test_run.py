@@ -45,6 +45,7 @@ def test_summary_holds_tables_targets_and_environment(make_cfg: Callable[..., di
     assert {w["name"] for w in on_disk["sparsity"]["weights"]} >= {"fc1.weight", "head.bias"}
     assert [t["tensor"] for t in on_disk["targets"]] == ["act1", "act2"]
     assert on_disk["environment"]["device"] == "cpu" and on_disk["environment"]["seed"] == 0
+    assert on_disk["environment"]["optimizer_implementation"] == "fused"  # torch 2.4+ fuses on CPU
     assert json.loads((tmp_path / "targets.json").read_text()) == on_disk["targets"]
     assert summary["final"]["sparsity.act1.zero_frac"] == acts["act1"]["zero_frac"]
 
