@@ -37,6 +37,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from regrun.components.datasets import Data
+from regrun.components.optimizers import IMPLEMENTATIONS
 from regrun.components.tasks import Task
 from regrun.training.capture import ActivationCapture, output_shapes
 from regrun.training.memory import reuse_freed_memory
@@ -127,10 +128,11 @@ class FusedModel:
         self.optimizer = self._optimizer(members[0].optimizer)
 
     def _optimizer(self, like: torch.optim.Optimizer) -> torch.optim.Optimizer:
-        """An optimizer of `like`'s class and param groups over the stacked parameters."""
+        """An optimizer of `like`'s class, implementation (fused kernel, foreach or loop) and
+        param groups over the stacked parameters."""
         groups = [{**{k: v for k, v in group.items() if k != "params"}, "params": [self.params[n] for n in names]}
                   for group, names in zip(like.param_groups, self._names)]
-        return type(like)(groups)
+        return type(like)(groups, **{k: like.defaults[k] for k in IMPLEMENTATIONS if k in like.defaults})
 
     def step(self, task: Task, x: Tensor, y: Tensor, capture: ActivationCapture,
              lams64: Tensor | None = None) -> Tensor:
@@ -230,9 +232,9 @@ def fit_fused(members: Sequence[Member], task: Task, data: Data, settings: Train
             batches, stopped = 0, False
             first_step = live[0].state.epoch * per_epoch + 1
             for start in range(0, len(data.train), settings.batch_size):
-                index = orders[:, start:start + settings.batch_size]
+                batch = data.train.take(orders[:, start:start + settings.batch_size])  # (M, B, ...)
                 lams = _lambdas(live, first_step + batches, per_epoch, settings.epochs) if scheduled else None
-                terms = group.step(task, data.train.x[index], data.train.y[index], capture, lams)
+                terms = group.step(task, batch.x, batch.y, capture, lams)
                 sums += terms
                 batches += 1
                 recent.append(terms)

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from regrun.training.fused import chunk_size, not_fusable
+from regrun.components.optimizers import implementation
+from regrun.training.fused import FusedModel, Member, chunk_size, not_fusable
 from regrun.training.group import NotFusable, prepare, train_group
 from regrun.training.lock import FolderInUse
 from regrun.training.resume import prepare as prepare_resume
@@ -73,6 +74,8 @@ CASES = {
     "cnn with batchnorm, L1 on activations": ("l1_activations", "model=cnn", "model.channels=[4,8]", "model.hidden=[16]",
                                               "reg=l1_activations"),
     "mlp with batchnorm, sgd, group lasso": ("group_lasso", "model.norm=batch", "optimizer=sgd", "reg=group_lasso"),
+    "adam on torch's foreach implementation": ("l1_activations", "optimizer=adam", "+optimizer.foreach=true",
+                                               "reg=l1_activations"),
     "adamw, adaptive proximal L1 warmed up then decayed": (
         "l1_weights", "optimizer=adamw", "reg=l1_weights", "reg.targets.l1_weights.proximal=adaptive",
         "reg.targets.l1_weights.warmup_steps=5", "reg.targets.l1_weights.decay=cosine"),
@@ -92,6 +95,14 @@ def test_each_member_ends_with_the_figures_of_its_run_alone(case: str, make_cfg,
             assert (tmp_path / f"fused{i}" / name).exists()
         assert json.loads((tmp_path / f"fused{i}" / "targets.json").read_text()) == \
                json.loads((tmp_path / f"alone{i}" / "targets.json").read_text())
+
+
+@pytest.mark.parametrize("choice, expected", [([], "fused"), (["+optimizer.foreach=true"], "foreach"),
+                                              (["+optimizer.fused=false"], "for-loop")])
+def test_a_group_steps_on_its_members_optimizer_implementation(choice: list[str], expected: str, make_cfg) -> None:
+    setups = [build(make_cfg(*choice, f"seed={seed}")) for seed in (0, 1)]
+    members = [Member(s.model, s.optimizer, s.targets, None, None, None, None) for s in setups]
+    assert implementation(setups[0].optimizer) == implementation(FusedModel(members).optimizer) == expected
 
 
 def test_a_diverging_member_ends_as_alone_and_the_others_finish(make_cfg, tmp_path: Path) -> None:
