@@ -291,7 +291,7 @@ def _numeric(comparison: Comparison, column: str) -> bool:
 
 def render_table(comparison: Comparison, console: Console) -> None:
     """The comparison as a rich table, then one line per run that did not complete and
-    one per warning of a run's diagnostics."""
+    one per warning of the runs' diagnostics (naming every run that has it)."""
     headers, rows = display_rows(comparison)
     table = Table(title=_title(comparison), title_justify="left", caption=HEADER_NOTE, caption_justify="left")
     for column, header in zip(comparison.columns, headers):
@@ -307,9 +307,12 @@ def render_table(comparison: Comparison, console: Console) -> None:
     for run in (run for run in runs if not run.completed):
         console.print(f"[yellow]{escape(comparison.labels[run.path])}: {escape(run.status)}[/]"
                       f"{escape(': ' + run.error) if run.error else ''}", highlight=False)
+    warned: dict[str, list[str]] = {}  # a warning → the runs that have it, each text once
     for run in runs:
         for warning in run.warnings:
-            console.print(f"[yellow]{escape(comparison.labels[run.path])}: warning:[/] {escape(warning)}", highlight=False)
+            warned.setdefault(warning, []).append(comparison.labels[run.path])
+    for warning, labels in warned.items():
+        console.print(f"[yellow]{escape(', '.join(labels))}: warning:[/] {escape(warning)}", highlight=False)
 
 
 def render_markdown(comparison: Comparison) -> str:

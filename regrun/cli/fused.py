@@ -185,7 +185,7 @@ def _train_chunk(chunk: Sequence[tuple[JobReturn, Any]], train_group: Any, conso
     handlers = root.handlers[:]
     root.handlers = console[:]
     shared_console().print(f"training as one fused group: {', '.join(labels[id(p)] for _, p in chunk)}",
-                           highlight=False)
+                           highlight=False, soft_wrap=True)
     try:
         with quiet_console():
             train_group([prepared for _, prepared in chunk])

@@ -37,25 +37,35 @@ def quiet_job(label: str | None) -> Iterator[Callable[[Mapping[str, Any]], None]
     if label is None:
         yield lambda summary: None
         return
-    shared_console().print(f"{label}: started", highlight=False)
+    shared_console().print(f"{label}: started", highlight=False, soft_wrap=True)
     with quiet_console():
         yield lambda summary: job_ended(label, summary)
 
 
 def job_ended(label: str, summary: Mapping[str, Any]) -> None:
     """Print a sweep job's end on one line: `label`, its status and headline figures."""
-    shared_console().print(f"{label}: {ended(summary)}", highlight=False)
+    shared_console().print(f"{label}: {ended(summary)}", highlight=False, soft_wrap=True)  # one line, for grep
+
+
+# The logger of a finished run's diagnostics (summary.json's warnings). A quiet sweep job
+# names them on its end line instead, and the sweep's table lists them once.
+DIAGNOSTICS = "regrun.diagnostics"
+
+
+def _not_diagnostics(record: logging.LogRecord) -> bool:
+    return record.name != DIAGNOSTICS
 
 
 @contextmanager
 def quiet_console() -> Iterator[None]:
-    """While in the block, console log lines below WARNING are held back (the log files
-    keep them), tables go to the log only and no progress bar shows."""
+    """While in the block, console log lines below WARNING and the runs' diagnostics are
+    held back (the log files keep them), tables go to the log only and no progress bar shows."""
     global _QUIET
     handlers = [h for h in logging.getLogger().handlers if isinstance(h, RichHandler)]
     levels = [h.level for h in handlers]
     for handler in handlers:
         handler.setLevel(max(handler.level, logging.WARNING))
+        handler.addFilter(_not_diagnostics)
     _QUIET = True
     try:
         yield
@@ -63,10 +73,12 @@ def quiet_console() -> Iterator[None]:
         _QUIET = False
         for handler, level in zip(handlers, levels):
             handler.setLevel(level)
+            handler.removeFilter(_not_diagnostics)
 
 
 def ended(summary: Mapping[str, Any]) -> str:
-    """'completed in 3.1s · test acc 0.9672 · l1_act zero 0.66': a run's end in one line."""
+    """'completed in 3.1s · test acc 0.9672 · l1_act zero 0.66 · 1 warning (subgradient_l1)':
+    a run's end in one line."""
     if summary["status"] != "completed":
         return f"{summary['status']}: {summary.get('error', '')}"
     final = summary.get("final") or {}
@@ -76,6 +88,9 @@ def ended(summary: Mapping[str, Any]) -> str:
     names = dict.fromkeys(row["target"] for row in summary.get("targets") or [])
     zero = [f"sparsity.{t}.zero_frac" for t in names] or ["sparsity.weights.zero_frac"]
     parts += [f"{key.split('.')[1]} zero {final[key]:.3f}" for key in zero if key in final]
+    codes = [w["code"] for w in summary.get("warnings") or [] if isinstance(w, Mapping) and "code" in w]
+    if codes:
+        parts.append(f"{len(codes)} warning{'s' if len(codes) > 1 else ''} ({', '.join(codes)})")
     return " · ".join(parts)
 
 

@@ -29,7 +29,7 @@ from regrun.layout import COMPLETED, GROUPS, lambda_column, split_figure
 from regrun.schema import Range, check
 from regrun.training.checkpoint import NAME as CHECKPOINT, restore, save_checkpoint
 from regrun.training.diagnostics import Chance, diagnose
-from regrun.training.display import RichReporter, show_groups, show_summary, show_targets
+from regrun.training.display import DIAGNOSTICS, RichReporter, show_groups, show_summary, show_targets
 from regrun.training.groups import build_grouped_optimizer, describe_groups
 from regrun.training.lock import one_writer
 from regrun.training.loggers import Loggers, build_loggers
@@ -323,7 +323,7 @@ def _diagnostics(summary: Mapping[str, Any], rows: list[dict], task: Task, data:
                                                  task.higher_is_better, task.trivial_is, figures["loss"])
     warnings = diagnose(rows, summary["targets"], summary.get("sparsity"), chance, summary["config"]["optimizer"])
     for warning in warnings:
-        log.warning("%s", warning["message"])
+        logging.getLogger(DIAGNOSTICS).warning("%s", warning["message"])
     return warnings
 
 

@@ -259,6 +259,19 @@ def test_compare_reads_no_torch(sweep: Path, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
 
 
+def test_a_warning_that_several_runs_share_is_listed_once_naming_them(tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture) -> None:
+    shared = {"code": "subgradient_l1", "message": "L1 by gradient steps leaves 0.0% of its weights exactly zero"}
+    for name, lam, extra in (("a", 1e-3, []), ("b", 1e-2, [{"code": "chance_level", "message": "at chance"}])):
+        run = write_run(tmp_path / "runs" / name, config(lam=lam), final(0.9, 0.0))
+        summary = json.loads((run / "summary.json").read_text())
+        (run / "summary.json").write_text(json.dumps(summary | {"warnings": [shared, *extra]}))
+    code, out, _ = compare(tmp_path / "runs", capsys=capsys)
+    assert code == 0
+    assert [line for line in out.splitlines() if "warning:" in line] == [
+        f"a, b: warning: {shared['message']}", "b: warning: at chance"]
+
+
 def test_a_runs_diagnostics_are_shown_under_the_table_and_in_the_records(tmp_path: Path,
                                                                           capsys: pytest.CaptureFixture) -> None:
     run = write_run(tmp_path / "runs" / "r", config(), final(0.11, 0.0))

@@ -63,6 +63,23 @@ def test_bad_input_is_one_line_on_stderr_and_exit_2(tiny_root: Path, tmp_path: P
     assert "Traceback" not in proc.stdout + proc.stderr
 
 
+def test_a_sweeps_diagnostics_are_named_on_each_end_line_and_listed_once_under_its_table(tiny_root: Path,
+                                                                                         tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    proc = regrun("-m", "reg=l1_weights", "reg.targets.l1_weights.lambda=1.0", "reg.targets.l1_weights.site=params",
+                  "optimizer.lr=1e-4", "model.hidden=[64,32]", "seed=0,1", "trainer.epochs=1",
+                  *common(tiny_root, tmp_path / "unused")[:-1], f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+    for job in range(2):
+        codes = [w["code"] for w in json.loads((sweep / str(job) / "summary.json").read_text())["warnings"]]
+        assert "penalty_dominates" in codes and "subgradient_l1" in codes
+        end = next(line for line in lines if f"job #{job} ({sweep / str(job)}): completed in " in line)
+        assert end.endswith(f"{len(codes)} warnings ({', '.join(codes)})")
+    exact_zeros = [line for line in lines if "exactly zero" in line]  # subgradient_l1's text, the same for both
+    assert len(exact_zeros) == 1 and exact_zeros[0].startswith("0, 1: warning: "), "\n".join(lines)
+
+
 def test_unknown_preset_lists_the_available_ones(tmp_path: Path) -> None:
     proc = regrun("reg=l1_everything", cwd=tmp_path)
     assert proc.returncode != 0
