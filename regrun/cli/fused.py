@@ -29,6 +29,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from regrun.cli.job import job, job_label
 from regrun.config import flatten
+from regrun.layout import CONFIG
 from regrun.errors import RegrunError, positive_int
 
 log = logging.getLogger(__name__)
@@ -150,8 +151,14 @@ def _run_group(launcher: Any, group: Sequence[SweepJob], max_models: int | None)
         except NotFusable as err:
             log.info("this job trains alone: %s", err)
             return job(cfg)
-        except Exception:  # the job alone reports a bad config (or any failure) as it always does
-            return job(cfg)
+        except (RegrunError, OmegaConfBaseException) as err:
+            if not (out / CONFIG).exists():  # refused before a byte was written: the job alone reports it as always
+                return job(cfg)
+            log.error("job failed: %s", err)  # prepare recorded it in the job's summary.json
+            return None
+        except Exception:  # a bug: recorded by prepare, logged as a crashing job alone is, and the sweep goes on
+            log.exception("job %s failed while its fused group was prepared; the sweep goes on", out)
+            return None
         console[:] = [h for h in logging.getLogger().handlers if not isinstance(h, logging.FileHandler)]
         labels[id(prepared)] = job_label(out)
         return prepared

@@ -62,7 +62,8 @@ def prepare(cfg: dict[str, Any], out: Path, data_cache: dict[str, Data]) -> Prep
     """Build a run as it is alone and write its config.json and targets.json into `out`.
 
     Raises what the run alone would raise for a bad config (before writing anything), and
-    `NotFusable` for a run that must train alone. The data is loaded once per dataset node.
+    `NotFusable` for a run that must train alone; a failure once files are written is also
+    recorded in the folder's summary.json, as a run alone records it. The data is loaded once per dataset node.
     The member holds `out`'s lock from here until its group ends (`train_group`): a folder
     another process writes is a `FolderInUse` error, and nothing is written into it.
     """
@@ -76,8 +77,12 @@ def prepare(cfg: dict[str, Any], out: Path, data_cache: dict[str, Data]) -> Prep
         if key not in data_cache:
             data_cache[key] = training_data(setup)
         rundir = RunDir(out)
-        tables = record(setup, rundir, shared_console())
-        loggers = held.enter_context(closing(build_loggers(cfg, out, setup.model)))
+        try:
+            tables = record(setup, rundir, shared_console())
+            loggers = held.enter_context(closing(build_loggers(cfg, out, setup.model)))
+        except Exception as err:  # files are written: say why the run ends here, as a run alone does
+            record_failure(out, err, cfg)
+            raise
         describe_data(setup, data_cache[key])
         return Prepared(setup, rundir, tables, data_cache[key], loggers, started, held.pop_all())
 

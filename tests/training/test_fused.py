@@ -190,3 +190,14 @@ def test_a_member_whose_folder_another_process_writes_is_refused_and_writes_noth
     finally:
         other.kill()
         other.wait()
+
+
+def test_a_member_that_fails_once_its_files_are_written_says_so_in_its_summary(make_cfg, tmp_path: Path,
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object) -> None:
+        raise RuntimeError("tracker exploded")
+
+    monkeypatch.setattr("regrun.training.group.build_loggers", broken)
+    with pytest.raises(RuntimeError, match="tracker exploded"):
+        prepare(grid(make_cfg, "l1_weights", "reg=l1_weights")[0], tmp_path / "run", {})
+    assert summary(tmp_path / "run") | {"config": None} == {"status": "failed", "error": "tracker exploded", "config": None}
