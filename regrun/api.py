@@ -23,7 +23,6 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from regrun.layout import CONFIG
 from regrun.errors import RegrunError
 
 
@@ -34,15 +33,14 @@ def train(overrides: Sequence[str] = ()) -> dict[str, Any]:
     run directory is `summary["run_dir"]`. A folder that already holds this run (a
     `hydra.run.dir` given again) is continued, as the command does.
     """
-    from regrun.cli.job import continued  # registers the unique_dir resolver the run dir needs
-    from regrun.training.run import run
+    from regrun.cli.job import run_or_continue  # registers the unique_dir resolver the run dir needs
 
     cfg = _compose(list(overrides))
     out = _claim_run_dir(cfg)
     plain = _job_config(cfg)
     _write_hydra_files(cfg, out, list(overrides))
     with _job_logging(cfg, out):
-        summary = continued(plain, out) if (out / CONFIG).exists() else run(plain, out)
+        summary = run_or_continue(plain, out)
     return summary | {"run_dir": str(out)}
 
 

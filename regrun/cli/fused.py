@@ -27,7 +27,7 @@ from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrid
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from regrun.cli.job import job, job_label
+from regrun.cli.job import holds_run, job, job_label
 from regrun.config import flatten
 from regrun.layout import CONFIG
 from regrun.errors import RegrunError, positive_int
@@ -98,7 +98,7 @@ def fusion_key(config: DictConfig) -> str | None:
         plain = OmegaConf.to_container(task, resolve=True, throw_on_missing=True)
     except OmegaConfBaseException:
         return None
-    if (out / "config.json").exists():
+    if holds_run(out):
         return None
     flat = {k: v for k, v in flatten(plain).items() if k not in FUSABLE_KEYS and not _is_lambda(k)}
     return json.dumps(sorted(flat.items()), default=str)

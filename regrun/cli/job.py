@@ -53,12 +53,11 @@ def job(cfg: DictConfig) -> float | None:
 
 def _locked_job(cfg: DictConfig, out: Path, sweeping: bool) -> float | None:
     from regrun.training.display import quiet_job
-    from regrun.training.objective import objective
-    from regrun.training.run import run  # torch imports late, so `regrun --help` stays quick
+    from regrun.training.objective import objective  # torch imports late, so `regrun --help` stays quick
 
     # A folder that held a run before this job (a requeue, an old hydra.run.dir) is never
     # marked failed by it: its files stay as they were.
-    fresh = not (out / CONFIG).exists() and not (out / CONFIG).is_symlink()
+    fresh = not holds_run(out)
     if STOP():  # a stop signal ended an earlier job of this sweep: this one does not start
         if fresh:
             not_started(cfg, out)
@@ -69,7 +68,7 @@ def _locked_job(cfg: DictConfig, out: Path, sweeping: bool) -> float | None:
         return refused(str(err).splitlines()[0], out, sweeping, record=fresh)
     try:
         with quiet_job(job_label(out) if sweeping else None) as done:
-            summary = run(plain, out) if fresh else continued(plain, out)
+            summary = run_or_continue(plain, out)
             done(summary)
         score = objective(plain, summary)
     except RegrunError as err:
@@ -87,6 +86,18 @@ def _locked_job(cfg: DictConfig, out: Path, sweeping: bool) -> float | None:
 def job_label(out: Path) -> str:
     """'job #2 (outputs/multiruns/…/2)': Hydra's own launch line names the job's overrides."""
     return f"job #{HydraConfig.get().job.num} ({out})"
+
+
+def holds_run(out: Path) -> bool:
+    """Whether `out` holds a run already (its config.json, even a dangling link to one)."""
+    return (out / CONFIG).exists() or (out / CONFIG).is_symlink()
+
+
+def run_or_continue(cfg: dict, out: Path) -> dict:
+    """Run `cfg` in `out`, or continue the run the folder holds (`continued`); the summary."""
+    from regrun.training.run import run
+
+    return continued(cfg, out) if holds_run(out) else run(cfg, out)
 
 
 def continued(cfg: dict, out: Path) -> dict:
