@@ -53,10 +53,15 @@ def fused_where_possible(cls: type[torch.optim.Optimizer]) -> Callable[..., torc
 
 
 def implementation(optimizer: torch.optim.Optimizer) -> str:
-    """How the optimizer steps: `fused` (one kernel), `foreach` (batched ops) or `for-loop`."""
-    if optimizer.defaults.get("fused"):
+    """How the optimizer steps: `fused` (one kernel), `foreach` (batched ops) or `for-loop`.
+
+    torch's step reads the choice from each param group, and loading a checkpoint puts back
+    the one it was saved with (a run resumed from before regrun fused keeps its loop), so
+    the groups say, not the constructor's defaults."""
+    chosen = optimizer.param_groups[0] if optimizer.param_groups else optimizer.defaults
+    if chosen.get("fused"):
         return "fused"
-    return "foreach" if optimizer.defaults.get("foreach") else "for-loop"
+    return "foreach" if chosen.get("foreach") else "for-loop"
 
 
 register_optimizer("sgd", fused_where_possible(torch.optim.SGD))

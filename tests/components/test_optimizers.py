@@ -42,3 +42,10 @@ def test_parameters_without_a_fused_kernel_fall_back_to_torchs_default() -> None
     # differentiable steps have no fused kernel: torch refuses fused=True for them
     optimizer = OPTIMIZERS["adam"]([torch.zeros(2, requires_grad=True)], lr=1e-3, differentiable=True)
     assert implementation(optimizer) == "for-loop" and type(optimizer) is torch.optim.Adam
+
+
+def test_a_checkpoint_puts_back_the_implementation_it_was_saved_with() -> None:
+    old = torch.optim.AdamW([torch.zeros(2, requires_grad=True)], foreach=False)  # as regrun built it before fusing
+    new = build_optimizer([torch.zeros(2, requires_grad=True)], {"name": "adamw"})
+    new.load_state_dict(old.state_dict())
+    assert implementation(new) == "for-loop"  # a resumed run steps on as it was saved
