@@ -312,7 +312,8 @@ def render_table(comparison: Comparison, console: Console) -> None:
         for warning in run.warnings:
             warned.setdefault(warning, []).append(comparison.labels[run.path])
     for warning, labels in warned.items():
-        console.print(f"[yellow]{escape(', '.join(labels))}: warning:[/] {escape(warning)}", highlight=False)
+        console.print(f"[yellow]{escape(', '.join(dict.fromkeys(labels)))}: warning:[/] {escape(warning)}",
+                      highlight=False)
 
 
 def render_markdown(comparison: Comparison) -> str:

@@ -29,7 +29,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from regrun.cli.job import holds_run, job, job_label
 from regrun.config import flatten
-from regrun.layout import CONFIG
+from regrun.layout import SUMMARY
 from regrun.errors import RegrunError, positive_int
 
 log = logging.getLogger(__name__)
@@ -129,6 +129,7 @@ def _run_group(launcher: Any, group: Sequence[SweepJob], max_models: int | None)
     """Prepare each job of a group in its own Hydra job, and train them in chunks that fit."""
     from regrun.training.display import quiet_console
     from regrun.training.group import NotFusable, Prepared, group_size, prepare, train_group
+    from regrun.training.rundir import record_failure
 
     data_cache: dict = {}
     returns: dict[int, JobReturn] = {}
@@ -144,6 +145,7 @@ def _run_group(launcher: Any, group: Sequence[SweepJob], max_models: int | None)
         if STOP():
             return job(cfg)  # recorded as not started
         out = Path(HydraConfig.get().runtime.output_dir)
+        plain = None
         try:
             plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
             with quiet_console():  # as a quiet sweep job: its tables go to its regrun.log
@@ -152,12 +154,14 @@ def _run_group(launcher: Any, group: Sequence[SweepJob], max_models: int | None)
             log.info("this job trains alone: %s", err)
             return job(cfg)
         except (RegrunError, OmegaConfBaseException) as err:
-            if not (out / CONFIG).exists():  # refused before a byte was written: the job alone reports it as always
+            if not (out / SUMMARY).exists():  # refused before prepare recorded anything: the job alone reports it
                 return job(cfg)
             log.error("job failed: %s", err)  # prepare recorded it in the job's summary.json
             return None
-        except Exception:  # a bug: recorded by prepare, logged as a crashing job alone is, and the sweep goes on
+        except Exception as err:  # a bug: recorded and logged as a crashing job alone is; the sweep goes on
             log.exception("job %s failed while its fused group was prepared; the sweep goes on", out)
+            if not (out / SUMMARY).exists():
+                record_failure(out, err, plain)
             return None
         console[:] = [h for h in logging.getLogger().handlers if not isinstance(h, logging.FileHandler)]
         labels[id(prepared)] = job_label(out)

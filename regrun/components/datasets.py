@@ -70,11 +70,12 @@ class Split:
         return len(self.y)
 
     def take(self, index: Tensor) -> "Split":
-        """The samples at `index` (of any shape: (M, B) gives (M, B, *sample)), in its order.
+        """The samples at `index`, non-negative integers of any shape ((M, B) gives (M, B, *sample)),
+        in its order.
 
         index_select on the flat index: 2.7 times as fast as `x[index]` for a batch of 64
         MNIST images, 4 times for the (8, 64) batches of a fused group."""
-        flat = index.reshape(-1)
+        flat = index.reshape(-1).to(self.y.device)
         return Split(*(t.index_select(0, flat).view(*index.shape, *t.shape[1:]) for t in (self.x, self.y)))
 
 

@@ -5,8 +5,8 @@ training/groups.py resolves) are keyword options of the optimizer's constructor.
 
 SGD, Adam and AdamW run on torch's fused kernel (one pass over each parameter per step)
 wherever torch has one for the parameters' device (CPU and CUDA in current releases),
-unless the node chooses an implementation itself (`optimizer.foreach=true`,
-`optimizer.fused=false`). torch's own default on CPU is a loop of about ten tensor
+unless the node chooses an implementation itself (`+optimizer.foreach=true`,
+`+optimizer.fused=false`). torch's own default on CPU is a loop of about ten tensor
 operations per parameter: on the project's 2-core machine (bench/optimizer_speed.py),
 AdamW's step over the default MLP's 235k parameters took 0.51 ms that way and 0.18 ms fused,
 and over 8 stacked copies (a fused sweep group) 3.1 ms against 0.8 ms. The two step alike to the last bit but
@@ -14,8 +14,7 @@ for an element or two in a few hundred, one unit in the last place apart after 5
 (tests/components/test_optimizers.py).
 """
 
-import functools
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -32,44 +31,57 @@ def register_optimizer(name: str, factory: Callable[..., torch.optim.Optimizer],
     OPTIMIZERS.register(name, factory, replace)
 
 
+register_optimizer("sgd", torch.optim.SGD)
+register_optimizer("adam", torch.optim.Adam)
+register_optimizer("adamw", torch.optim.AdamW)
+
 IMPLEMENTATIONS = ("foreach", "fused")  # the options that choose how torch's optimizers step
+WITH_FUSED_KERNEL = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW)  # and their subclasses
 
 
-def fused_where_possible(cls: type[torch.optim.Optimizer]) -> Callable[..., torch.optim.Optimizer]:
-    """`cls`, built with `fused=True` when the options choose no implementation and torch
-    has a fused kernel for these parameters; its signature (and so its schema) is `cls`'s."""
-
-    @functools.wraps(cls)
-    def build_fused(params: Iterable[Any], **options: Any) -> torch.optim.Optimizer:
-        params = list(params)  # read twice when the fused kernel is refused
-        if not any(options.get(key) is not None for key in IMPLEMENTATIONS):
-            try:
-                return cls(params, **options, fused=True)
-            except RuntimeError:  # no fused kernel for this device or dtype (or torch release)
-                pass
-        return cls(params, **options)
-
-    return build_fused
+def fused_kernel_fits(factory: Callable[..., Any], tensors: Sequence[Tensor], options: Mapping[str, Any]) -> bool:
+    """Whether `factory` is one of torch's optimizers with a fused kernel, the options choose
+    no implementation (nor a differentiable or capturable step, which it lacks), and torch
+    has the kernel for every tensor's device and dtype (checked here: torch itself checks
+    only at the first step)."""
+    if not (isinstance(factory, type) and issubclass(factory, WITH_FUSED_KERNEL)):
+        return False
+    if any(options.get(key) is not None for key in IMPLEMENTATIONS) or any(
+            options.get(key) for key in ("differentiable", "capturable")):
+        return False
+    try:
+        from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+    except ImportError:  # a torch release without the helper: leave the choice to torch
+        return False
+    devices = _get_fused_kernels_supported_devices()
+    return bool(tensors) and all(t.is_floating_point() and t.device.type in devices for t in tensors)
 
 
 def implementation(optimizer: torch.optim.Optimizer) -> str:
     """How the optimizer steps: `fused` (one kernel), `foreach` (batched ops) or `for-loop`.
 
     torch's step reads the choice from each param group, and loading a checkpoint puts back
-    the one it was saved with (a run resumed from before regrun fused keeps its loop), so
-    the groups say, not the constructor's defaults."""
-    chosen = optimizer.param_groups[0] if optimizer.param_groups else optimizer.defaults
-    if chosen.get("fused"):
+    the one it was saved with (a run resumed from before regrun fused keeps its loop), so the
+    groups say, not the constructor's defaults; left to torch (None), foreach is its choice
+    on CUDA and the loop elsewhere."""
+    group = optimizer.param_groups[0]
+    if group.get("fused"):
         return "fused"
-    return "foreach" if chosen.get("foreach") else "for-loop"
+    foreach = group.get("foreach")
+    if foreach is None:
+        from torch.optim.optimizer import _default_to_fused_or_foreach
 
-
-register_optimizer("sgd", fused_where_possible(torch.optim.SGD))
-register_optimizer("adam", fused_where_possible(torch.optim.Adam))
-register_optimizer("adamw", fused_where_possible(torch.optim.AdamW))
+        foreach = _default_to_fused_or_foreach(group["params"], bool(group.get("differentiable")), False)[1]
+    return "foreach" if foreach else "for-loop"
 
 
 def build_optimizer(params: Iterable[Tensor] | Iterable[dict[str, Any]], cfg: Mapping[str, Any]) -> torch.optim.Optimizer:
     """The optimizer named by `cfg["name"]`, with the node's other keys as its options, over
-    `params`: tensors, or torch's parameter-group dicts, whose own options override the node's."""
+    `params`: tensors, or torch's parameter-group dicts, whose own options override the node's.
+    On torch's fused kernel where it fits (`fused_kernel_fits`)."""
+    params = list(params)
+    tensors = [t for p in params for t in (p["params"] if isinstance(p, dict) else [p])]
+    factory = OPTIMIZERS.get(cfg.get("name")) if isinstance(cfg.get("name"), str) else None
+    if factory is not None and fused_kernel_fits(factory, tensors, cfg):
+        cfg = {**cfg, "fused": True}
     return build(OPTIMIZERS, cfg, params=params)

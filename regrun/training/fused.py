@@ -37,7 +37,6 @@ from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from regrun.components.datasets import Data
-from regrun.components.optimizers import IMPLEMENTATIONS
 from regrun.components.tasks import Task
 from regrun.training.capture import ActivationCapture, output_shapes
 from regrun.training.memory import reuse_freed_memory
@@ -132,7 +131,7 @@ class FusedModel:
         param groups over the stacked parameters."""
         groups = [{**{k: v for k, v in group.items() if k != "params"}, "params": [self.params[n] for n in names]}
                   for group, names in zip(like.param_groups, self._names)]
-        return type(like)(groups, **{k: like.defaults[k] for k in IMPLEMENTATIONS if k in like.defaults})
+        return type(like)(groups)  # each group carries `like`'s fused/foreach choice, which its step reads
 
     def step(self, task: Task, x: Tensor, y: Tensor, capture: ActivationCapture,
              lams64: Tensor | None = None) -> Tensor:

@@ -17,16 +17,21 @@ import ctypes.util
 import functools
 
 KEEP = 1 << 30  # bytes: requests below this come from the heap; this much freed memory is kept
+# Older glibc refuses an mmap threshold above HEAP_MAX_SIZE / 2 (32 MiB on 64-bit): then this,
+# which still stops the threshold from sliding back down.
+FALLBACK = 32 << 20
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
 
 
 @functools.cache
 def reuse_freed_memory() -> bool:
-    """Make glibc keep and reuse freed buffers of up to `KEEP` bytes, once per process;
-    True when it took effect."""
+    """Make glibc keep and reuse freed buffers of up to `KEEP` bytes, once per process (for
+    the rest of it: a notebook that calls regrun.train keeps the setting); True when the
+    mmap threshold took effect."""
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         mallopt = libc.mallopt
     except (OSError, AttributeError):  # not glibc
         return False
-    return bool(mallopt(M_MMAP_THRESHOLD, KEEP)) and bool(mallopt(M_TRIM_THRESHOLD, KEEP))
+    mallopt(M_TRIM_THRESHOLD, KEEP)
+    return bool(mallopt(M_MMAP_THRESHOLD, KEEP) or mallopt(M_MMAP_THRESHOLD, FALLBACK))

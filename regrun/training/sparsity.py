@@ -34,7 +34,7 @@ def hoyer_from_norms(l1: Tensor, l2: Tensor, n: int) -> Tensor:
         return torch.ones_like(l1)
     root_n = math.sqrt(n)
     spread = (root_n - l1 / l2.clamp_min(torch.finfo(l2.dtype).tiny)) / (root_n - 1)
-    return torch.where(l2 > 0, spread.clamp(0.0, 1.0), torch.ones_like(spread))
+    return torch.where(l2 == 0, torch.ones_like(spread), spread.clamp(0.0, 1.0))  # NaN norms stay NaN
 
 
 def threshold_key(threshold: float) -> str:
@@ -70,10 +70,10 @@ def stat_modules(model: nn.Module) -> list[str]:
             if name and not list(m.children()) and not isinstance(m, UNSTATED)]
 
 
-# Elements of one output a statistics pass works on at a time: its copy |x| then stays in
-# a core's L2 cache and is reused from one part to the next, instead of a fresh 100 MB
-# buffer for a batch of 1000 CNN images (each new page of it a fault, which took longer
-# than the arithmetic).
+# Elements of one CPU output a statistics pass works on at a time (4 MB of float32): the copy
+# |x| is then reused from one part to the next, where one copy of a whole batch of 1000 CNN
+# images would be a fresh 100 MB buffer each time, every page of it a fault. Measured on
+# the project's 2-core machine, parts made the statistics of an evaluation half as long.
 PART_ELEMENTS = 1 << 20
 
 
@@ -91,34 +91,39 @@ class ActivationStats:
 
         What the figures need, and no more: each unit's count of non-zero entries (zero
         fraction, dead units), and each sample's L1 and L2 norm (mean L1, Hoyer). Per part
-        of the batch (`PART_ELEMENTS`): one copy |x|, summed over each unit's positions (L1)
-        and then turned into its sign in place and summed (the non-zero count, exact in
-        float32: one channel's positions); the L2 norm of each sample is one pass over x.
-        torch's own kernels for these figures (vector_norm of order 0 and 1, count_nonzero)
-        take 4 to 30 times as long on ReLU outputs, whose zeros fall at random.
+        of the batch (`PART_ELEMENTS`, on the CPU): one copy |x|, summed over each unit's
+        positions (L1) and then turned into its sign in place and summed (the non-zero
+        count); the L2 norm of each sample is one pass over x. Sums run in float32 at
+        least (exact counts; a bfloat16 output's figures as a float32 one's). torch's own
+        kernels for these figures (vector_norm of order 0 and 1, count_nonzero) take 4 to
+        30 times as long on ReLU outputs, whose zeros fall at random.
         """
         out = output.detach()
         out = out.unsqueeze(1) if out.ndim == 1 else out  # (B,): one unit
         out = out.unsqueeze(2) if out.ndim == 2 else out  # (B, units): one position each
-        positions = tuple(range(2, out.ndim))
+        positions, sample = tuple(range(2, out.ndim)), tuple(range(1, out.ndim))
+        wide = torch.promote_types(out.dtype, torch.float32)
         elements = out[0].numel()
-        for part in out.split(max(1, PART_ELEMENTS // max(elements, 1))):
+        parts = out.split(max(1, PART_ELEMENTS // max(elements, 1))) if out.device.type == "cpu" else (out,)
+        for part in parts:
             magnitude = part.abs()
             # float64 from here: sums over many units (and a count of zeros over millions of
             # elements) would drop digits in float32
-            l1 = magnitude.sum(positions).sum(1, dtype=torch.float64)
-            nonzero = magnitude.sign_().sum(positions)  # (B, units); NaN counts as 0, its L1 is NaN
-            l2 = torch.linalg.vector_norm(part.reshape(part.shape[0], -1), dim=1).double()
+            l1_units = magnitude.sum(positions, dtype=wide)  # (B, units); NaN where a unit held one
+            l1 = l1_units.sum(1, dtype=torch.float64)
+            nonzero = magnitude.sign_().sum(positions, dtype=wide)  # (B, units); sign(NaN) is 0
+            l2 = torch.linalg.vector_norm(part, dim=sample, dtype=wide).double()
             sums = torch.stack([elements * part.shape[0] - nonzero.sum(dtype=torch.float64), l1.sum(),
                                 hoyer_from_norms(l1, l2, elements).sum()])
-            alive = nonzero.sum(0) > 0
+            alive = (nonzero.sum(0) > 0) | l1_units.isnan().any(0)  # a NaN is not a zero
             self._sums = sums if self._sums is None else self._sums + sums
             self._alive = alive if self._alive is None else self._alive | alive
         self.samples += out.shape[0]
         self.shape = tuple(output.shape[1:]) or (1,)
 
     def result(self) -> dict:
-        """The statistics so far, as plain numbers (all NaN where an output held a NaN)."""
+        """The statistics so far, as plain numbers. An output that held a NaN makes the zero
+        fraction, L1 and Hoyer NaN, and counts the NaN's unit alive."""
         assert self._sums is not None and self._alive is not None, "no batch seen"
         zeros, l1, hoyer = self._sums.tolist()
         per_sample = math.prod(self.shape)

@@ -5,7 +5,8 @@ another order: one unit in the last place, 1.4e-7 relative, after 50 steps)."""
 import pytest
 import torch
 
-from regrun.components.optimizers import OPTIMIZERS, build_optimizer, implementation
+from regrun.components.optimizers import build_optimizer, implementation
+from regrun.errors import RegrunError
 
 OPTIONS = {"sgd": {"lr": 0.05, "momentum": 0.9, "weight_decay": 1e-3}, "adam": {"lr": 1e-2},
            "adamw": {"lr": 1e-2, "weight_decay": 0.1, "amsgrad": True}}
@@ -38,10 +39,19 @@ def test_an_implementation_chosen_in_the_config_is_kept(choice: dict, expected: 
     assert implementation(optimizer) == expected
 
 
-def test_parameters_without_a_fused_kernel_fall_back_to_torchs_default() -> None:
-    # differentiable steps have no fused kernel: torch refuses fused=True for them
-    optimizer = OPTIMIZERS["adam"]([torch.zeros(2, requires_grad=True)], lr=1e-3, differentiable=True)
+@pytest.mark.parametrize("param, options", [
+    (torch.zeros(2, dtype=torch.complex64, requires_grad=True), {}),  # no fused kernel for complex numbers
+    (torch.zeros(2, device="meta", requires_grad=True), {}),           # nor for the meta device
+    (torch.zeros(2, requires_grad=True), {"differentiable": True}),    # nor for a differentiable step
+])
+def test_what_has_no_fused_kernel_steps_on_torchs_default(param: torch.Tensor, options: dict) -> None:
+    optimizer = build_optimizer([param], {"name": "adam", **options})
     assert implementation(optimizer) == "for-loop" and type(optimizer) is torch.optim.Adam
+
+
+def test_the_implementation_options_keep_their_schema() -> None:
+    with pytest.raises(RegrunError, match="optimizer.foreach must be true or false"):
+        build_optimizer([torch.zeros(2, requires_grad=True)], {"name": "adam", "foreach": "no"})
 
 
 def test_a_checkpoint_puts_back_the_implementation_it_was_saved_with() -> None:

@@ -128,9 +128,21 @@ def test_activation_stats_split_into_parts_equal_the_whole(monkeypatch: pytest.M
 
 def test_activation_stats_of_an_output_holding_nan_are_nan_not_zeros() -> None:
     stats = ActivationStats()
-    stats.update(torch.tensor([[float("nan"), 0.0, 1.0]]))
+    stats.update(torch.tensor([[float("nan"), 0.0, 1.0], [0.0, 0.0, 2.0]]))
     r = stats.result()
-    assert math.isnan(r["zero_frac"]) and math.isnan(r["l1_per_sample"])
+    assert math.isnan(r["zero_frac"]) and math.isnan(r["l1_per_sample"]) and math.isnan(r["hoyer"])
+    assert r["dead_units"] == 1  # unit 1; unit 0 held a NaN, which is not a zero
+
+
+def test_activation_stats_of_a_bfloat16_output_equal_the_float32_ones() -> None:
+    out = torch.randn(4, 3, 20, 20, generator=torch.Generator().manual_seed(3)).relu().bfloat16()
+    low, high = ActivationStats(), ActivationStats()
+    low.update(out)
+    high.update(out.float())
+    got, want = low.result(), high.result()
+    assert got["dead_units"] == want["dead_units"] and got["zero_frac"] == want["zero_frac"]
+    for key in ("l1_per_sample", "hoyer"):
+        assert got[key] == pytest.approx(want[key], rel=1e-6), key
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc", reason="glibc only")
