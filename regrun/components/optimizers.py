@@ -58,13 +58,16 @@ def fused_kernel_fits(factory: Callable[..., Any], tensors: Sequence[Tensor], op
 
 
 def implementation(optimizer: torch.optim.Optimizer) -> str:
-    """How the optimizer steps: `fused` (one kernel), `foreach` (batched ops) or `for-loop`.
+    """How the optimizer steps: `fused` (one kernel), `foreach` (batched ops) or `for-loop`;
+    `its own` for an optimizer without torch's implementation options (a plugin's).
 
     torch's step reads the choice from each param group, and loading a checkpoint puts back
     the one it was saved with (a run resumed from before regrun fused keeps its loop), so the
     groups say, not the constructor's defaults; left to torch (None), foreach is its choice
     on CUDA and the loop elsewhere."""
     group = optimizer.param_groups[0]
+    if not any(key in group for key in IMPLEMENTATIONS):
+        return "its own"
     if group.get("fused"):
         return "fused"
     foreach = group.get("foreach")

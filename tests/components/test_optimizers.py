@@ -59,3 +59,11 @@ def test_a_checkpoint_puts_back_the_implementation_it_was_saved_with() -> None:
     new = build_optimizer([torch.zeros(2, requires_grad=True)], {"name": "adamw"})
     new.load_state_dict(old.state_dict())
     assert implementation(new) == "for-loop"  # a resumed run steps on as it was saved
+
+
+def test_an_optimizer_without_torchs_implementation_options_steps_its_own_way() -> None:
+    class Plain(torch.optim.Optimizer):  # a plugin's optimizer: no foreach, no fused
+        def __init__(self, params, lr: float = 0.1) -> None:
+            super().__init__(params, {"lr": lr})
+
+    assert implementation(Plain([torch.zeros(2, requires_grad=True)])) == "its own"
