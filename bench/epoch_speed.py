@@ -6,7 +6,7 @@ the CPU, batch 64, AdamW (lr 1e-3, weight_decay 0), with an L1 penalty at λ = 1
 regrun      the project's own code path: `load_data` (the splits held as normalised
             tensors), `build_model`, `resolve_targets` (L1 on the outputs of act1 and act2,
             captured by forward hooks), `build_grouped_optimizer`, and the inner loop of
-            `regrun.training.trainer.fit`, called as is (`train_epoch`: `batches` → `train_step`,
+            `regrun.training.loop.fit`, called as is (`train_epoch`: `batches` → `train_step`,
             loss terms summed on the device, a read-back every `log_every` steps to a
             reporter that only notes the time). The test-set
             evaluation that `fit` runs after each epoch is timed apart, on its own line.
@@ -75,15 +75,16 @@ from torch.utils.data import DataLoader  # noqa: E402
 from torchvision import transforms  # noqa: E402
 from torchvision.datasets import MNIST  # noqa: E402
 
-from regrun.training.capture import ActivationCapture  # noqa: E402
+from regrun.measure.capture import ActivationCapture  # noqa: E402
 from regrun.components.datasets import IDX_DATASETS, Data, Split, load_data  # noqa: E402
 from regrun.errors import RegrunError  # noqa: E402
 from regrun.components.models import build_model  # noqa: E402
-from regrun.training.groups import build_grouped_optimizer  # noqa: E402
-from regrun.training.rundir import environment as environment_of_run  # noqa: E402
+from regrun.training.param_groups import build_grouped_optimizer  # noqa: E402
+from regrun.rundir.files import environment as environment_of_run  # noqa: E402
 from regrun.training.targets import resolve_targets  # noqa: E402
 from regrun.components.tasks import CLASSIFICATION  # noqa: E402
-from regrun.training.trainer import evaluate, train_epoch  # noqa: E402
+from regrun.measure.evaluation import evaluate  # noqa: E402
+from regrun.training.loop import train_epoch  # noqa: E402
 
 BATCH_SIZE = 64
 LR = 1e-3
@@ -188,7 +189,7 @@ def mark(marks: list[float] | None) -> None:
 
 
 def regrun_parts(data: Data) -> tuple[nn.Module, list, torch.optim.Optimizer]:
-    """regrun's model, targets and optimizer, built from config dicts as `regrun.training.run.run` does."""
+    """regrun's model, targets and optimizer, built from config dicts as `regrun.jobs.run.run` does."""
     torch.manual_seed(SEED)
     model = build_model(MODEL_CFG, IDX_DATASETS["mnist"].input_shape, IDX_DATASETS["mnist"].num_classes)
     model = model.to(data.train.y.device)
@@ -216,7 +217,7 @@ class MarkingReporter:
 def regrun_epoch(model: nn.Module, targets: list, optimizer: torch.optim.Optimizer, split: Split,
                  capture: ActivationCapture, generator: torch.Generator,
                  marks: list[float] | None = None) -> list[float]:
-    """One epoch of `regrun.training.trainer.train_epoch`, the very loop `fit` runs; returns the mean loss terms."""
+    """One epoch of `regrun.training.loop.train_epoch`, the very loop `fit` runs; returns the mean loss terms."""
     progress = train_epoch(model, CLASSIFICATION, targets, optimizer, capture, split, BATCH_SIZE, generator, LOG_EVERY,
                            MarkingReporter(marks))
     return list(progress.means(targets).values())

@@ -35,11 +35,12 @@ sys.path.insert(0, str(ROOT))
 
 from regrun.cli import conf_dir  # noqa: E402
 from regrun.components.datasets import Split  # noqa: E402
-from regrun.training.capture import ActivationCapture  # noqa: E402
-from regrun.training.groups import build_grouped_optimizer  # noqa: E402
+from regrun.measure.capture import ActivationCapture  # noqa: E402
+from regrun.training.param_groups import build_grouped_optimizer  # noqa: E402
 from regrun.training.memory import reuse_freed_memory  # noqa: E402
-from regrun.training.run import Setup, build, training_data  # noqa: E402
-from regrun.training.trainer import evaluate, task_figures, train_epoch  # noqa: E402
+from regrun.jobs.run import Setup, build, training_data  # noqa: E402
+from regrun.measure.evaluation import evaluate, task_figures  # noqa: E402
+from regrun.training.loop import train_epoch  # noqa: E402
 
 TRAIN_SAMPLES = 30_000
 SMALL_TEST = 200

@@ -36,7 +36,7 @@ INCOMPLETE = "incomplete"
 BROKEN = "broken"
 
 # Exit codes of `regrun`, `regrun resume` and `regrun compare` (an interrupted run exits
-# 128 + the signal's number when the signal reached this process; see training/signals.py).
+# 128 + the signal's number when the signal reached this process; see jobs/signals.py).
 EXIT_CODES = {COMPLETED: 0, FAILED: 2}
 EXIT_OTHER = 1  # diverged, interrupted elsewhere, incomplete
 

@@ -1,5 +1,6 @@
 """The layout's promises, read from the source: no import cycles, and data flows one way,
-config → components → training → run directory → analysis, with the command on top."""
+config → components → measure → training → run directory → jobs → command, with analysis
+(the torch-free readers of run directories) beside them."""
 
 import ast
 from pathlib import Path
@@ -10,13 +11,11 @@ PACKAGE = Path(__file__).resolve().parents[1] / "regrun"
 
 # A layer may import the layers listed for it, and itself; nothing else of regrun's.
 BASE = {"regrun", "regrun.errors", "regrun.layout", "regrun.config", "regrun.console", "regrun.schema"}
-ALLOWED = {
-    "components": BASE | {"components"},
-    "training": BASE | {"components", "training"},
-    "analysis": BASE | {"analysis"},
-    "cli": BASE | {"components", "training", "analysis", "cli"},
-    "api": BASE | {"components", "training", "analysis", "cli", "api"},
-}
+LAYERS = ("components", "measure", "training", "rundir", "jobs")
+ALLOWED = {name: BASE | set(LAYERS[:i + 1]) for i, name in enumerate(LAYERS)}
+ALLOWED["analysis"] = BASE | {"analysis"}
+ALLOWED["cli"] = BASE | {*LAYERS, "analysis", "cli"}
+ALLOWED["api"] = ALLOWED["cli"] | {"api"}
 TORCH_FREE = ("regrun.errors", "regrun.layout", "regrun.config", "regrun.console", "regrun.schema", "regrun.analysis",
               "regrun.cli.compare")
 
@@ -77,3 +76,49 @@ def test_each_layer_imports_only_the_layers_below_it(module: str) -> None:
 @pytest.mark.parametrize("module", sorted(m for m in GRAPH if m.startswith(TORCH_FREE)))
 def test_readers_of_run_directories_stay_free_of_torch(module: str) -> None:
     assert not {m for m in GRAPH[module] if m == "torch" or m.startswith("torch.")}, module
+
+
+ROOT = PACKAGE.parent
+PLUGINS = sorted((ROOT / "hydra_plugins").rglob("*.py"))
+BENCHES = sorted((ROOT / "bench").glob("*.py"))
+
+
+def defined_names(module: str) -> set[str]:
+    """The top-level names a regrun module defines or imports (what `from module import x` may take)."""
+    path = PACKAGE.parent / (module.replace(".", "/") + ".py")
+    if not path.exists():
+        path = path.with_suffix("") / "__init__.py"
+    tree = ast.parse(path.read_text())
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names |= {t.id for t in targets if isinstance(t, ast.Name)}
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            names |= {(alias.asname or alias.name).split(".")[0] for alias in node.names}
+    return names
+
+
+def regrun_imports(path: Path) -> list[tuple[str, str]]:
+    """(module, name) of each `from regrun... import name` in a file outside the package."""
+    return [(node.module, alias.name) for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "regrun"
+            for alias in node.names]
+
+
+@pytest.mark.parametrize("path", PLUGINS, ids=lambda p: p.name)
+def test_hydra_plugins_only_plug_in_the_command(path: Path) -> None:
+    """A plugin module holds Hydra's glue; the work it plugs in lives in regrun.cli."""
+    wrong = {m for m in imports(path) if m.split(".")[0] == "regrun" and not m.startswith("regrun.cli")}
+    assert not wrong, f"{path.name} imports {sorted(wrong)}; a Hydra plugin may import regrun.cli only"
+
+
+@pytest.mark.parametrize("path", BENCHES + PLUGINS, ids=lambda p: p.name)
+def test_scripts_import_names_that_exist(path: Path) -> None:
+    """A bench script is run by hand, so a rename in the package would break it silently."""
+    for module, name in regrun_imports(path):
+        assert module in GRAPH, f"{path.name}: no module {module}"
+        submodule = f"{module}.{name}" in GRAPH
+        assert submodule or name in defined_names(module), f"{path.name}: {module} has no {name}"

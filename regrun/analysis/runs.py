@@ -42,7 +42,7 @@ class Run:
     overrides: list[str] = field(default_factory=list)
     final: dict[str, Any] = field(default_factory=dict)
     targeted_modules: list[str] = field(default_factory=list)  # modules whose outputs a target penalizes
-    warnings: list[str] = field(default_factory=list)  # the run's diagnostics (training/diagnostics.py)
+    warnings: list[str] = field(default_factory=list)  # the run's diagnostics (measure/diagnostics.py)
     task: dict[str, Any] = field(default_factory=dict)  # summary.json's `task`: name, figures, headline
 
     @property

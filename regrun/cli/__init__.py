@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 
 from regrun.cli.job import check_output_dirs, claim_output_dir, fail, job
 from regrun.errors import RegrunError
-from regrun.training.signals import STOP, exit_code
+from regrun.jobs.signals import STOP, exit_code
 
 
 def conf_dir() -> Path:

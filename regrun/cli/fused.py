@@ -127,9 +127,9 @@ def _run(launcher: Any, sweep_job: SweepJob, task_function: Any) -> JobReturn:
 
 def _run_group(launcher: Any, group: Sequence[SweepJob], max_models: int | None) -> dict[int, JobReturn]:
     """Prepare each job of a group in its own Hydra job, and train them in chunks that fit."""
-    from regrun.training.display import quiet_console
-    from regrun.training.group import NotFusable, Prepared, group_size, prepare, train_group
-    from regrun.training.rundir import record_failure
+    from regrun.jobs.display import quiet_console
+    from regrun.jobs.fused_group import NotFusable, Prepared, group_size, prepare, train_group
+    from regrun.rundir.files import record_failure
 
     data_cache: dict = {}
     returns: dict[int, JobReturn] = {}
@@ -140,7 +140,7 @@ def _run_group(launcher: Any, group: Sequence[SweepJob], max_models: int | None)
 
     def prepare_or_run(cfg: DictConfig) -> Any:
         """A prepared member; or, for a job that cannot be fused, what the job alone returns."""
-        from regrun.training.signals import STOP
+        from regrun.jobs.signals import STOP
 
         if STOP():
             return job(cfg)  # recorded as not started
@@ -189,8 +189,8 @@ def _train_chunk(chunk: Sequence[tuple[JobReturn, Any]], train_group: Any, conso
     when it ended; the other log lines go to each member's regrun.log.
     """
     from regrun.console import shared_console
-    from regrun.training.display import job_ended, quiet_console
-    from regrun.training.objective import objective
+    from regrun.jobs.display import job_ended, quiet_console
+    from regrun.jobs.objective import objective
 
     root = logging.getLogger()
     handlers = root.handlers[:]

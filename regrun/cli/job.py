@@ -19,8 +19,8 @@ from omegaconf.errors import OmegaConfBaseException
 
 from regrun.errors import RegrunError
 from regrun.layout import COMPLETED, CONFIG, INTERRUPTED, SUMMARY
-from regrun.training.lock import FolderInUse, holder, one_writer
-from regrun.training.signals import STOP, exit_code
+from regrun.rundir.lock import FolderInUse, holder, one_writer
+from regrun.jobs.signals import STOP, exit_code
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +52,8 @@ def job(cfg: DictConfig) -> float | None:
 
 
 def _locked_job(cfg: DictConfig, out: Path, sweeping: bool) -> float | None:
-    from regrun.training.display import quiet_job
-    from regrun.training.objective import objective  # torch imports late, so `regrun --help` stays quick
+    from regrun.jobs.display import quiet_job
+    from regrun.jobs.objective import objective  # torch imports late, so `regrun --help` stays quick
 
     # A folder that held a run before this job (a requeue, an old hydra.run.dir) is never
     # marked failed by it: its files stay as they were.
@@ -95,7 +95,7 @@ def holds_run(out: Path) -> bool:
 
 def run_or_continue(cfg: dict, out: Path) -> dict:
     """Run `cfg` in `out`, or continue the run the folder holds (`continued`); the summary."""
-    from regrun.training.run import run
+    from regrun.jobs.run import run
 
     return continued(cfg, out) if holds_run(out) else run(cfg, out)
 
@@ -105,8 +105,8 @@ def continued(cfg: dict, out: Path) -> dict:
     folder, and a user may point hydra.run.dir at an old run. The same config continues
     from the checkpoint (a completed run is left as it is); another config is refused, so
     nothing written is overwritten. Damaged files are refused in one line."""
-    from regrun.training.resume import differing_keys, prepare, read_config, read_summary
-    from regrun.training.run import run
+    from regrun.rundir.resume import differing_keys, prepare, read_config, read_summary
+    from regrun.jobs.run import run
 
     if differing := differing_keys(read_config(out), cfg):
         raise RegrunError(f"{out} already holds another run ({differing[0]} differs); choose another "
@@ -123,7 +123,7 @@ def continued(cfg: dict, out: Path) -> dict:
 def refused(message: str, out: Path, sweeping: bool, cfg: dict | None = None, record: bool = True) -> None:
     """A config error: one line and exit 2 in a single run; a `failed` job in a sweep,
     recorded in its folder when `record` (never in a folder holding another run)."""
-    from regrun.training.rundir import record_failure
+    from regrun.rundir.files import record_failure
 
     if not sweeping:
         fail(message)
@@ -134,7 +134,7 @@ def refused(message: str, out: Path, sweeping: bool, cfg: dict | None = None, re
 
 def not_started(cfg: DictConfig, out: Path) -> None:
     """Record a sweep job that a stop signal kept from starting, resumable from scratch."""
-    from regrun.training.rundir import RunDir
+    from regrun.rundir.files import RunDir
 
     plain = OmegaConf.to_container(cfg, resolve=True)
     rundir = RunDir(out)

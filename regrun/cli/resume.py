@@ -2,7 +2,7 @@
 
 The run's own config (config.json) is used, in the same directory; its metrics rows are
 kept and the new epochs appended. A few settings may change on resume (more epochs,
-another device, data moved); anything else is refused (regrun/training/resume.py).
+another device, data moved); anything else is refused (regrun/rundir/resume.py).
 """
 
 import argparse
@@ -15,9 +15,9 @@ from rich.logging import RichHandler
 from regrun.console import shared_console
 from regrun.errors import RegrunError
 from regrun.layout import LOG
-from regrun.training.lock import one_writer
-from regrun.training.resume import RESUMABLE, prepare, require_run
-from regrun.training.signals import exit_code
+from regrun.rundir.lock import one_writer
+from regrun.rundir.resume import RESUMABLE, prepare, require_run
+from regrun.jobs.signals import exit_code
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ def main(argv: list[str]) -> int:
     try:
         require_run(args.run_dir)  # before the lock, which would create a file in any folder
         with one_writer(args.run_dir):  # held from the first read to the last write
-            from regrun.training.run import run  # torch: after a second writer has been refused
+            from regrun.jobs.run import run  # torch: after a second writer has been refused
 
             cfg, checkpoint = prepare(args.run_dir, args.overrides)
             _log_to(args.run_dir)

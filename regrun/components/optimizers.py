@@ -1,7 +1,7 @@
 """Optimizers by name.
 
 The optimizer node's keys but `name` (and `groups`, the per-layer parameter groups that
-training/groups.py resolves) are keyword options of the optimizer's constructor.
+training/param_groups.py resolves) are keyword options of the optimizer's constructor.
 
 SGD, Adam and AdamW run on torch's fused kernel (one pass over each parameter per step)
 wherever torch has one for the parameters' device (CPU and CUDA in current releases),

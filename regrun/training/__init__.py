@@ -1,3 +1,2 @@
-"""Training: one run from its config to its run directory. Targets resolved against the
-model, hooks that capture activations, the loop, sparsity statistics, checkpoints, the
-run directory's writer and what a person watches while it trains."""
+"""The training loop: regularization targets resolved against the model, their λ schedules,
+the optimizer's parameter groups, and one loop that steps a run alone or a fused group."""

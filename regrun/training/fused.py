@@ -38,11 +38,12 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from regrun.components.datasets import Data
 from regrun.components.tasks import Task
-from regrun.training.capture import ActivationCapture, output_shapes
+from regrun.measure.capture import ActivationCapture, output_shapes
 from regrun.training.memory import reuse_freed_memory
-from regrun.training.sparsity import stat_modules
+from regrun.measure.sparsity import stat_modules
 from regrun.training.targets import Target
-from regrun.training.trainer import (EpochProgress, Evaluation, Outcome, Reporter, TrainerSettings, TrainState,
+from regrun.measure.evaluation import Evaluation
+from regrun.training.loop import (EpochProgress, Outcome, Reporter, TrainerSettings, TrainState,
                                      checkpoint_due, early_end, end_epoch, first_non_finite, lambdas_at,
                                      learning_rates, loss_terms, step_loss, steps_per_epoch, with_totals)
 

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from regrun.components.penalties import PENALTIES, Penalty, soft_threshold
 from regrun.errors import RegrunError, choices, is_number
-from regrun.training.capture import output_shapes
+from regrun.measure.capture import output_shapes
 from regrun.training.schedules import SCHEDULE_KEYS, Schedule, parse_schedule
 from regrun.training.selection import PARAM_SITES, SELECT_KEYS, match_modules, one_of, site_params
 

@@ -12,7 +12,7 @@ import torch
 
 from regrun.cli import main
 from regrun.layout import LOCK
-from regrun.training.run import run
+from regrun.jobs.run import run
 
 from conftest import write_dataset
 

@@ -22,7 +22,7 @@ import pytest
 import torch
 
 from regrun.cli import main
-from regrun.training import rundir
+from regrun.rundir import files as rundir
 
 from conftest import write_dataset
 from test_errors import one_line_error
@@ -147,7 +147,7 @@ def places(tmp_path_factory: pytest.TempPathFactory, tiny_root: Path, done: Path
     shutil.copytree(done, tmp / "busydone")
     busy = [tmp / "busy", tmp / "busydone", tmp / "busysweep" / "0"]
     code = ("import sys, time; from pathlib import Path; from contextlib import ExitStack\n"
-            "from regrun.training.lock import one_writer\n"
+            "from regrun.rundir.lock import one_writer\n"
             "with ExitStack() as held:\n"
             "    for folder in sys.argv[1:]: held.enter_context(one_writer(Path(folder)))\n"
             "    print('held', flush=True); time.sleep(600)")

@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from regrun.cli.compare import main as compare_main
-from regrun.training.objective import objective
+from regrun.jobs.objective import objective
 
 pytestmark = pytest.mark.heavy  # many whole processes: `make test-heavy`
 

@@ -11,7 +11,7 @@ from regrun.components.datasets import load_data, open_dataset
 from regrun.components.models import build_model
 from regrun.components.tasks import resolve_task
 from regrun.errors import RegrunError
-from regrun.training.groups import build_grouped_optimizer
+from regrun.training.param_groups import build_grouped_optimizer
 from regrun.training.targets import resolve_targets
 
 GROUPS = ("model", "dataset", "optimizer", "reg", "task", "logger", "experiment")
@@ -41,7 +41,7 @@ def test_every_experiment_preset_composes_builds_and_trains_a_step(make_cfg: Cal
                                                                     tmp_path) -> None:
     """Each study preset is a whole run: it composes over the defaults and trains (one
     epoch of a few batches on the tiny data; the real figures are in the README)."""
-    from regrun.training.run import run
+    from regrun.jobs.run import run
 
     cfg = make_cfg(f"experiment={experiment}")
     model, targets = build_all(cfg)

@@ -14,8 +14,8 @@ from regrun.cli import conf_dir
 from regrun.components.models import MODELS, build_model
 from regrun.components.registry import Registry, build
 from regrun.errors import RegrunError
-from regrun.training.capture import output_shapes
-from regrun.training.run import run
+from regrun.measure.capture import output_shapes
+from regrun.jobs.run import run
 
 from conftest import write_plugin
 

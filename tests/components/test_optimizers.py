@@ -1,6 +1,7 @@
 """Optimizers: torch's fused kernels by default, stepping as torch's default loop does, to
-the last bit but for an element or two (a vectorized kernel rounds a few operations in
-another order: one unit in the last place, 1.4e-7 relative, after 50 steps)."""
+rounding: a vectorized kernel rounds a few operations in another order, one unit in the
+last place, about 1e-7 relative, after 50 steps. How many elements differ depends on the
+CPU's vector width (3 of 257 on AVX2, 12 to 15 on AVX-512), so the bound is relative."""
 
 import pytest
 import torch
@@ -28,7 +29,6 @@ def test_the_fused_default_steps_as_torchs_loop(name: str) -> None:
     default = build_optimizer([torch.zeros(2, requires_grad=True)], {"name": name, **OPTIONS[name]})
     assert implementation(default) == "fused"
     fused, loop = trajectory(name), trajectory(name, foreach=False)
-    assert (fused != loop).sum() <= 3  # of 257
     assert torch.allclose(fused, loop, rtol=1e-6, atol=0)
 
 

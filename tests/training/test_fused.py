@@ -18,10 +18,10 @@ import torch
 
 from regrun.components.optimizers import implementation
 from regrun.training.fused import FusedModel, Member, chunk_size, not_fusable
-from regrun.training.group import NotFusable, prepare, train_group
-from regrun.training.lock import FolderInUse
-from regrun.training.resume import prepare as prepare_resume
-from regrun.training.run import build, run
+from regrun.jobs.fused_group import NotFusable, prepare, train_group
+from regrun.rundir.lock import FolderInUse
+from regrun.rundir.resume import prepare as prepare_resume
+from regrun.jobs.run import build, run
 
 # Largest differences seen between a member and its run alone on these tiny runs: 1e-4
 # relative in a loss (test loss of an MLP with BatchNorm after 2 epochs; usually under 1e-5),
@@ -161,7 +161,7 @@ def test_a_group_is_cut_to_max_models_and_to_half_the_free_memory() -> None:
 
 def held_by_someone(folder: Path) -> bool:
     """Whether another process sees `folder`'s lock taken (this process's own is invisible to holder())."""
-    code = f"from pathlib import Path; from regrun.training.lock import holder; print(holder(Path({str(folder)!r})))"
+    code = f"from pathlib import Path; from regrun.rundir.lock import holder; print(holder(Path({str(folder)!r})))"
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() != "None"
 
 
@@ -178,7 +178,7 @@ def test_each_member_holds_its_folder_from_prepare_until_its_group_ended(make_cf
 def test_a_member_whose_folder_another_process_writes_is_refused_and_writes_nothing(make_cfg, tmp_path: Path) -> None:
     out = tmp_path / "taken"
     out.mkdir()
-    code = (f"import time; from pathlib import Path; from regrun.training.lock import one_writer\n"
+    code = (f"import time; from pathlib import Path; from regrun.rundir.lock import one_writer\n"
             f"with one_writer(Path({str(out)!r})):\n    print('held', flush=True); time.sleep(60)")
     other = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
@@ -197,7 +197,7 @@ def test_a_member_that_fails_once_its_files_are_written_says_so_in_its_summary(m
     def broken(*args: object) -> None:
         raise RuntimeError("tracker exploded")
 
-    monkeypatch.setattr("regrun.training.group.build_loggers", broken)
+    monkeypatch.setattr("regrun.jobs.fused_group.build_loggers", broken)
     with pytest.raises(RuntimeError, match="tracker exploded"):
         prepare(grid(make_cfg, "l1_weights", "reg=l1_weights")[0], tmp_path / "run", {})
     assert summary(tmp_path / "run") | {"config": None} == {"status": "failed", "error": "tracker exploded", "config": None}

@@ -11,7 +11,7 @@ from torch import Tensor
 from regrun.components.models import build_model
 from regrun.components.penalties import PENALTIES, register_penalty
 from regrun.errors import RegrunError
-from regrun.training.run import run
+from regrun.jobs.run import run
 from regrun.training.targets import resolve_target
 
 ONE_STEP = ("trainer.batch_size=320", "model.hidden=[8]")  # the tiny training set is 320 samples

@@ -73,7 +73,7 @@ TARGET = "reg.targets.l1_activations"
 
 
 def scheduled_run(make_cfg, out, *overrides: str, stop=None, monkeypatch=None) -> list[dict]:
-    from regrun.training.run import run
+    from regrun.jobs.run import run
 
     cfg = make_cfg("reg=l1_activations", f"{TARGET}.lambda={LAMBDA}", *overrides)
     run(cfg, out)
@@ -81,7 +81,7 @@ def scheduled_run(make_cfg, out, *overrides: str, stop=None, monkeypatch=None) -
 
 
 def RunDirRows(out) -> list[dict]:  # noqa: N802
-    from regrun.training.rundir import RunDir
+    from regrun.rundir.files import RunDir
 
     return RunDir(out).read_metrics()
 
@@ -114,8 +114,8 @@ class StopAfter:
 
 
 def test_a_run_stopped_mid_warmup_resumes_to_the_figures_of_an_unbroken_run(make_cfg, tmp_path, monkeypatch) -> None:
-    from regrun.training import run as run_module
-    from regrun.training.resume import prepare
+    from regrun.jobs import run as run_module
+    from regrun.rundir.resume import prepare
 
     overrides = (f"{TARGET}.warmup_steps=25", "trainer.epochs=3")
     unbroken = scheduled_run(make_cfg, tmp_path / "unbroken", *overrides)
@@ -130,7 +130,7 @@ def test_a_run_stopped_mid_warmup_resumes_to_the_figures_of_an_unbroken_run(make
 
 
 def test_a_window_that_starts_after_the_last_epoch_is_refused(make_cfg, tmp_path) -> None:
-    from regrun.training.run import run
+    from regrun.jobs.run import run
 
     with pytest.raises(RegrunError, match=r"start_epoch=4 is after the last epoch \(trainer.epochs=3\); allowed: 1 to 3"):
         run(make_cfg("reg=l1_activations", f"{TARGET}.start_epoch=4", "trainer.epochs=3"), tmp_path / "run")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from regrun.training.diagnostics import Chance, diagnose
+from regrun.measure.diagnostics import Chance, diagnose
 
 ACC = Chance("test_acc", 0.1135, True, "always predicting the most frequent class", 2.3010)
 
@@ -105,7 +105,7 @@ def test_regression_at_chance_compares_with_predicting_the_mean() -> None:
 def test_a_run_of_thread_004s_recipe_ends_with_warnings_and_a_sane_run_with_none(make_cfg, tmp_path) -> None:
     """Through run(): the warnings land in summary.json (tiny data; the real recipe is an
     experiment preset, checked on MNIST by tests/cli/test_realdata.py)."""
-    from regrun.training.run import run
+    from regrun.jobs.run import run
 
     collapse = run(make_cfg("reg=l1_weights", "reg.targets.l1_weights.lambda=1.0", "reg.targets.l1_weights.site=params",
                             "optimizer.lr=1e-4", "model.hidden=[64,32]"), tmp_path / "collapse")

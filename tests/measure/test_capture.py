@@ -12,9 +12,10 @@ from regrun.components.datasets import Split
 from regrun.components.models import build_model
 from regrun.components.tasks import CLASSIFICATION
 from regrun.errors import RegrunError
-from regrun.training.capture import ActivationCapture, forward_hooks, output_shapes
+from regrun.measure.capture import ActivationCapture, forward_hooks, output_shapes
 from regrun.training.targets import describe_targets, resolve_targets
-from regrun.training.trainer import evaluate, train_step
+from regrun.measure.evaluation import evaluate
+from regrun.training.loop import train_step
 
 MLP = {"name": "mlp", "hidden": [16, 8]}
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from regrun.layout import LOCK
-from regrun.training.lock import FolderInUse, holder, one_writer
+from regrun.rundir.lock import FolderInUse, holder, one_writer
 
 pytestmark = pytest.mark.heavy  # many whole processes: `make test-heavy`
 
@@ -176,7 +176,7 @@ def test_a_refused_sweep_job_writes_nothing_into_the_other_run(tiny_root: Path, 
 
 
 def test_the_lock_is_released_when_its_holder_is_killed(tmp_path: Path) -> None:
-    code = ("import sys, time; from pathlib import Path; from regrun.training.lock import one_writer\n"
+    code = ("import sys, time; from pathlib import Path; from regrun.rundir.lock import one_writer\n"
             "with one_writer(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(600)")
     proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
     try:

@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from regrun.training import sparsity
+from regrun.measure import sparsity
 from regrun.training.memory import reuse_freed_memory
-from regrun.training.sparsity import ActivationStats, normalized_hoyer, stat_modules, weight_stats
+from regrun.measure.sparsity import ActivationStats, normalized_hoyer, stat_modules, weight_stats
 
 
 def test_normalized_hoyer_closed_forms() -> None:

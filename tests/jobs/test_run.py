@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from regrun.errors import RegrunError
-from regrun.training.run import reg_targets, run
+from regrun.jobs.run import reg_targets, run
 
 
 def metrics(out: Path) -> list[dict]:

@@ -19,15 +19,15 @@ from typing import Any
 from regrun.components.datasets import Data
 from regrun.console import shared_console
 from regrun.layout import LOG
-from regrun.training.display import GroupReporter
+from regrun.jobs.display import GroupReporter
 from regrun.training.fused import Member, available_bytes, chunk_size, fit_fused, member_bytes, not_fusable
-from regrun.training.lock import one_writer
-from regrun.training.loggers import Loggers, build_loggers
-from regrun.training.rundir import RunDir, record_failure
-from regrun.training.run import (Setup, Tables, build, describe_data, finish, record, recorder, saver, start_state,
+from regrun.rundir.lock import one_writer
+from regrun.rundir.trackers import Loggers, build_loggers
+from regrun.rundir.files import RunDir, record_failure
+from regrun.jobs.run import (Setup, Tables, build, describe_data, finish, record, recorder, saver, start_state,
                                  training_data)
-from regrun.training.signals import STOP
-from regrun.training.trainer import Outcome, steps_per_epoch
+from regrun.jobs.signals import STOP
+from regrun.training.loop import Outcome, steps_per_epoch
 
 log = logging.getLogger(__name__)
 # The job log's line format (conf/hydra/job_logging/rich.yaml), for the members' regrun.log.

@@ -12,8 +12,8 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 
 from regrun.errors import RegrunError
 from regrun.cli import conf_dir
-from regrun.training.loggers import check_loggers, tag
-from regrun.training.run import run
+from regrun.rundir.trackers import check_loggers, tag
+from regrun.jobs.run import run
 
 LAMBDA = 1e-3
 

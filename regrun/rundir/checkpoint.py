@@ -18,8 +18,8 @@ import torch
 from torch import nn
 
 from regrun.errors import RegrunError
-from regrun.training.rundir import write_atomically
-from regrun.training.trainer import EpochProgress, TrainState
+from regrun.rundir.files import write_atomically
+from regrun.training.loop import EpochProgress, TrainState
 
 FORMAT = 1
 NAME = "checkpoint.pt"

@@ -18,7 +18,7 @@ from omegaconf.errors import OmegaConfBaseException
 from regrun.config import flatten
 from regrun.errors import RegrunError, choices, positive_int
 from regrun.layout import CONFIG, DIVERGED, FAILED, SUMMARY
-from regrun.training.lock import FolderInUse, holder
+from regrun.rundir.lock import FolderInUse, holder
 
 # Keys a resume may override: none of them changes the training trajectory so far.
 RESUMABLE = ("trainer.epochs", "trainer.device", "trainer.log_every", "trainer.eval_every",
@@ -31,7 +31,7 @@ def prepare(run_dir: Path, overrides: list[str]) -> tuple[dict[str, Any], dict[s
     """The config to continue with and the checkpoint to continue from (None: start again).
 
     Any bytes in the run's files end here in a one-line RegrunError, never a traceback."""
-    from regrun.training.checkpoint import NAME, load_checkpoint
+    from regrun.rundir.checkpoint import NAME, load_checkpoint
 
     cfg = read_config(run_dir)
     summary = read_summary(run_dir)

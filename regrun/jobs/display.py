@@ -22,7 +22,7 @@ from rich.table import Table
 
 from regrun.console import LOG_WIDTH, shared_console
 from regrun.layout import split_figure
-from regrun.training.sparsity import threshold_key
+from regrun.measure.sparsity import threshold_key
 
 log = logging.getLogger(__name__)
 _QUIET = False  # inside quiet_job: tables to the log file, no progress bar

@@ -27,17 +27,17 @@ from regrun.console import shared_console
 from regrun.errors import RegrunError, choices, is_number
 from regrun.layout import COMPLETED, GROUPS, lambda_column, split_figure
 from regrun.schema import Range, check
-from regrun.training.checkpoint import NAME as CHECKPOINT, restore, save_checkpoint
-from regrun.training.diagnostics import Chance, diagnose
-from regrun.training.display import DIAGNOSTICS, RichReporter, show_groups, show_summary, show_targets
-from regrun.training.groups import build_grouped_optimizer, describe_groups
-from regrun.training.lock import one_writer
-from regrun.training.loggers import Loggers, build_loggers
-from regrun.training.objective import check_objective
-from regrun.training.rundir import RunDir, WriteFailed, environment, loss_breakdown, mark_targeted, record_failure
-from regrun.training.signals import STOP
+from regrun.rundir.checkpoint import NAME as CHECKPOINT, restore, save_checkpoint
+from regrun.measure.diagnostics import Chance, diagnose
+from regrun.jobs.display import DIAGNOSTICS, RichReporter, show_groups, show_summary, show_targets
+from regrun.training.param_groups import build_grouped_optimizer, describe_groups
+from regrun.rundir.lock import one_writer
+from regrun.rundir.trackers import Loggers, build_loggers
+from regrun.jobs.objective import check_objective
+from regrun.rundir.files import RunDir, WriteFailed, environment, loss_breakdown, mark_targeted, record_failure
+from regrun.jobs.signals import STOP
 from regrun.training.targets import Target, describe_targets, resolve_targets
-from regrun.training.trainer import Outcome, TrainerSettings, TrainState, fit, pick_device, steps_per_epoch
+from regrun.training.loop import Outcome, TrainerSettings, TrainState, fit, pick_device, steps_per_epoch
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ class Setup:
     model: torch.nn.Module
     targets: list[Target]
     optimizer: torch.optim.Optimizer
-    groups: Any  # the resolved optimizer parameter groups (training/groups.py)
+    groups: Any  # the resolved optimizer parameter groups (training/param_groups.py)
     example: torch.Tensor  # one zero input, for the shapes of captured outputs
 
 
@@ -315,7 +315,7 @@ def _summary(outcome: Outcome, rundir: RunDir, model: torch.nn.Module, targets: 
 
 
 def _diagnostics(summary: Mapping[str, Any], rows: list[dict], task: Task, data: Data) -> list[dict[str, str]]:
-    """The warnings of training/diagnostics.py for a completed run, each also logged."""
+    """The warnings of measure/diagnostics.py for a completed run, each also logged."""
     if summary["status"] != COMPLETED:
         return []
     figures = trivial_figures(task, data.test.x, data.test.y)
