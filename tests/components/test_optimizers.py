@@ -1,7 +1,8 @@
 """Optimizers: torch's fused kernels by default, stepping as torch's default loop does, to
-rounding: a vectorized kernel rounds a few operations in another order, one unit in the
-last place, about 1e-7 relative, after 50 steps. How many elements differ depends on the
-CPU's vector width (3 of 257 on AVX2, 12 to 15 on AVX-512), so the bound is relative."""
+rounding: a vectorized kernel rounds a few operations in another order. How far apart they
+drift in 50 steps depends on the CPU's vector width: 3 of 257 elements, 1.4e-7 relative, on
+AVX2; 12 to 15 elements, up to 1.7e-6 relative, on AVX-512. The bound is 1e-5 relative,
+far below any difference of algorithm (a wrong bias correction or decay is 1e-2 or more)."""
 
 import pytest
 import torch
@@ -29,7 +30,7 @@ def test_the_fused_default_steps_as_torchs_loop(name: str) -> None:
     default = build_optimizer([torch.zeros(2, requires_grad=True)], {"name": name, **OPTIONS[name]})
     assert implementation(default) == "fused"
     fused, loop = trajectory(name), trajectory(name, foreach=False)
-    assert torch.allclose(fused, loop, rtol=1e-6, atol=0)
+    assert torch.allclose(fused, loop, rtol=1e-5, atol=0)
 
 
 @pytest.mark.parametrize("choice, expected", [({"foreach": True}, "foreach"), ({"foreach": False}, "for-loop"),
