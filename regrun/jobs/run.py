@@ -37,7 +37,8 @@ from regrun.jobs.objective import check_objective
 from regrun.rundir.files import RunDir, WriteFailed, environment, loss_breakdown, mark_targeted, record_failure
 from regrun.jobs.signals import STOP
 from regrun.training.targets import Target, describe_targets, resolve_targets
-from regrun.training.loop import Outcome, TrainerSettings, TrainState, fit, pick_device, steps_per_epoch
+from regrun.training.loop import Outcome, TrainState, fit, steps_per_epoch
+from regrun.training.settings import TrainerSettings, pick_device
 
 log = logging.getLogger(__name__)
 

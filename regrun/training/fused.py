@@ -43,7 +43,8 @@ from regrun.training.memory import reuse_freed_memory
 from regrun.measure.sparsity import stat_modules
 from regrun.training.targets import Target
 from regrun.measure.evaluation import Evaluation
-from regrun.training.loop import (EpochProgress, Outcome, Reporter, TrainerSettings, TrainState,
+from regrun.training.settings import TrainerSettings
+from regrun.training.loop import (EpochProgress, Outcome, Reporter, TrainState,
                                      checkpoint_due, early_end, end_epoch, first_non_finite, lambdas_at,
                                      learning_rates, loss_terms, step_loss, steps_per_epoch, with_totals)
 
