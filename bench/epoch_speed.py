@@ -56,7 +56,7 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -84,7 +84,9 @@ from regrun.rundir.files import environment as environment_of_run  # noqa: E402
 from regrun.training.targets import resolve_targets  # noqa: E402
 from regrun.components.tasks import CLASSIFICATION  # noqa: E402
 from regrun.measure.evaluation import evaluate  # noqa: E402
-from regrun.training.loop import train_epoch  # noqa: E402
+from regrun.training.loop import Member, TrainState, train_epoch  # noqa: E402
+from regrun.training.settings import TrainerSettings  # noqa: E402
+from regrun.training.step import SoloStep, loss_terms, with_totals  # noqa: E402
 
 BATCH_SIZE = 64
 LR = 1e-3
@@ -206,21 +208,24 @@ class MarkingReporter:
     def start_epoch(self, epoch: int, steps: int) -> None:
         """Nothing to show."""
 
-    def step(self, done: int, figures: dict[str, float]) -> None:
+    def step(self, done: int, figures: Sequence[Mapping[str, float]]) -> None:
         """Note the time of this update."""
         mark(self.marks)
 
-    def end_epoch(self, row: dict[str, Any]) -> None:
+    def end_epoch(self, label: str, row: Mapping[str, Any]) -> None:
         """Nothing to show."""
 
 
 def regrun_epoch(model: nn.Module, targets: list, optimizer: torch.optim.Optimizer, split: Split,
                  capture: ActivationCapture, generator: torch.Generator,
                  marks: list[float] | None = None) -> list[float]:
-    """One epoch of `regrun.training.loop.train_epoch`, the very loop `fit` runs; returns the mean loss terms."""
-    progress = train_epoch(model, CLASSIFICATION, targets, optimizer, capture, split, BATCH_SIZE, generator, LOG_EVERY,
-                           MarkingReporter(marks))
-    return list(progress.means(targets).values())
+    """One epoch of `regrun.training.loop.train_epoch`, the very loop `fit` runs, stepping a
+    run alone; returns the mean loss terms."""
+    member = Member(model, optimizer, targets, TrainState(generator), print, print, print)  # callbacks unused here
+    settings = TrainerSettings(epochs=1, batch_size=BATCH_SIZE, log_every=LOG_EVERY)
+    _, batches, sums = train_epoch([member], SoloStep(model, optimizer, targets), CLASSIFICATION, split, settings,
+                                   MarkingReporter(marks), capture)
+    return list(with_totals(dict(zip(loss_terms(targets), (sums[0] / batches).tolist())), targets).values())
 
 
 class MLP(nn.Module):

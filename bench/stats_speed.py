@@ -40,7 +40,8 @@ from regrun.training.param_groups import build_grouped_optimizer  # noqa: E402
 from regrun.training.memory import reuse_freed_memory  # noqa: E402
 from regrun.jobs.run import Setup, build, training_data  # noqa: E402
 from regrun.measure.evaluation import evaluate, task_figures  # noqa: E402
-from regrun.training.loop import train_epoch  # noqa: E402
+from regrun.training.loop import Member, TrainState, train_epoch  # noqa: E402
+from regrun.training.step import SoloStep  # noqa: E402
 
 TRAIN_SAMPLES = 30_000
 SMALL_TEST = 200
@@ -52,10 +53,10 @@ class Silent:
     def start_epoch(self, epoch: int, steps: int) -> None:
         """Nothing to show."""
 
-    def step(self, done: int, figures: dict) -> None:
+    def step(self, done: int, figures: list) -> None:
         """Nothing to show."""
 
-    def end_epoch(self, row: dict) -> None:
+    def end_epoch(self, label: str, row: dict) -> None:
         """Nothing to show."""
 
 
@@ -81,8 +82,8 @@ def epoch(setup: Setup, data, test: Split, state: dict) -> tuple[float, float]:
     optimizer, _ = build_grouped_optimizer(model, setup.cfg["optimizer"])
     started = time.perf_counter()
     with ActivationCapture(model, []) as capture:
-        train_epoch(model, setup.task, [], optimizer, capture, data.train, settings.batch_size,
-                    torch.Generator().manual_seed(0), settings.log_every, Silent())
+        member = Member(model, optimizer, [], TrainState(torch.Generator().manual_seed(0)), print, print, print)
+        train_epoch([member], SoloStep(model, optimizer, []), setup.task, data.train, settings, Silent(), capture)
     evaluated = time.perf_counter()
     evaluate(model, setup.task, test, settings.eval_batch_size, setup.thresholds)
     done = time.perf_counter()

@@ -27,9 +27,10 @@ from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrid
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from regrun.cli.job import holds_run, job, job_label
+from regrun.cli.job import job, job_label
 from regrun.config import flatten
-from regrun.layout import SUMMARY
+from regrun.layout import INTERRUPTED, SUMMARY
+from regrun.rundir.resume import holds_run
 from regrun.errors import RegrunError, positive_int
 
 log = logging.getLogger(__name__)
@@ -91,17 +92,28 @@ def _sweep_job(launcher: Any, num: int, overrides: Sequence[str]) -> SweepJob:
 def fusion_key(config: DictConfig) -> str | None:
     """The job's resolved config without its seed and λ values, as text: jobs with equal keys
     fuse. None when the job must run alone: a config that does not resolve (the job reports
-    it) or a folder that already holds a run (the job continues it)."""
+    it) or a folder that holds a run other than an interrupted one (the job continues it or
+    reports it). Interrupted members of a group fuse again and continue together."""
     try:
         out = Path(str(config.hydra.sweep.dir)) / str(config.hydra.sweep.subdir)
         task = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
         plain = OmegaConf.to_container(task, resolve=True, throw_on_missing=True)
     except OmegaConfBaseException:
         return None
-    if holds_run(out):
+    if holds_run(out) and not _interrupted(out):
         return None
     flat = {k: v for k, v in flatten(plain).items() if k not in FUSABLE_KEYS and not _is_lambda(k)}
     return json.dumps(sorted(flat.items()), default=str)
+
+
+def _interrupted(out: Path) -> bool:
+    """Whether the run in `out` was interrupted (a damaged folder is not: the job alone reports it)."""
+    from regrun.rundir.resume import read_summary
+
+    try:
+        return read_summary(out).get("status") == INTERRUPTED
+    except RegrunError:
+        return False
 
 
 def _is_lambda(key: str) -> bool:

@@ -20,6 +20,7 @@ from omegaconf.errors import OmegaConfBaseException
 from regrun.errors import RegrunError
 from regrun.layout import COMPLETED, CONFIG, INTERRUPTED, SUMMARY
 from regrun.rundir.lock import FolderInUse, holder, one_writer
+from regrun.rundir.resume import holds_run
 from regrun.jobs.signals import STOP, exit_code
 
 log = logging.getLogger(__name__)
@@ -88,11 +89,6 @@ def job_label(out: Path) -> str:
     return f"job #{HydraConfig.get().job.num} ({out})"
 
 
-def holds_run(out: Path) -> bool:
-    """Whether `out` holds a run already (its config.json, even a dangling link to one)."""
-    return (out / CONFIG).exists() or (out / CONFIG).is_symlink()
-
-
 def run_or_continue(cfg: dict, out: Path) -> dict:
     """Run `cfg` in `out`, or continue the run the folder holds (`continued`); the summary."""
     from regrun.jobs.run import run
@@ -105,18 +101,14 @@ def continued(cfg: dict, out: Path) -> dict:
     folder, and a user may point hydra.run.dir at an old run. The same config continues
     from the checkpoint (a completed run is left as it is); another config is refused, so
     nothing written is overwritten. Damaged files are refused in one line."""
-    from regrun.rundir.resume import differing_keys, prepare, read_config, read_summary
     from regrun.jobs.run import run
+    from regrun.rundir.resume import continuation, read_summary
 
-    if differing := differing_keys(read_config(out), cfg):
-        raise RegrunError(f"{out} already holds another run ({differing[0]} differs); choose another "
-                          "hydra.run.dir, or continue that run with: regrun resume " + str(out))
-    summary = read_summary(out)
-    if summary.get("status") == COMPLETED and isinstance(summary.get("final"), dict):
+    if (resumed := continuation(cfg, out)) is None:
         log.info("%s already holds this run, completed; nothing to do", out)
-        return summary
+        return read_summary(out)
     log.info("%s already holds this run, not finished: continuing it", out)
-    cfg, checkpoint = prepare(out, [])
+    cfg, checkpoint = resumed
     return run(cfg, out, checkpoint, resume=True)
 
 

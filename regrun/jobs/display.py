@@ -176,11 +176,11 @@ class RichReporter:
             self.progress.remove_task(self._task)
         self._task = self.progress.add_task("train", total=steps, epoch=epoch, breakdown="")
 
-    def step(self, done: int, figures: Mapping[str, float]) -> None:
-        """Move the bar and show the running loss breakdown."""
-        self.progress.update(self._task, completed=done, breakdown=breakdown(figures, self.target_names))
+    def step(self, done: int, figures: Sequence[Mapping[str, float]]) -> None:
+        """Move the bar and show the running loss breakdown (of the run: a group of one)."""
+        self.progress.update(self._task, completed=done, breakdown=breakdown(figures[0], self.target_names))
 
-    def end_epoch(self, row: Mapping[str, Any]) -> None:
+    def end_epoch(self, label: str, row: Mapping[str, Any]) -> None:
         """Log the epoch's breakdown and test figures on one line."""
         self.progress.update(self._task, completed=self.progress.tasks[-1].total,
                              breakdown=breakdown(row, self.target_names))
@@ -209,32 +209,15 @@ class GroupReporter(RichReporter):
         super().__init__(epochs, target_names, figures, console)
         self.size = size
 
-    def step(self, done: int, figures: Sequence[Mapping[str, float]]) -> None:  # type: ignore[override]
+    def step(self, done: int, figures: Sequence[Mapping[str, float]]) -> None:
         """Move the bar; show the live members and their total losses."""
         totals = [f["train_total_loss"] for f in figures]
         self.progress.update(self._task, completed=done, breakdown=f"{len(figures)}/{self.size} members · total "
                                                                     f"loss {min(totals):.4g}–{max(totals):.4g}")
 
-    def member(self, label: str) -> "MemberLines":
-        """The reporter of one member: a log line per completed epoch, named by `label`."""
-        return MemberLines(label, self.epochs, self.target_names, self.figures)
-
-
-class MemberLines:
-    """A fused member's epochs, one log line each (the group's bar shows the progress)."""
-
-    def __init__(self, label: str, epochs: int, target_names: Sequence[str], figures: Sequence[str]):
-        self.label, self.epochs, self.target_names, self.figures = label, epochs, list(target_names), list(figures)
-
-    def start_epoch(self, epoch: int, steps: int) -> None:
-        """Nothing: the group's bar shows the epoch."""
-
-    def step(self, done: int, figures: Mapping[str, float]) -> None:
-        """Nothing: the group's bar shows the progress."""
-
-    def end_epoch(self, row: Mapping[str, Any]) -> None:
-        """Log the member's epoch on one line."""
-        log.info("%s  %s", self.label, epoch_line(row, self.epochs, self.target_names, self.figures))
+    def end_epoch(self, label: str, row: Mapping[str, Any]) -> None:
+        """Log the member's epoch on one line, named by `label` (the group's bar shows the progress)."""
+        log.info("%s  %s", label, epoch_line(row, self.epochs, self.target_names, self.figures))
 
 
 def show_summary(summary: Mapping[str, Any], console: Console) -> None:

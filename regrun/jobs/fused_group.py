@@ -3,8 +3,10 @@ training (regrun/training/fused.py), and each run's own directory written as alo
 
 A member's directory holds what a run alone writes (config.json, targets.json, metrics.csv,
 checkpoint.pt in the solo format, summary.json, model.pt, its log lines in regrun.log), so
-`regrun compare` reads it and `regrun resume` continues it alone. Its `epoch_time_s` is the
-group's training time for the epoch plus the member's own evaluation.
+`regrun compare` reads it and `regrun resume` continues it alone. A group stopped part-way
+continues as a group: each member whose folder holds its interrupted run is built from its
+checkpoint, and members that stand at the same step train on together. Its `epoch_time_s`
+is the group's training time for the epoch plus the member's own evaluation.
 """
 
 import json
@@ -20,14 +22,15 @@ from regrun.components.datasets import Data
 from regrun.console import shared_console
 from regrun.layout import LOG
 from regrun.jobs.display import GroupReporter
-from regrun.training.fused import Member, available_bytes, chunk_size, fit_fused, member_bytes, not_fusable
+from regrun.training.fused import FusedModel, available_bytes, chunk_size, member_bytes, not_fusable
 from regrun.rundir.lock import one_writer
 from regrun.rundir.trackers import Loggers, build_loggers
-from regrun.rundir.files import RunDir, record_failure
-from regrun.jobs.run import (Setup, Tables, build, describe_data, finish, record, recorder, saver, start_state,
-                                 training_data)
+from regrun.rundir.files import RunDir, WriteFailed, record_failure
+from regrun.rundir.resume import continuation, holds_run
+from regrun.jobs.run import (Setup, Tables, build, describe_data, finish, keep_rows, record, recorder, saver,
+                             start_state, training_data)
 from regrun.jobs.signals import STOP
-from regrun.training.loop import Outcome, steps_per_epoch
+from regrun.training.loop import Member, Outcome, TrainState, fit, steps_per_epoch
 
 log = logging.getLogger(__name__)
 # The job log's line format (conf/hydra/job_logging/rich.yaml), for the members' regrun.log.
@@ -47,6 +50,7 @@ class Prepared:
     tables: Tables  # the rows of targets.json and groups.json
     data: Data
     loggers: Loggers
+    state: TrainState  # fresh, or where its checkpoint stands when it continues
     started: float
     held: ExitStack = field(repr=False)  # its folder's lock and its loggers, until its group ends
     summary: dict[str, Any] | None = None  # summary.json's content, once it ended
@@ -59,17 +63,24 @@ class Prepared:
 
 
 def prepare(cfg: dict[str, Any], out: Path, data_cache: dict[str, Data]) -> Prepared:
-    """Build a run as it is alone and write its config.json and targets.json into `out`.
+    """Build a run as it is alone and write its config.json and targets.json into `out`; a
+    folder that holds this run, interrupted, is continued from its checkpoint.
 
     Raises what the run alone would raise for a bad config (before writing anything), and
-    `NotFusable` for a run that must train alone; a failure once files are written is also
-    recorded in the folder's summary.json, as a run alone records it. The data is loaded once per dataset node.
-    The member holds `out`'s lock from here until its group ends (`train_group`): a folder
-    another process writes is a `FolderInUse` error, and nothing is written into it.
+    `NotFusable` for a run that must train alone (or, completed, has nothing to do); a
+    failure once files are written is also recorded in the folder's summary.json, as a run
+    alone records it. The data is loaded once per dataset node. The member holds `out`'s
+    lock from here until its group ends (`train_group`): a folder another process writes is
+    a `FolderInUse` error, and nothing is written into it.
     """
     started = time.perf_counter()
     with ExitStack() as held:
         held.enter_context(one_writer(out))
+        checkpoint, resume = None, holds_run(out)
+        if resume:
+            if (resumed := continuation(cfg, out)) is None:
+                raise NotFusable("its folder holds this run, completed")
+            cfg, checkpoint = resumed
         setup = build(cfg)
         if reason := not_fusable(setup.model, setup.optimizer):
             raise NotFusable(reason)
@@ -77,14 +88,21 @@ def prepare(cfg: dict[str, Any], out: Path, data_cache: dict[str, Data]) -> Prep
         if key not in data_cache:
             data_cache[key] = training_data(setup)
         rundir = RunDir(out)
+        if resume:
+            keep_rows(rundir, checkpoint)
         try:
             tables = record(setup, rundir, shared_console())
             loggers = held.enter_context(closing(build_loggers(cfg, out, setup.model)))
+            state = start_state(setup, checkpoint)
         except Exception as err:  # files are written: say why the run ends here, as a run alone does
-            record_failure(out, err, cfg)
+            if not resume or isinstance(err, WriteFailed):
+                record_failure(out, err, cfg)
             raise
         describe_data(setup, data_cache[key])
-        return Prepared(setup, rundir, tables, data_cache[key], loggers, started, held.pop_all())
+        if checkpoint:
+            log.info("resuming at step %d (epoch %d of %d)", checkpoint["step"], state.epoch + 1,
+                     setup.settings.epochs)
+        return Prepared(setup, rundir, tables, data_cache[key], loggers, state, started, held.pop_all())
 
 
 def group_size(first: Prepared, max_models: int | None) -> int:
@@ -133,20 +151,27 @@ def train_group(group: Sequence[Prepared], stop: Callable[[], bool] = STOP) -> N
 
 
 def _train_group(group: Sequence[Prepared], stop: Callable[[], bool]) -> None:
+    """Train the members that stand at the same step together, one such group after another."""
+    at: dict[tuple[int, int], list[Prepared]] = {}
+    for p in group:
+        at.setdefault(p.state.position, []).append(p)
+    for together in at.values():
+        _train_together(together, stop)
+
+
+def _train_together(group: Sequence[Prepared], stop: Callable[[], bool]) -> None:
     console = shared_console()
     first = group[0].setup
     settings = first.settings
     per_epoch = steps_per_epoch(len(group[0].data.train), settings.batch_size)
     members = []
     for p in group:
-        state = start_state(p.setup, None)
-
         def done(outcome: Outcome, p: Prepared = p) -> None:
             p.summary = finish(p.setup, outcome, p.rundir, p.tables, p.data, p.loggers, p.started, console)
 
-        members.append(Member(p.setup.model, p.setup.optimizer, p.setup.targets, state, recorder(p.rundir, p.loggers),
-                              saver(p.setup, p.rundir, state, per_epoch), done, p.label,
-                              lambda p=p: member_log(p.rundir.path)))
+        members.append(Member(p.setup.model, p.setup.optimizer, p.setup.targets, p.state,
+                              recorder(p.rundir, p.loggers), saver(p.setup, p.rundir, p.state, per_epoch), done,
+                              p.label, lambda p=p: member_log(p.rundir.path)))
     with ExitStack() as every_log:
         for member in members:
             every_log.enter_context(member.context())
@@ -154,5 +179,4 @@ def _train_group(group: Sequence[Prepared], stop: Callable[[], bool]) -> None:
                  ", ".join(p.rundir.path.name for p in group))
     names = [t.name for t in first.targets]
     with GroupReporter(settings.epochs, names, list(first.task.figures), len(group), console) as reporter:
-        fit_fused(members, first.task, group[0].data, settings, first.thresholds, reporter,
-                  lambda member: reporter.member(member.label), stop)
+        fit(members, FusedModel(members), first.task, group[0].data, settings, first.thresholds, reporter, stop)

@@ -37,8 +37,9 @@ from regrun.jobs.objective import check_objective
 from regrun.rundir.files import RunDir, WriteFailed, environment, loss_breakdown, mark_targeted, record_failure
 from regrun.jobs.signals import STOP
 from regrun.training.targets import Target, describe_targets, resolve_targets
-from regrun.training.loop import Outcome, TrainState, fit, steps_per_epoch
+from regrun.training.loop import Member, Outcome, TrainState, fit, steps_per_epoch
 from regrun.training.settings import TrainerSettings, pick_device
+from regrun.training.step import SoloStep
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +102,7 @@ def run(cfg: dict[str, Any], out: Path, checkpoint: Mapping[str, Any] | None = N
         started = time.perf_counter()
         rundir = RunDir(out)
         if resume:
-            done = checkpoint["metrics"] if checkpoint else []
-            last = done[-1]["epoch"] if done else 0
-            rundir.rows = done + [row for row in rundir.read_metrics() if row["epoch"] > last]
+            keep_rows(rundir, checkpoint)
         try:
             with ExitStack() as trackers:  # closed however the run ends
                 return _train(cfg, rundir, checkpoint, started, trackers)
@@ -111,6 +110,14 @@ def run(cfg: dict[str, Any], out: Path, checkpoint: Mapping[str, Any] | None = N
             if not resume or isinstance(err, WriteFailed):  # a write failure is recorded, resumable
                 record_failure(out, err, cfg)
             raise
+
+
+def keep_rows(rundir: RunDir, checkpoint: Mapping[str, Any] | None) -> None:
+    """The metrics rows a continued run keeps: the checkpoint's, and those written after it
+    (metrics.csv runs ahead of a checkpoint saved every few epochs)."""
+    done = checkpoint["metrics"] if checkpoint else []
+    last = done[-1]["epoch"] if done else 0
+    rundir.rows = done + [row for row in rundir.read_metrics() if row["epoch"] > last]
 
 
 @dataclass
@@ -236,10 +243,12 @@ def _train(cfg: dict[str, Any], rundir: RunDir, checkpoint: Mapping[str, Any] | 
     save = saver(setup, rundir, state, steps_per_epoch(len(data.train), settings.batch_size))
     if checkpoint:
         log.info("resuming at step %d (epoch %d of %d)", checkpoint["step"], state.epoch + 1, settings.epochs)
+    ended: list[Outcome] = []
+    member = Member(setup.model, setup.optimizer, setup.targets, state, recorder(rundir, loggers), save, ended.append)
     with RichReporter(settings.epochs, [t.name for t in setup.targets], list(setup.task.figures), console) as reporter:
-        outcome = fit(setup.model, setup.task, setup.targets, setup.optimizer, data, settings, setup.thresholds,
-                      state, reporter, recorder(rundir, loggers), save, STOP)
-    return finish(setup, outcome, rundir, tables, data, loggers, started, console)
+        fit([member], SoloStep(setup.model, setup.optimizer, setup.targets), setup.task, data, settings,
+            setup.thresholds, reporter, STOP)
+    return finish(setup, ended[0], rundir, tables, data, loggers, started, console)
 
 
 def finish(setup: Setup, outcome: Outcome, rundir: RunDir, tables: Tables, data: Data, loggers: Loggers,

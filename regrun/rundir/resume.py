@@ -17,7 +17,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from regrun.config import flatten
 from regrun.errors import RegrunError, choices, positive_int
-from regrun.layout import CONFIG, DIVERGED, FAILED, SUMMARY
+from regrun.layout import COMPLETED, CONFIG, DIVERGED, FAILED, SUMMARY
 from regrun.rundir.lock import FolderInUse, holder
 
 # Keys a resume may override: none of them changes the training trajectory so far.
@@ -48,6 +48,24 @@ def prepare(run_dir: Path, overrides: list[str]) -> tuple[dict[str, Any], dict[s
             raise RegrunError(f"{run_dir} has done all {checkpoint['epoch']} epochs of trainer.epochs="
                               f"{epochs}; to train longer: regrun resume {run_dir} trainer.epochs=N")
     return cfg, checkpoint
+
+
+def holds_run(out: Path) -> bool:
+    """Whether `out` holds a run already (its config.json, even a dangling link to one)."""
+    return (out / CONFIG).exists() or (out / CONFIG).is_symlink()
+
+
+def continuation(cfg: dict[str, Any], run_dir: Path) -> tuple[dict[str, Any], dict[str, Any] | None] | None:
+    """How a job whose folder already holds a run continues it: the config and checkpoint
+    to continue with (as `prepare` gives them), or None when the run completed (nothing to
+    do). Another config is refused, so nothing written is overwritten."""
+    if differing := differing_keys(read_config(run_dir), cfg):
+        raise RegrunError(f"{run_dir} already holds another run ({differing[0]} differs); choose another "
+                          "hydra.run.dir, or continue that run with: regrun resume " + str(run_dir))
+    summary = read_summary(run_dir)
+    if summary.get("status") == COMPLETED and isinstance(summary.get("final"), dict):
+        return None
+    return prepare(run_dir, [])
 
 
 def require_run(run_dir: Path) -> None:

@@ -1,31 +1,38 @@
-"""The training loop: task loss plus the targets' penalties, on tensors held on the device.
+"""The training loop: epochs, steps, syncs, reports, checkpoints, early ends and stop
+requests, written once for a run alone and for a fused group of runs.
 
-The task (regrun/components/tasks.py) says what the output is compared with and how: the
-loop and the evaluation assume no accuracy and no labels.
+The loop trains *members* (a run alone is a group of one) through a `Stepper`: `SoloStep`
+(regrun/training/step.py) steps one run's own model, `FusedModel` (regrun/training/fused.py)
+steps the stacked copies of a group as one vectorized model. Each member keeps its own
+model, optimizer, targets and training state; the stepper copies a member's slice back
+into them (`export`) before its epoch ends, so its evaluation, metrics row, checkpoint
+(always in the format of a run alone) and summary are the same code whether it trained
+alone or fused.
 
-One step: forward (hooks capture the targeted outputs), task loss, each target's raw
-penalty and λ·raw, backward on task + Σ λ·raw, optimizer step. The step returns its loss
-terms as one detached tensor that is summed on the device (in float64), so the loop
-synchronises with the device only when it reports (every `log_every` steps and at the
-end of an epoch).
+The loop synchronises with the device only when it reports (every `log_every` steps and
+at the end of an epoch); NaN/Inf loss terms are looked for then, in the steps since the
+last sync, so the check costs nothing while training is healthy. A member whose loss went
+non-finite ends `diverged` and the others go on.
 """
 
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
 
+from regrun.components.datasets import Data, Split
+from regrun.components.tasks import Task
+from regrun.layout import lambda_column
 from regrun.measure.capture import ActivationCapture
 from regrun.measure.evaluation import Evaluation, evaluate, headline, split_row, task_figures
 from regrun.training.memory import reuse_freed_memory
-from regrun.components.datasets import Data, Split, batches
-from regrun.layout import lambda_column, split_figure
-from regrun.components.tasks import Task
 from regrun.training.settings import TrainerSettings
+from regrun.training.step import loss_terms, with_totals
 from regrun.training.targets import Target
 
 
@@ -34,153 +41,31 @@ def steps_per_epoch(samples: int, batch_size: int) -> int:
     return -(-samples // batch_size)
 
 
-def loss_terms(targets: Sequence[Target]) -> list[str]:
-    """Names of the figures one step returns, in order."""
-    names = ["train_task_loss"]
-    names += [f"penalty.{t.name}.raw" for t in targets]
-    names += [f"penalty.{t.name}.weighted" for t in targets]
-    return names
-
-
-def train_step(model: nn.Module, task: Task, x: Tensor, y: Tensor, targets: Sequence[Target],
-               params: Mapping[str, Tensor], capture: ActivationCapture, optimizer: torch.optim.Optimizer,
-               lams: Sequence[float] | None = None) -> Tensor:
-    """One optimisation step with the targets' λ in effect (`lams`; default: each target's
-    full λ); returns the detached loss terms in `loss_terms` order."""
-    lams = [t.lam for t in targets] if lams is None else lams
-    output = model(x)
-    total, terms = step_loss(task, output, task.reference(x, y), targets, params, capture.take(), lams)
-    optimizer.zero_grad(set_to_none=True)
-    total.backward()
-    optimizer.step()
-    if any(t.proximal for t in targets):
-        lr_of = learning_rates(optimizer, params)
-        for t, lam in zip(targets, lams):
-            if t.proximal:
-                t.shrink_(params, lr_of, lam, optimizer)
-    return terms
-
-
-def step_loss(task: Task, output: Tensor, reference: Tensor, targets: Sequence[Target], params: Mapping[str, Tensor],
-              activations: Mapping[str, list[Tensor]], lams: Sequence[float | Tensor]) -> tuple[Tensor, Tensor]:
-    """The loss to backpropagate (the task's loss + Σ λ·raw) and the detached loss terms in
-    `loss_terms` order; `activations` is what the capture took for this step.
-
-    A pure function of the forward's outputs and each target's λ in effect, so that it also
-    runs inside `vmap` for a fused group, where `lams` holds the member's own λ.
-    """
-    loss = task.loss(output, reference)
-    raw = [_raw(t, params, activations) for t in targets]
-    weighted = [lam * r for lam, r in zip(lams, raw)]
-    # A proximal target's penalty is applied by shrinking after the step, not by its gradient.
-    total = sum((w for t, w in zip(targets, weighted) if not t.proximal), loss)
-    with torch.no_grad():  # reporting only: no autograd node for the stack
-        return total, torch.stack([loss, *raw, *weighted])
-
-
-def _raw(target: Target, params: Mapping[str, Tensor], activations: Mapping[str, list[Tensor]]) -> Tensor:
-    if target.proximal:  # reported only: no graph to build
-        with torch.no_grad():
-            return target.raw(params, activations)
-    return target.raw(params, activations)
-
-
-def learning_rates(optimizer: torch.optim.Optimizer, params: Mapping[str, Tensor]) -> dict[str, float]:
-    """The current learning rate of each named parameter (from its optimizer param group)."""
-    lr_by_id = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
-    return {name: lr_by_id[id(p)] for name, p in params.items()}
-
-
 class Reporter(Protocol):
-    """What the loop tells the outside: progress while it trains, a row per epoch."""
+    """What the loop tells the outside: progress while it trains, a row per member's epoch."""
 
     def start_epoch(self, epoch: int, steps: int) -> None:
         """An epoch of `steps` optimisation steps begins."""
 
-    def step(self, done: int, figures: Mapping[str, float]) -> None:
-        """`done` steps of the epoch are done; `figures` are the epoch's means so far."""
+    def step(self, done: int, figures: Sequence[Mapping[str, float]]) -> None:
+        """`done` steps of the epoch are done; `figures`: each live member's means so far."""
 
-    def end_epoch(self, row: Mapping[str, Any]) -> None:
-        """The epoch's metrics row is complete."""
+    def end_epoch(self, label: str, row: Mapping[str, Any]) -> None:
+        """The metrics row of the epoch of the member named `label` is complete."""
 
 
 @dataclass
 class EpochProgress:
-    """How far an epoch got: batches done, the running sums of the loss terms, and why it
-    ended early, if it did (a stop request, or the first non-finite loss term)."""
+    """How far an epoch got: batches done, the running sums of the loss terms, and the first
+    non-finite loss term, if one ended it."""
 
     batches: int
     sums: Tensor
-    stopped: bool = False
     non_finite: tuple[int, str, float] | None = None  # (batch, term, value) of the first NaN/Inf
 
     def means(self, targets: Sequence[Target]) -> dict[str, float]:
         """The mean of each loss term over the epoch's batches, with the totals."""
         return with_totals(dict(zip(loss_terms(targets), (self.sums / self.batches).tolist())), targets)
-
-
-def train_epoch(model: nn.Module, task: Task, targets: Sequence[Target], optimizer: torch.optim.Optimizer,
-                capture: ActivationCapture, split: Split, batch_size: int, shuffle: torch.Generator,
-                log_every: int, reporter: Reporter, done: EpochProgress | None = None,
-                stop: Callable[[], bool] = lambda: False, first_step: int = 1,
-                lambdas: Callable[[int], Sequence[float]] | None = None) -> EpochProgress:
-    """One shuffled pass over `split`, or the rest of one that `done` describes.
-
-    `first_step` is the global number of the epoch's first step and `lambdas(step)` the
-    targets' λ at a step (their schedules); by default every λ is constant.
-
-    Stops early, at a step boundary, when `stop()` turns true or a loss term is NaN/Inf.
-    Non-finite terms are looked for only when the loop syncs with the device (every
-    `log_every` steps and at the end), in the steps since the last sync, so the check
-    costs nothing while training is healthy.
-    """
-    params = dict(model.named_parameters())
-    names = loss_terms(targets)
-    model.train()
-    progress = done or EpochProgress(0, torch.zeros(len(names), dtype=torch.float64, device=split.y.device))
-    recent: list[Tensor] = []  # the steps since the last sync, to name the first bad one
-    for x, y in batches(split, batch_size, shuffle, skip=progress.batches):
-        lams = lambdas(first_step + progress.batches) if lambdas else None
-        terms = train_step(model, task, x, y, targets, params, capture, optimizer, lams)
-        progress.sums += terms
-        progress.batches += 1
-        recent.append(terms)
-        progress.stopped = stop()
-        if progress.batches % log_every == 0 or progress.stopped:
-            if _sync(progress, recent, names, targets, reporter):
-                return progress
-        if progress.stopped:
-            return progress
-    _sync(progress, recent, names, targets, reporter)
-    return progress
-
-
-def _sync(progress: EpochProgress, recent: list[Tensor], names: list[str], targets: Sequence[Target],
-          reporter: Reporter) -> bool:
-    """Report the running means; True (and the bad term noted) when a term went non-finite."""
-    means = progress.means(targets)
-    if not all(math.isfinite(v) for v in means.values()):
-        progress.non_finite = first_non_finite(recent, progress.batches, names)
-        return True
-    recent.clear()
-    reporter.step(progress.batches, means)
-    return False
-
-
-def first_non_finite(recent: Sequence[Tensor], batches: int, names: Sequence[str]) -> tuple[int, str, float] | None:
-    """(batch, term, value) of the first NaN/Inf among the loss terms of the last steps,
-    `recent`, the last of which was batch `batches` of the epoch."""
-    for i, terms in enumerate(torch.stack(list(recent)).tolist()):
-        bad = [(name, v) for name, v in zip(names, terms) if not math.isfinite(v)]
-        if bad:
-            return (batches - len(recent) + i + 1, *bad[0])
-    return None
-
-
-def with_totals(means: dict[str, float], targets: Sequence[Target]) -> dict[str, float]:
-    """Add `train_penalty_total` and `train_total_loss` to the means of the loss terms."""
-    penalty = sum(means[f"penalty.{t.name}.weighted"] for t in targets)
-    return means | {"train_penalty_total": penalty, "train_total_loss": means["train_task_loss"] + penalty}
 
 
 @dataclass
@@ -194,57 +79,190 @@ class TrainState:
     epoch_start: Tensor | None = None
     partial: EpochProgress | None = None
 
+    @property
+    def position(self) -> tuple[int, int]:
+        """(epochs done, batches done of the next one): members continue together only from one position."""
+        return self.epoch, self.partial.batches if self.partial else 0
+
 
 @dataclass
 class Outcome:
-    """How `fit` ended: `completed`, `interrupted` or `diverged`, with a one-line reason."""
+    """How a member's training ended: `completed`, `interrupted` or `diverged`, with a one-line reason."""
 
     status: str
     message: str = ""
     evaluation: Evaluation | None = None
 
 
-def fit(model: nn.Module, task: Task, targets: Sequence[Target], optimizer: torch.optim.Optimizer, data: Data,
-        settings: TrainerSettings, thresholds: Sequence[float], state: TrainState, reporter: Reporter,
-        on_epoch: Callable[[dict], None], save: Callable[[], None],
-        stop: Callable[[], bool] = lambda: False) -> Outcome:
-    """Train from `state` to `settings.epochs` epochs, calling `save` to checkpoint.
+@dataclass
+class Member:
+    """One run the loop trains, and where its results go."""
 
-    A checkpoint is saved every `checkpoint_every` epochs, after the last one, and when
-    `stop()` ends training early; never after a divergence, so the last checkpoint holds
-    finite weights.
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    targets: list[Target]
+    state: TrainState
+    on_epoch: Callable[[dict], None]  # a completed epoch's metrics row
+    save: Callable[[], None]  # write its checkpoint from its model, optimizer and state
+    done: Callable[[Outcome], None]  # how its training ended; called exactly once
+    label: str = ""  # names it in the log lines of a group
+    context: Callable[[], AbstractContextManager] = nullcontext  # around its own work (its log file)
+    evaluation: Evaluation | None = field(default=None, repr=False)
+
+
+class Stepper(Protocol):
+    """What steps the members: their models' forward, loss, backward and optimizer step."""
+
+    module: nn.Module  # whose forward hooks capture the targeted outputs
+
+    def step(self, task: Task, x: Tensor, y: Tensor, capture: ActivationCapture,
+             lams: Sequence[Sequence[float]] | None) -> Tensor:
+        """One step of every live member m on its batch x[m], y[m] with its targets' λ `lams[m]`
+        (None: each target's full λ); returns the detached loss terms, (members, terms)."""
+
+    def keep(self, rows: Sequence[int]) -> None:
+        """Go on with the members at `rows` only."""
+
+    def export(self, row: int, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        """Copy member `row`'s parameters, buffers and optimizer state into its own model and optimizer."""
+
+
+def fit(members: Sequence[Member], stepper: Stepper, task: Task, data: Data, settings: TrainerSettings,
+        thresholds: Sequence[float], reporter: Reporter, stop: Callable[[], bool] = lambda: False) -> None:
+    """Train the members from where their states stand to `settings.epochs` epochs.
+
+    Every member ends through its `done` exactly once: `completed`; `diverged` at the sync
+    that saw its first NaN/Inf (no checkpoint: the last one holds finite weights); or
+    `interrupted` when `stop()` turned true, checkpointed at that step boundary. Checkpoints
+    are also saved every `checkpoint_every` epochs and after the last one.
     """
     reuse_freed_memory()
+    positions = {m.state.position for m in members}
+    if len(positions) > 1:
+        raise ValueError(f"members continue together only from one position; these stand at {sorted(positions)}")
+    targets = members[0].targets  # their structure, shared by all members; each one's λ is its own
     captured = sorted({m for t in targets if t.on_activations for m in t.modules})
+    live = list(members)
+    with ActivationCapture(stepper.module, captured) as capture:
+        while live and live[0].state.epoch < settings.epochs:
+            live = _epoch(live, stepper, task, data, settings, thresholds, reporter, capture, stop)
+            epoch = live[0].state.epoch if live else 0
+            if live and stop() and epoch < settings.epochs:
+                per_epoch = steps_per_epoch(len(data.train), settings.batch_size)
+                _end(live, Outcome("interrupted", f"stopped after epoch {epoch} (step {epoch * per_epoch}); "
+                                                  "checkpoint saved"))
+                return
+    for member in live:
+        _end([member], Outcome("completed", evaluation=member.evaluation))
+
+
+def _epoch(live: list[Member], stepper: Stepper, task: Task, data: Data, settings: TrainerSettings,
+           thresholds: Sequence[float], reporter: Reporter, capture: ActivationCapture,
+           stop: Callable[[], bool]) -> list[Member]:
+    """Train the live members through one epoch (or the rest of one they stopped in) and end
+    it for each of them; returns the members that go on to the next epoch."""
+    started = time.perf_counter()
     per_epoch = steps_per_epoch(len(data.train), settings.batch_size)
-    evaluation: Evaluation | None = None
+    live, batches, sums = train_epoch(live, stepper, task, data.train, settings, reporter, capture, stop)
+    train_s = time.perf_counter() - started
+    going_on = []
+    for row, member in enumerate(live):
+        stepper.export(row, member.model, member.optimizer)
+        progress = EpochProgress(batches, sums[row].clone())
+        with member.context():
+            if outcome := early_end(member.state, progress, per_epoch, member.save):
+                member.done(outcome)
+                continue
+            # The member's time: the group's training plus its own evaluation.
+            evaluation = end_epoch(member, task, data, settings, thresholds, progress,
+                                   time.perf_counter() - train_s, reporter)
+            member.evaluation = evaluation or member.evaluation
+            if checkpoint_due(settings, member.state.epoch, stop):
+                member.save()
+        going_on.append(member)
+    return going_on
 
-    def lambdas(step: int) -> list[float]:
-        return lambdas_at(targets, step, per_epoch, settings.epochs)
 
-    with ActivationCapture(model, captured) as capture:
-        while state.epoch < settings.epochs:
-            epoch = state.epoch + 1
-            started = time.perf_counter()
-            if state.partial is None:
-                state.epoch_start = state.shuffle.get_state()
-            else:  # resumed mid-epoch: draw the epoch's permutation again
-                state.shuffle.set_state(state.epoch_start)
-            reporter.start_epoch(epoch, per_epoch)
-            progress = train_epoch(model, task, targets, optimizer, capture, data.train, settings.batch_size,
-                                   state.shuffle, settings.log_every, reporter, state.partial, stop,
-                                   state.epoch * per_epoch + 1, lambdas)
-            if outcome := early_end(state, progress, per_epoch, save):
-                return outcome
-            evaluation = end_epoch(model, task, targets, data, settings, thresholds, state, progress, started,
-                                   reporter, on_epoch) or evaluation
-            if checkpoint_due(settings, state.epoch, stop):
-                save()
-            if stop() and state.epoch < settings.epochs:
-                return Outcome("interrupted", f"stopped after epoch {state.epoch} (step {state.epoch * per_epoch}); "
-                                              "checkpoint saved")
-    assert evaluation is not None  # the last epoch always evaluates
-    return Outcome("completed", evaluation=evaluation)
+def train_epoch(live: list[Member], stepper: Stepper, task: Task, split: Split, settings: TrainerSettings,
+                reporter: Reporter, capture: ActivationCapture,
+                stop: Callable[[], bool] = lambda: False) -> tuple[list[Member], int, Tensor]:
+    """The steps of one shuffled pass over `split` (or the rest of one the members stopped
+    in), until its end or a stop request; returns the members that did not diverge, the
+    batches done, and their sums of the loss terms, (members, terms)."""
+    per_epoch = steps_per_epoch(len(split), settings.batch_size)
+    state = live[0].state
+    first_step = state.epoch * per_epoch + 1
+    names = loss_terms(live[0].targets)
+    device = split.y.device
+    scheduled = not all(t.schedule.constant for t in live[0].targets)
+    reporter.start_epoch(state.epoch + 1, per_epoch)
+    orders = torch.stack([_permutation(m.state, len(split)) for m in live]).to(device)
+    batches = state.partial.batches if state.partial else 0
+    sums = torch.stack([m.state.partial.sums if m.state.partial else
+                        torch.zeros(len(names), dtype=torch.float64, device=device) for m in live])
+    recent: list[Tensor] = []  # the steps since the last sync, to name the first bad one
+    stepper.module.train()
+    for start in range(batches * settings.batch_size, len(split), settings.batch_size):
+        batch = split.take(orders[:, start:start + settings.batch_size])  # (members, B, ...)
+        lams = [lambdas_at(m.targets, first_step + batches, per_epoch, settings.epochs) for m in live] \
+            if scheduled else None
+        terms = stepper.step(task, batch.x, batch.y, capture, lams)
+        sums += terms
+        batches += 1
+        recent.append(terms)
+        stopped = stop()
+        if batches % settings.log_every == 0 or stopped or batches == per_epoch:
+            rows = _sync(live, stepper, sums, recent, batches, names, per_epoch, reporter)
+            live, sums, orders = [live[i] for i in rows], sums[rows], orders[rows]
+        if stopped or not live:
+            break
+    return live, batches, sums
+
+
+def _end(members: Sequence[Member], outcome: Outcome) -> None:
+    for member in members:
+        with member.context():
+            member.done(outcome)
+
+
+def _permutation(state: TrainState, samples: int) -> Tensor:
+    """The member's batch order for the epoch: drawn fresh from its shuffle generator, or, in
+    an epoch it stopped in, drawn again from the generator's state at the epoch's start."""
+    if state.partial is None:
+        state.epoch_start = state.shuffle.get_state()
+    else:
+        state.shuffle.set_state(state.epoch_start)
+    return torch.randperm(samples, generator=state.shuffle)
+
+
+def _sync(live: list[Member], stepper: Stepper, sums: Tensor, recent: list[Tensor], batches: int,
+          names: list[str], per_epoch: int, reporter: Reporter) -> list[int]:
+    """Report the live members' running means; end every member whose loss terms went
+    non-finite (`diverged`); returns the rows of those that go on."""
+    figures = [with_totals(dict(zip(names, means)), live[0].targets) for means in (sums / batches).tolist()]
+    rows = [i for i, f in enumerate(figures) if all(math.isfinite(v) for v in f.values())]
+    for i in sorted(set(range(len(live))) - set(rows)):
+        member = live[i]
+        progress = EpochProgress(batches, sums[i].clone(),
+                                 non_finite=first_non_finite([terms[i] for terms in recent], batches, names))
+        with member.context():
+            member.done(early_end(member.state, progress, per_epoch, member.save))
+    if rows and len(rows) < len(live):
+        stepper.keep(rows)
+    recent.clear()
+    if rows:
+        reporter.step(batches, [figures[i] for i in rows])
+    return rows
+
+
+def first_non_finite(recent: Sequence[Tensor], batches: int, names: Sequence[str]) -> tuple[int, str, float] | None:
+    """(batch, term, value) of the first NaN/Inf among the loss terms of the last steps,
+    `recent`, the last of which was batch `batches` of the epoch."""
+    for i, terms in enumerate(torch.stack(list(recent)).tolist()):
+        bad = [(name, v) for name, v in zip(names, terms) if not math.isfinite(v)]
+        if bad:
+            return (batches - len(recent) + i + 1, *bad[0])
+    return None
 
 
 def lambdas_at(targets: Sequence[Target], step: int, per_epoch: int, epochs: int) -> list[float]:
@@ -269,17 +287,18 @@ def early_end(state: TrainState, progress: EpochProgress, per_epoch: int, save: 
     return None
 
 
-def end_epoch(model: nn.Module, task: Task, targets: Sequence[Target], data: Data, settings: TrainerSettings,
-              thresholds: Sequence[float], state: TrainState, progress: EpochProgress, started: float,
-              reporter: Reporter, on_epoch: Callable[[dict], None]) -> Evaluation | None:
-    """Complete epoch `state.epoch + 1`: its metrics row (evaluated on the test set, and
-    the validation set if any, when due), reported and recorded; returns the evaluation,
-    if there was one."""
+def end_epoch(member: Member, task: Task, data: Data, settings: TrainerSettings, thresholds: Sequence[float],
+              progress: EpochProgress, started: float, reporter: Reporter) -> Evaluation | None:
+    """Complete the member's epoch `state.epoch + 1`: its metrics row (evaluated on the test
+    set, and the validation set if any, when due), reported and recorded; returns the
+    evaluation, if there was one."""
+    state, targets, model = member.state, member.targets, member.model
     epoch = state.epoch + 1
     per_epoch = steps_per_epoch(len(data.train), settings.batch_size)
     step = epoch * per_epoch
+    lams = lambdas_at(targets, step, per_epoch, settings.epochs)
     row = {"epoch": epoch, "step": step, **progress.means(targets),
-           **{lambda_column(t.name): lam for t, lam in zip(targets, lambdas_at(targets, step, per_epoch, settings.epochs))}}
+           **{lambda_column(t.name): lam for t, lam in zip(targets, lams)}}
     evaluation = None
     if epoch % settings.eval_every == 0 or epoch == settings.epochs:
         evaluation = evaluate(model, task, data.test, settings.eval_batch_size, thresholds)
@@ -288,8 +307,8 @@ def end_epoch(model: nn.Module, task: Task, targets: Sequence[Target], data: Dat
         row |= split_row("test", evaluation.figures) | headline(evaluation, targets, thresholds)
     row["epoch_time_s"] = time.perf_counter() - started
     state.epoch, state.partial = epoch, None
-    reporter.end_epoch(row)
-    on_epoch(row)
+    reporter.end_epoch(member.label, row)
+    member.on_epoch(row)
     return evaluation
 
 

@@ -15,7 +15,7 @@ from regrun.errors import RegrunError
 from regrun.measure.capture import ActivationCapture, forward_hooks, output_shapes
 from regrun.training.targets import describe_targets, resolve_targets
 from regrun.measure.evaluation import evaluate
-from regrun.training.loop import train_step
+from regrun.training.step import train_step
 
 MLP = {"name": "mlp", "hidden": [16, 8]}
 

@@ -17,7 +17,8 @@ import pytest
 import torch
 
 from regrun.components.optimizers import implementation
-from regrun.training.fused import FusedModel, Member, chunk_size, not_fusable
+from regrun.training.fused import FusedModel, chunk_size, not_fusable
+from regrun.training.loop import Member
 from regrun.jobs.fused_group import NotFusable, prepare, train_group
 from regrun.rundir.lock import FolderInUse
 from regrun.rundir.resume import prepare as prepare_resume

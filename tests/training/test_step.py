@@ -11,7 +11,7 @@ from regrun.components.models import build_model
 from regrun.components.tasks import CLASSIFICATION
 from regrun.training.targets import resolve_targets
 from regrun.components.penalties import soft_threshold
-from regrun.training.loop import loss_terms, train_step, with_totals
+from regrun.training.step import loss_terms, train_step, with_totals
 
 SPECS = {
     "act": {"layers": ["act*"], "site": "activations", "penalty": "l1", "lambda": 0.01},
