@@ -100,6 +100,53 @@ def test_sigterm_checkpoints_every_member_and_each_resumes_alone(tiny_root: Path
     assert json.loads((sweep_dir / "1" / "summary.json").read_text())["status"] == "completed"
 
 
+def metrics_rows(run_dir: Path) -> list[dict[str, float]]:
+    with open(run_dir / "metrics.csv") as f:
+        return [{k: float(v) for k, v in row.items() if k != "epoch_time_s"} for row in csv.DictReader(f)]
+
+
+def test_an_interrupted_fused_sweep_rerun_continues_as_one_group_to_the_uninterrupted_figures(
+        tiny_root: Path, tmp_path: Path) -> None:
+    # 80 steps an epoch (320 samples, batch 4), 6 epochs: a SIGTERM once the first epoch is
+    # written lands part-way through a later one.
+    args = ["reg=l1_activations", f"{LAMBDA}=0,1e-4,1e-3,1e-2", "model.hidden=[32,16]", "optimizer=adam",
+            f"dataset.root={tiny_root}", "dataset.download=false", "trainer.device=cpu", "trainer.epochs=6",
+            "trainer.batch_size=4", "hydra/launcher=fused"]
+    stopped = tmp_path / "stopped"
+    with open(tmp_path / "console.log", "w") as log:
+        proc = subprocess.Popen([REGRUN, "-m", *args, f"hydra.sweep.dir={stopped}"], cwd=tmp_path, stdout=log,
+                                stderr=subprocess.STDOUT, env=os.environ | {"COLUMNS": "160"})
+        deadline = time.monotonic() + 180
+        while not (stopped / "3" / "metrics.csv").exists():  # the group is training
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=120) == 128 + signal.SIGTERM
+    positions = set()
+    for job in range(4):
+        assert json.loads((stopped / str(job) / "summary.json").read_text())["status"] == "interrupted"
+        import torch
+
+        saved = torch.load(stopped / str(job) / "checkpoint.pt", weights_only=True)
+        positions.add((saved["epoch"], saved["partial"]["batches"] if saved["partial"] else 0))
+    assert len(positions) == 1 and positions != {(6, 0)}  # every member stopped at one step, before the end
+
+    again = regrun("-m", *args, f"hydra.sweep.dir={stopped}", cwd=tmp_path)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "#0/1/2/3 fused" in again.stdout + again.stderr
+    assert "training as one fused group: job #0" in again.stdout + again.stderr
+    whole = regrun("-m", *args, f"hydra.sweep.dir={tmp_path / 'whole'}", cwd=tmp_path)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    for job in range(4):
+        assert "resuming at step" in (stopped / str(job) / "regrun.log").read_text()
+        assert json.loads((stopped / str(job) / "summary.json").read_text())["status"] == "completed"
+        ours, theirs = metrics_rows(stopped / str(job)), metrics_rows(tmp_path / "whole" / str(job))
+        assert [row["epoch"] for row in ours] == [row["epoch"] for row in theirs] == [1, 2, 3, 4, 5, 6]
+        for mine, reference in zip(ours, theirs):
+            for key, value in reference.items():
+                assert math.isclose(mine[key], value, rel_tol=1e-6, abs_tol=1e-9), (job, mine["epoch"], key)
+
+
 def _epochs_done(run_dir: Path) -> int:
     import torch
 

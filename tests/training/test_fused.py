@@ -140,6 +140,36 @@ def test_a_stop_checkpoints_every_member_and_each_resumes_alone_to_its_solo_figu
     assert_same_figures(tmp_path / "fused1", tmp_path / "alone1")
 
 
+def test_a_stopped_group_continues_as_a_group_to_the_figures_of_an_uninterrupted_one(make_cfg, tmp_path: Path) -> None:
+    cfgs = grid(make_cfg, "l1_weights", "reg=l1_weights", "optimizer=adamw")
+    fuse(cfgs, [tmp_path / f"whole{i}" for i in range(3)])
+    outs = [tmp_path / f"stopped{i}" for i in range(3)]
+    calls = iter(range(1000))
+    fuse(cfgs, outs, stop=lambda: next(calls) >= 13)  # in epoch 2
+    cache: dict = {}
+    group = [prepare(cfg, out, cache) for cfg, out in zip(cfgs, outs)]
+    assert {p.state.position for p in group} == {(1, group[0].state.position[1])} and group[0].state.position[1] > 0
+    train_group(group)
+    for i in range(3):
+        assert summary(outs[i])["status"] == "completed"
+        ours, theirs = metrics(outs[i]), metrics(tmp_path / f"whole{i}")
+        assert ours == theirs  # the same group's arithmetic, continued: equal to the last bit
+
+
+def test_members_standing_at_other_steps_continue_in_groups_of_their_own(make_cfg, tmp_path: Path) -> None:
+    cfgs = grid(make_cfg, "l1_activations", "reg=l1_activations")
+    outs = [tmp_path / f"m{i}" for i in range(3)]
+    calls = iter(range(1000))
+    fuse(cfgs[:2], outs[:2], stop=lambda: next(calls) >= 4)  # epoch 1, batch 5
+    calls = iter(range(1000))
+    fuse(cfgs[2:], outs[2:], stop=lambda: next(calls) >= 13)  # epoch 2
+    fuse(cfgs, outs)
+    for i in range(3):
+        run(cfgs[i], tmp_path / f"alone{i}")
+        assert summary(outs[i])["status"] == "completed"
+        assert_same_figures(outs[i], tmp_path / f"alone{i}")
+
+
 def test_runs_that_draw_random_numbers_or_use_another_optimizer_are_not_fused(make_cfg, tmp_path: Path) -> None:
     with_dropout = build(make_cfg("model.dropout=0.1"))
     assert "dropout" in not_fusable(with_dropout.model, with_dropout.optimizer)
