@@ -51,6 +51,7 @@ The results go to bench/results/epoch_speed.json (git-ignored) unless --out says
 """
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -75,18 +76,18 @@ from torch.utils.data import DataLoader  # noqa: E402
 from torchvision import transforms  # noqa: E402
 from torchvision.datasets import MNIST  # noqa: E402
 
-from regrun.measure.capture import ActivationCapture  # noqa: E402
 from regrun.components.datasets import IDX_DATASETS, Data, Split, load_data  # noqa: E402
-from regrun.errors import RegrunError  # noqa: E402
 from regrun.components.models import build_model  # noqa: E402
-from regrun.training.param_groups import build_grouped_optimizer  # noqa: E402
-from regrun.rundir.files import environment as environment_of_run  # noqa: E402
-from regrun.training.targets import resolve_targets  # noqa: E402
 from regrun.components.tasks import CLASSIFICATION  # noqa: E402
+from regrun.errors import RegrunError  # noqa: E402
+from regrun.measure.capture import ActivationCapture  # noqa: E402
 from regrun.measure.evaluation import evaluate  # noqa: E402
+from regrun.rundir.files import environment as environment_of_run  # noqa: E402
 from regrun.training.loop import Member, TrainState, train_epoch  # noqa: E402
+from regrun.training.param_groups import build_grouped_optimizer  # noqa: E402
 from regrun.training.settings import TrainerSettings  # noqa: E402
 from regrun.training.step import SoloStep, loss_terms, with_totals  # noqa: E402
+from regrun.training.targets import resolve_targets  # noqa: E402
 
 BATCH_SIZE = 64
 LR = 1e-3
@@ -124,7 +125,7 @@ class VariantResult:
     def add_epoch(self, seconds: float, marks: Sequence[float]) -> None:
         """Record one timed epoch and the times marked every LOG_EVERY steps within it."""
         self.epoch_s.append(seconds)
-        blocks = [b - a for a, b in zip(marks, marks[1:])]
+        blocks = [b - a for a, b in itertools.pairwise(marks)]
         self.block_s.append(blocks)
         if len(blocks) >= 3 and max(blocks) > STALL_FACTOR * statistics.median(blocks):
             self.stalls.append(f"{self.name} epoch {len(self.epoch_s)}: a {LOG_EVERY}-step block took "
@@ -293,7 +294,7 @@ def time_seed_loop(root: Path, epochs: int) -> VariantResult:
                            notes={"num_workers": SEED_WORKERS, "persistent_workers": False})
     for _ in range(epochs):
         marks = [time.perf_counter()]
-        seconds, _ = timed(lambda: seed_epoch(mlp, trainloader, loss_function, optimizer, marks=marks))
+        seconds, _ = timed(lambda marks=marks: seed_epoch(mlp, trainloader, loss_function, optimizer, marks=marks))
         result.add_epoch(seconds, marks)
     return result
 
@@ -369,11 +370,11 @@ def time_regrun_and_bare(data: Data, epochs: int, console: Console) -> tuple[Var
         regrun_shuffle, bare_shuffle = torch.Generator().manual_seed(SEED), torch.Generator().manual_seed(SEED)
         for epoch in range(1, epochs + 1):
             marks = [time.perf_counter()]
-            seconds, regrun_means = timed(lambda: regrun_run(regrun_shuffle, marks=marks))
+            seconds, regrun_means = timed(lambda marks=marks: regrun_run(regrun_shuffle, marks=marks))
             regrun.add_epoch(seconds, marks)
             eval_s.append(timed(lambda: evaluate(model, CLASSIFICATION, data.test, EVAL_BATCH_SIZE, THRESHOLDS))[0])
             marks = [time.perf_counter()]
-            seconds, bare_means = timed(lambda: bare_run(bare_shuffle, marks=marks))
+            seconds, bare_means = timed(lambda marks=marks: bare_run(bare_shuffle, marks=marks))
             bare.add_epoch(seconds, marks)
             console.print(f"  epoch {epoch}: regrun {regrun.epoch_s[-1]:.2f} s (+ evaluate {eval_s[-1]:.2f} s), "
                           f"bare loop {bare.epoch_s[-1]:.2f} s")

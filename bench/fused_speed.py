@@ -39,7 +39,6 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
-
 from sweep_speed import REGRUN, REPO, children_cpu_s, from_repo, machine_busy_s
 
 LAMBDAS = "0,1e-5,3e-5,1e-4,3e-4,1e-3,3e-3,1e-2"

@@ -35,12 +35,12 @@ sys.path.insert(0, str(ROOT))
 
 from regrun.cli import conf_dir  # noqa: E402
 from regrun.components.datasets import Split  # noqa: E402
-from regrun.measure.capture import ActivationCapture  # noqa: E402
-from regrun.training.param_groups import build_grouped_optimizer  # noqa: E402
-from regrun.training.memory import reuse_freed_memory  # noqa: E402
 from regrun.jobs.run import Setup, build, training_data  # noqa: E402
+from regrun.measure.capture import ActivationCapture  # noqa: E402
 from regrun.measure.evaluation import evaluate, task_figures  # noqa: E402
 from regrun.training.loop import Member, TrainState, train_epoch  # noqa: E402
+from regrun.training.memory import reuse_freed_memory  # noqa: E402
+from regrun.training.param_groups import build_grouped_optimizer  # noqa: E402
 from regrun.training.step import SoloStep  # noqa: E402
 
 TRAIN_SAMPLES = 30_000

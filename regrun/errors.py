@@ -27,5 +27,5 @@ def choices(values: Iterable[object], limit: int = 40) -> str:
     """Format the allowed values for an error message, shortened when there are many."""
     items = [str(v) for v in values]
     if len(items) > limit:
-        items = items[:limit] + [f"... ({len(items) - limit} more)"]
+        items = [*items[:limit], f"... ({len(items) - limit} more)"]
     return ", ".join(items) if items else "(none)"

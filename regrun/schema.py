@@ -58,7 +58,7 @@ def _number_text(value: float | None) -> str:
     return f"{value:g}"
 
 
-def AtLeast(lo: float) -> Range:  # noqa: N802 (reads as a type in annotations)
+def AtLeast(lo: float) -> Range:
     """Numbers ≥ lo."""
     return Range(lo)
 

@@ -21,16 +21,25 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from regrun.console import format_value, shared_console
-from regrun.layout import SEED, TASK_LOSS, split_figure
+from regrun.analysis.runs import (
+    MISSING,
+    Run,
+    canonical,
+    config_values,
+    differing_keys,
+    is_finite,
+    natural_key,
+    short_names,
+)
+from regrun.console import format_value
 from regrun.errors import RegrunError, choices, is_number
-from regrun.analysis.runs import MISSING, Run, canonical, config_values, differing_keys, find_runs, is_finite, natural_key, short_names
+from regrun.layout import SEED, TASK_LOSS, split_figure
 
 FORMATS = ("table", "csv", "markdown", "json")
 SPLITS = ("test", "val")  # the task's figures on each split the runs evaluate, in this order

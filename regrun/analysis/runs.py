@@ -7,12 +7,13 @@ status comes from its summary.json, or is `incomplete` (none yet: still running,
 killed) or `broken` (unreadable).
 """
 
+import contextlib
 import csv
 import json
 import math
 import os
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -197,10 +198,9 @@ def _unfinished(path: Path, config: dict[str, Any], overrides: list[str]) -> Run
         run.final = {key: value for key, value in run.metrics[-1].items() if value is not None}
         epochs = flatten(config).get("trainer.epochs", "?")
         run.error += f"; last metrics row: epoch {run.final.get('epoch', 0):.0f} of {epochs}"
-    try:
+    # Killed before the targets were resolved: no module is known to be penalized.
+    with contextlib.suppress(OSError, UnicodeDecodeError, ValueError):
         run.targeted_modules = _targeted_modules(json.loads((path / "targets.json").read_text()))
-    except (OSError, UnicodeDecodeError, ValueError):
-        pass  # killed before the targets were resolved: no module is known to be penalized
     return run
 
 

@@ -21,8 +21,8 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from regrun.analysis.compare import compare_runs, render_table
-from regrun.console import shared_console
 from regrun.analysis.runs import Run, differing_keys, find_runs
+from regrun.console import shared_console
 
 log = logging.getLogger(__name__)
 JOB_COLUMNS = ("job", "path", "overrides", "status", "error")

@@ -15,7 +15,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from regrun.analysis.compare import FORMATS, Comparison, compare_runs, render_csv, render_json, render_markdown, render_table, resolve_column
+from regrun.analysis.compare import (
+    FORMATS,
+    Comparison,
+    compare_runs,
+    render_csv,
+    render_json,
+    render_markdown,
+    render_table,
+    resolve_column,
+)
 from regrun.analysis.runs import Run, differing_keys, find_runs
 from regrun.console import shared_console
 from regrun.errors import RegrunError

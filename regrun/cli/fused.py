@@ -29,9 +29,9 @@ from omegaconf.errors import OmegaConfBaseException
 
 from regrun.cli.job import job, job_label
 from regrun.config import flatten
+from regrun.errors import RegrunError, positive_int
 from regrun.layout import INTERRUPTED, SUMMARY
 from regrun.rundir.resume import holds_run
-from regrun.errors import RegrunError, positive_int
 
 log = logging.getLogger(__name__)
 FUSABLE_KEYS = ("seed",)  # besides each target's lambda: what members of one group may differ in

@@ -18,10 +18,10 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from regrun.errors import RegrunError
+from regrun.jobs.signals import STOP, exit_code
 from regrun.layout import COMPLETED, CONFIG, INTERRUPTED, SUMMARY
 from regrun.rundir.lock import FolderInUse, holder, one_writer
 from regrun.rundir.resume import holds_run
-from regrun.jobs.signals import STOP, exit_code
 
 log = logging.getLogger(__name__)
 

@@ -14,10 +14,10 @@ from rich.logging import RichHandler
 
 from regrun.console import shared_console
 from regrun.errors import RegrunError
+from regrun.jobs.signals import exit_code
 from regrun.layout import LOG
 from regrun.rundir.lock import one_writer
 from regrun.rundir.resume import RESUMABLE, prepare, require_run
-from regrun.jobs.signals import exit_code
 
 log = logging.getLogger(__name__)
 

@@ -155,7 +155,7 @@ def load_data(cfg: Mapping[str, Any], device: torch.device, source: Source | Non
 
 
 def _check_val_size(value: object) -> None:
-    if value is None or (is_number(value) and (isinstance(value, int) and value >= 1 or 0 < value < 1)):
+    if value is None or (is_number(value) and ((isinstance(value, int) and value >= 1) or 0 < value < 1)):
         return
     raise RegrunError(f"dataset.val_size must be a sample count (an integer ≥ 1), a fraction in (0, 1), "
                       f"or null; got {value!r}")

@@ -15,6 +15,7 @@ An activation is a name (`relu`) or a mapping with its parameters
 """
 
 import importlib
+import itertools
 import math
 import os
 import re
@@ -213,7 +214,7 @@ def autoencoder(
     encoder: OrderedDict[str, nn.Module] = OrderedDict()
     decoder: list[tuple[str, nn.Module]] = []  # built level by level, then reversed
     height, width = shape[1:]
-    for i, (c_in, c_out) in enumerate(zip(widths, widths[1:]), 1):
+    for i, (c_in, c_out) in enumerate(itertools.pairwise(widths), 1):
         (h_out, h_pad), (w_out, w_pad) = _halved(height, kernel_size, padding), _halved(width, kernel_size, padding)
         if h_out < 1 or w_out < 1:
             raise RegrunError(f"model.channels: {len(widths) - 1} stride-2 layers with kernel_size {kernel_size} "

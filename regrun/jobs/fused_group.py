@@ -20,16 +20,27 @@ from typing import Any
 
 from regrun.components.datasets import Data
 from regrun.console import shared_console
-from regrun.layout import LOG
 from regrun.jobs.display import GroupReporter
-from regrun.training.fused import FusedModel, available_bytes, chunk_size, member_bytes, not_fusable
-from regrun.rundir.lock import one_writer
-from regrun.rundir.trackers import Loggers, build_loggers
-from regrun.rundir.files import RunDir, WriteFailed, record_failure
-from regrun.rundir.resume import continuation, holds_run
-from regrun.jobs.run import (Setup, Tables, build, describe_data, finish, keep_rows, record, recorder, saver,
-                             start_state, training_data)
+from regrun.jobs.run import (
+    Setup,
+    Tables,
+    build,
+    describe_data,
+    finish,
+    keep_rows,
+    record,
+    recorder,
+    saver,
+    start_state,
+    training_data,
+)
 from regrun.jobs.signals import STOP
+from regrun.layout import LOG
+from regrun.rundir.files import RunDir, WriteFailed, record_failure
+from regrun.rundir.lock import one_writer
+from regrun.rundir.resume import continuation, holds_run
+from regrun.rundir.trackers import Loggers, build_loggers
+from regrun.training.fused import FusedModel, available_bytes, chunk_size, member_bytes, not_fusable
 from regrun.training.loop import Member, Outcome, TrainState, fit, steps_per_epoch
 
 log = logging.getLogger(__name__)

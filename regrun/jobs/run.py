@@ -25,21 +25,22 @@ from regrun.components.optimizers import implementation
 from regrun.components.tasks import Task, check_output, resolve_task, task_summary, trivial_figures
 from regrun.console import shared_console
 from regrun.errors import RegrunError, choices, is_number
-from regrun.layout import COMPLETED, GROUPS, lambda_column, split_figure
-from regrun.schema import Range, check
-from regrun.rundir.checkpoint import NAME as CHECKPOINT, restore, save_checkpoint
-from regrun.measure.diagnostics import Chance, diagnose
 from regrun.jobs.display import DIAGNOSTICS, RichReporter, show_groups, show_summary, show_targets
-from regrun.training.param_groups import build_grouped_optimizer, describe_groups
+from regrun.jobs.objective import check_objective
+from regrun.jobs.signals import STOP
+from regrun.layout import COMPLETED, GROUPS, lambda_column, split_figure
+from regrun.measure.diagnostics import Chance, diagnose
+from regrun.rundir.checkpoint import NAME as CHECKPOINT
+from regrun.rundir.checkpoint import restore, save_checkpoint
+from regrun.rundir.files import RunDir, WriteFailed, environment, loss_breakdown, mark_targeted, record_failure
 from regrun.rundir.lock import one_writer
 from regrun.rundir.trackers import Loggers, build_loggers
-from regrun.jobs.objective import check_objective
-from regrun.rundir.files import RunDir, WriteFailed, environment, loss_breakdown, mark_targeted, record_failure
-from regrun.jobs.signals import STOP
-from regrun.training.targets import Target, describe_targets, resolve_targets
+from regrun.schema import Range, check
 from regrun.training.loop import Member, Outcome, TrainState, fit, steps_per_epoch
+from regrun.training.param_groups import build_grouped_optimizer, describe_groups
 from regrun.training.settings import TrainerSettings, pick_device
 from regrun.training.step import SoloStep
+from regrun.training.targets import Target, describe_targets, resolve_targets
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@ sparsity statistics of every layer, evaluated without gradients, and the headlin
 figures that become metrics columns."""
 
 import math
-from collections.abc import Sequence, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 

@@ -15,13 +15,13 @@ import os
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from torch import nn
 
-from regrun.layout import COMPLETED, CONFIG, EPOCH, INTERRUPTED, METRICS, STEP, SUMMARY, TARGETS, lambda_column
 from regrun.config import flatten
 from regrun.errors import RegrunError, choices, is_number
+from regrun.layout import COMPLETED, CONFIG, EPOCH, INTERRUPTED, METRICS, STEP, SUMMARY, TARGETS, lambda_column
 
 
 class MetricLogger(Protocol):
@@ -88,7 +88,7 @@ class TensorBoardLogger:
     hyperparameters with the final figures (TensorBoard's HParams view, over a sweep's
     runs when its log dir is the sweep root)."""
 
-    DEFAULTS = {"dir": "tb", "histograms": True}
+    DEFAULTS: ClassVar[dict[str, Any]] = {"dir": "tb", "histograms": True}
 
     def __init__(self, out: Path, options: Mapping[str, Any], cfg: Mapping[str, Any], model: nn.Module):
         tensorboard = _require("torch.utils.tensorboard", "tensorboard", "tensorboard")
@@ -123,7 +123,7 @@ class MLflowLogger:
     """An MLflow run in a local store (no server): the config as parameters, each epoch's
     figures as metrics, the run's files as artifacts, the status as the run's end."""
 
-    DEFAULTS = {"tracking_uri": None, "experiment": "regrun", "artifacts": True}
+    DEFAULTS: ClassVar[dict[str, Any]] = {"tracking_uri": None, "experiment": "regrun", "artifacts": True}
     ARTIFACTS = (CONFIG, TARGETS, METRICS, SUMMARY)
 
     def __init__(self, out: Path, options: Mapping[str, Any], cfg: Mapping[str, Any], model: nn.Module):

@@ -177,7 +177,7 @@ def _reduction(where: str, site: str, spec: Mapping) -> str:
 def _proximal(where: str, site: str, penalty: str, spec: Mapping) -> tuple[bool, bool]:
     """(proximal, adaptive) from `proximal: false | true | adaptive`."""
     value = spec.get("proximal", False)
-    if value not in (False, True, "adaptive") or isinstance(value, int) and not isinstance(value, bool):
+    if value not in (False, True, "adaptive") or (isinstance(value, int) and not isinstance(value, bool)):
         raise RegrunError(f"{where}.proximal must be true, false or adaptive, got {value!r}")
     if value and (penalty != "l1" or site == "activations"):
         raise RegrunError(f"{where}.proximal applies to penalty 'l1' on weights, biases or params, not {penalty!r} on {site!r}")

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from fake_runs import config, final, write_run
 
-from regrun.analysis.compare import compare_runs, figure_columns
-from regrun.cli.compare import main
+from regrun.analysis.compare import figure_columns
 from regrun.analysis.plots import default_x, lambda_key, lambda_series, pareto_front, plot_labels, tradeoff_points
 from regrun.analysis.runs import differing_keys, find_runs, read_run, short_names
+from regrun.cli.compare import main
 from regrun.config import flatten
 
 LAM = "reg.targets.l1_act.lambda"
@@ -160,7 +160,7 @@ def test_group_seeds_mean_and_sample_std(seeds: Path, capsys: pytest.CaptureFixt
     # λ=1e-2: 0.80, 0.80, 0.86 → mean 0.82, std √((0.02² + 0.02² + 0.04²)/2) = √0.0012
     assert records[1]["test_acc"] == pytest.approx(0.82) and records[1]["test_acc.std"] == pytest.approx(math.sqrt(0.0012))
     assert records[1]["sparsity.act1.zero_frac.std"] == pytest.approx(0.0)
-    code, out, _ = compare(seeds, "--group-seeds", "--format", "markdown", capsys=capsys)
+    _, out, _ = compare(seeds, "--group-seeds", "--format", "markdown", capsys=capsys)
     assert "| 0.001 | 3 | completed | 0.5 ± 0 | 0.9200 ± 0.0200 |" in out
 
 
@@ -179,7 +179,7 @@ def test_baseline_deltas(sweep: Path, capsys: pytest.CaptureFixture) -> None:
     assert records["0"]["test_acc.delta"] == 0.0
     by_label = {r["run"]: r for r in as_json(sweep, "--baseline", "0", capsys=capsys)}  # a label works too
     assert by_label["1"]["test_acc.delta"] == pytest.approx(0.80 - 0.97)
-    code, out, _ = compare(sweep, "--baseline", "0", "--format", "markdown", capsys=capsys)
+    _, out, _ = compare(sweep, "--baseline", "0", "--format", "markdown", capsys=capsys)
     assert "| 2 | 0.001 | completed | 0.5 (+0) | 0.9600 (-0.0100) |" in out
 
 

@@ -9,12 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import write_dataset
 
 from regrun.cli import main
-from regrun.layout import LOCK
 from regrun.jobs.run import run
-
-from conftest import write_dataset
+from regrun.layout import LOCK
 
 pytestmark = pytest.mark.usefixtures("keep_signal_handlers")  # main() installs its own
 

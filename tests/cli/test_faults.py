@@ -20,12 +20,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import write_dataset
+from test_errors import one_line_error
 
 from regrun.cli import main
 from regrun.rundir import files as rundir
-
-from conftest import write_dataset
-from test_errors import one_line_error
 
 pytestmark = pytest.mark.usefixtures("keep_signal_handlers")  # main() installs its own
 

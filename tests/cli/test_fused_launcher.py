@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import REGRUN, regrun
 
 pytestmark = pytest.mark.heavy  # many whole processes: `make test-heavy`

@@ -7,15 +7,14 @@ repeatable); the README's exit-code table is what they check against.
 """
 
 import json
-import shutil
 import sys
 from pathlib import Path
 
 import pytest
+from fake_runs import config, final, write_run
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from fake_runs import config, final, write_run
 from regrun.cli import main
 from regrun.layout import LOCK
 

@@ -5,7 +5,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from conftest import regrun
 
 ROOT = Path(os.environ.get("REGRUN_DATA_ROOT", Path(__file__).resolve().parents[3] / "shared" / "data")).resolve()

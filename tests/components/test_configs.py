@@ -44,7 +44,7 @@ def test_every_experiment_preset_composes_builds_and_trains_a_step(make_cfg: Cal
     from regrun.jobs.run import run
 
     cfg = make_cfg(f"experiment={experiment}")
-    model, targets = build_all(cfg)
+    _, targets = build_all(cfg)
     assert targets, experiment  # every preset studies a regularizer
     cfg["trainer"] |= {"epochs": 1, "batch_size": 32}
     for key in ("train_size", "train_limit"):

@@ -7,12 +7,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from regrun.components.datasets import (CIFAR_MEAN, CIFAR_STD, DATASETS, IDX_DATASETS, Split, batches, chunks,
-                                        load_data, open_dataset)
-from regrun.errors import RegrunError
-
 from conftest import write_cifar, write_dataset, write_pickle, write_tensors
+
+from regrun.components.datasets import (
+    CIFAR_MEAN,
+    CIFAR_STD,
+    DATASETS,
+    IDX_DATASETS,
+    Split,
+    batches,
+    chunks,
+    load_data,
+    open_dataset,
+)
+from regrun.errors import RegrunError
 
 
 def cfg(root: Path, **kw: object) -> dict:
@@ -145,7 +153,7 @@ def test_batches_cover_every_sample_once_and_are_seeded() -> None:
     first = [y.tolist() for _, y in batches(split, 4, torch.Generator().manual_seed(0))]
     again = [y.tolist() for _, y in batches(split, 4, torch.Generator().manual_seed(0))]
     assert first == again and [len(b) for b in first] == [4, 4, 2]
-    assert sorted(sum(first, [])) == list(range(10))
+    assert sorted(i for batch in first for i in batch) == list(range(10))
     assert [y.tolist() for _, y in chunks(split, 6)] == [list(range(6)), list(range(6, 10))]
 
 
@@ -163,7 +171,7 @@ def test_cifar_files_are_torchvisions() -> None:
 
     from regrun.components.datasets import CIFAR_FOLDER, CIFAR_META, CIFAR_TEST, CIFAR_TRAIN
 
-    assert CIFAR_FOLDER == CIFAR10.base_folder and CIFAR_META == CIFAR10.meta["filename"]
+    assert CIFAR10.base_folder == CIFAR_FOLDER and CIFAR10.meta["filename"] == CIFAR_META
     assert [*CIFAR_TRAIN, *CIFAR_TEST] == [name for name, _ in CIFAR10.train_list + CIFAR10.test_list]
 
 
@@ -330,7 +338,7 @@ def test_toy_regression_is_x_squared_plus_bounded_noise() -> None:
     assert data.train.x.shape == (500, 1) and data.test.y.shape == (100, 1)
     for split in (data.train, data.test):
         residual = split.y - split.x.square()
-        assert split.x.abs().max() <= 1 and 0 <= residual.min() and residual.max() < 0.2
+        assert split.x.abs().max() <= 1 and residual.min() >= 0 and residual.max() < 0.2
     again = load_data(cfg | {"test_size": 50}, torch.device("cpu"))
     assert torch.equal(again.train.x, data.train.x)  # the test size leaves the training samples alone
     other = load_data(cfg | {"seed": 4}, torch.device("cpu"))
@@ -356,7 +364,7 @@ def test_teacher_labels_are_the_argmax_of_one_linear_teacher() -> None:
     assert data.train.x.shape == (300, 8) and data.test.y.shape == (100,)
     x = torch.cat([data.train.x, data.test.x]) - 0.5
     y = torch.cat([data.train.y, data.test.y])
-    assert 0 <= x.min() + 0.5 and x.max() + 0.5 < 1
+    assert x.min() + 0.5 >= 0 and x.max() + 0.5 < 1
     # One linear map labels every sample: least squares on one-hot labels of a linear
     # teacher's arg-max separates them as the teacher does on most samples.
     teacher = torch.linalg.lstsq(x, torch.nn.functional.one_hot(y, 3).float()).solution

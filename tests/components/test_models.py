@@ -8,16 +8,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import write_plugin
 from torch import nn
 
 from regrun.cli import conf_dir
 from regrun.components.models import MODELS, build_model
 from regrun.components.registry import Registry, build
 from regrun.errors import RegrunError
-from regrun.measure.capture import output_shapes
 from regrun.jobs.run import run
-
-from conftest import write_plugin
+from regrun.measure.capture import output_shapes
 
 MNIST = (1, 28, 28)
 # The command-line arguments that make each registered model trainable on the tiny MNIST.

@@ -8,8 +8,20 @@ import pytest
 import torch
 
 from regrun.components import registry
-from regrun.components.penalties import (PENALTIES, Penalty, as_penalty, elastic_net, group_lasso, hoyer, hoyer_square,
-                                         l1, l2, l2_norm, register_penalty, soft_threshold)
+from regrun.components.penalties import (
+    PENALTIES,
+    Penalty,
+    as_penalty,
+    elastic_net,
+    group_lasso,
+    hoyer,
+    hoyer_square,
+    l1,
+    l2,
+    l2_norm,
+    register_penalty,
+    soft_threshold,
+)
 
 X = torch.tensor([[3.0, -4.0, 0.0], [1.0, 0.0, -2.0]])
 

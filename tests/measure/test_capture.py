@@ -13,9 +13,9 @@ from regrun.components.models import build_model
 from regrun.components.tasks import CLASSIFICATION
 from regrun.errors import RegrunError
 from regrun.measure.capture import ActivationCapture, forward_hooks, output_shapes
-from regrun.training.targets import describe_targets, resolve_targets
 from regrun.measure.evaluation import evaluate
 from regrun.training.step import train_step
+from regrun.training.targets import describe_targets, resolve_targets
 
 MLP = {"name": "mlp", "hidden": [16, 8]}
 

@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from regrun.measure import sparsity
-from regrun.training.memory import reuse_freed_memory
 from regrun.measure.sparsity import ActivationStats, normalized_hoyer, stat_modules, weight_stats
+from regrun.training.memory import reuse_freed_memory
 
 
 def test_normalized_hoyer_closed_forms() -> None:

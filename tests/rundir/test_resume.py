@@ -11,9 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from conftest import write_dataset
-from conftest import REGRUN, regrun
+from conftest import REGRUN, regrun, write_dataset
 
 pytestmark = pytest.mark.heavy  # many whole processes: `make test-heavy`
 

@@ -17,12 +17,12 @@ import pytest
 import torch
 
 from regrun.components.optimizers import implementation
-from regrun.training.fused import FusedModel, chunk_size, not_fusable
-from regrun.training.loop import Member
 from regrun.jobs.fused_group import NotFusable, prepare, train_group
+from regrun.jobs.run import build, run
 from regrun.rundir.lock import FolderInUse
 from regrun.rundir.resume import prepare as prepare_resume
-from regrun.jobs.run import build, run
+from regrun.training.fused import FusedModel, chunk_size, not_fusable
+from regrun.training.loop import Member
 
 # Largest differences seen between a member and its run alone on these tiny runs: 1e-4
 # relative in a loss (test loss of an MLP with BatchNorm after 2 epochs; usually under 1e-5),

@@ -12,8 +12,8 @@ from torch import nn
 from regrun.components.models import build_model
 from regrun.errors import RegrunError
 from regrun.jobs.display import show_groups
-from regrun.training.param_groups import build_grouped_optimizer, describe_groups, resolve_groups
 from regrun.jobs.run import run
+from regrun.training.param_groups import build_grouped_optimizer, describe_groups, resolve_groups
 
 MLP = {"name": "mlp", "hidden": [8, 4]}
 SGD = {"name": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 0.0}

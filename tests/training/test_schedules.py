@@ -80,7 +80,7 @@ def scheduled_run(make_cfg, out, *overrides: str, stop=None, monkeypatch=None) -
     return RunDirRows(out)
 
 
-def RunDirRows(out) -> list[dict]:  # noqa: N802
+def RunDirRows(out) -> list[dict]:
     from regrun.rundir.files import RunDir
 
     return RunDir(out).read_metrics()

@@ -6,12 +6,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from regrun.measure.capture import ActivationCapture
 from regrun.components.models import build_model
-from regrun.components.tasks import CLASSIFICATION
-from regrun.training.targets import resolve_targets
 from regrun.components.penalties import soft_threshold
+from regrun.components.tasks import CLASSIFICATION
+from regrun.measure.capture import ActivationCapture
 from regrun.training.step import loss_terms, train_step, with_totals
+from regrun.training.targets import resolve_targets
 
 SPECS = {
     "act": {"layers": ["act*"], "site": "activations", "penalty": "l1", "lambda": 0.01},

@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from regrun.errors import RegrunError
 from regrun.components.models import build_model
+from regrun.errors import RegrunError
 from regrun.training.targets import describe_targets, resolve_target, resolve_targets
 
 MLP = {"name": "mlp", "hidden": [8, 4], "activation": "relu", "norm": "none", "dropout": 0.0}
