@@ -10,16 +10,25 @@ annotation with `typing.Annotated`:
 
 Strict where YAML and the command line are loose: a bool is not a number, "1e-3" (a
 string) is not a float, 2.0 is not an int. A bad value is a one-line `RegrunError` that
-names the key, says what is allowed and shows the value. Kept free of torch.
+names the key, says what is allowed and shows the value. A plain string beside the range
+is a note for the message: `Annotated[int, AtLeast(0), "0: only when interrupted"]`.
+
+A config node with keys of its own is a frozen dataclass read by `parse`: its fields are
+the node's keys (their annotations the types), a field without a default is required,
+and a key no field names is an error listing the allowed ones, unless the class keeps
+such keys as a component's options (a field marked `OPTIONS`, checked against the
+component's schema). The whole config is read this way, once, before a run starts.
+Kept free of torch.
 """
 
+import dataclasses
 import inspect
 import math
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, TypeVar, Union
 
 from regrun.errors import RegrunError, choices
 
@@ -77,11 +86,26 @@ class SchemaError(Exception):
 
 
 def check(where: str, value: Any, hint: Any) -> Any:
-    """`value` if it fits the type `hint`, else a one-line RegrunError naming `where`."""
+    """`value` if it fits the type `hint`, else a one-line RegrunError naming `where`.
+
+    A name that is not one of a choice of names reads as the registries' lookups do:
+    `model.norm: unknown norm 'group'; allowed: batch, instance, layer, none`."""
     try:
         return _check(value, hint)
     except SchemaError as err:
+        if isinstance(value, str) and (names := _names(hint)):
+            key = where.rsplit(".", 1)[-1]
+            raise RegrunError(f"{where}: unknown {key} {value!r}; allowed: {choices(names)}") from None
         raise RegrunError(f"{where} must be {err.allowed}, got {value!r}") from None
+
+
+def _names(hint: Any) -> tuple[str, ...]:
+    """The names of a Literal of strings (optional or not); () for any other type."""
+    if typing.get_origin(hint) in (Union, types.UnionType):
+        inner = [a for a in typing.get_args(hint) if a is not type(None)]
+        hint = inner[0] if len(inner) == 1 else None
+    args = typing.get_args(hint) if typing.get_origin(hint) is Literal else ()
+    return args if args and all(isinstance(a, str) for a in args) else ()
 
 
 def _check(value: Any, hint: Any) -> Any:
@@ -169,12 +193,18 @@ def describe(hint: Any) -> str:
     """What a type allows, in words: 'a list of integers ≥ 1', 'a number in [0, 1)'."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin is Annotated:
-        ranges = " ".join(a.describe() for a in args[1:] if isinstance(a, Range))
-        return f"{describe(args[0])} {ranges}".strip()
+        ranges = [a for a in args[1:] if isinstance(a, Range)]
+        notes = "".join(f" ({a})" for a in args[1:] if isinstance(a, str))
+        if args[0] is int and ranges == [Range(1)]:
+            return "a positive integer" + notes
+        base = describe(args[0])
+        if args[0] is float and ranges and all(r.hi is None for r in ranges):  # bounded below only: inf is refused too
+            base = "a finite number"
+        return f"{base} {' '.join(r.describe() for r in ranges)}".strip() + notes
     if origin in (Union, types.UnionType):
         return " or ".join(describe(a) for a in _config_types(args))
     if origin is Literal:
-        return f"one of {choices(args)}"
+        return f"one of {choices(_config_spelling(a) for a in args)}"
     if origin in (dict, Mapping):
         return "a mapping"
     if origin is tuple and args and args[-1] is not Ellipsis:
@@ -187,8 +217,16 @@ def describe(hint: Any) -> str:
     return "a mapping" if hint is dict else getattr(hint, "__name__", str(hint))
 
 
+def _config_spelling(value: Any) -> str:
+    """A value as YAML and the command line spell it: true, false, null."""
+    if value is True or value is False or value is None:
+        return {True: "true", False: "false", None: "null"}[value]
+    return str(value)
+
+
 def _plural(text: str) -> str:
-    for single, many in (("an integer", "integers"), ("a number", "numbers"), ("a string", "strings"),
+    for single, many in (("an integer", "integers"), ("a number", "numbers"), ("a finite number", "finite numbers"),
+                         ("a positive integer", "positive integers"), ("a string", "strings"),
                          ("true or false", "booleans")):
         if text.startswith(single):
             return many + text[len(single):]
@@ -229,3 +267,124 @@ def check_options(builder: Callable[..., Any], options: Mapping[str, Any], where
     hints = option_hints(builder)
     return {key: check(f"{where}.{key}", value, hints[key]) if key in hints else value
             for key, value in options.items()}
+
+
+D = TypeVar("D")
+# Marks the field of a node's dataclass that keeps the keys no other field names: the
+# options of the component the node builds (a model's width, an optimizer's lr).
+OPTIONS = {"options": True}
+# Marks a dataclass field whose keys sit in the same node (a target's schedule keys).
+FLATTEN = {"flatten": True}
+
+
+def key_of(field: dataclasses.Field) -> str:
+    """The config key a dataclass field reads: its name, or `metadata["key"]` (`lambda`,
+    which is no Python name)."""
+    return field.metadata.get("key", field.name)
+
+
+def node_keys(cls: type) -> list[str]:
+    """The keys a node read as `cls` may hold besides its options, in field order."""
+    keys: list[str] = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.metadata.get("flatten"):
+            keys += node_keys(hints[f.name])
+        elif not f.metadata.get("options"):
+            keys.append(key_of(f))
+    return keys
+
+
+def parse(where: str, node: object, cls: type[D], options: Mapping[str, Any] | None = None,
+          **given: Any) -> D:
+    """The config node `node` at `where` read as the frozen dataclass `cls`, every value checked.
+
+    Each field's key is checked against the field's annotation; a nested dataclass field is
+    read by `parse` in turn, and a `dict[str, Dataclass]` field entry by entry. Fields in
+    `given` were read by the caller (they need context this node lacks) and are taken as
+    they are. Keys no field names go to the field marked `OPTIONS`, checked against
+    `options` (name → type hint; None: any key is an option); without such a field they
+    are unknown. After construction, the instance's `validate(where)`, if it has one,
+    checks what spans several keys. Every error is a one-line `RegrunError`.
+    """
+    known = node_keys(cls)
+    if not isinstance(node, Mapping):
+        keeps_options = any(f.metadata.get("options") for f in dataclasses.fields(cls))
+        raise RegrunError(f"{where or 'the config'} must be a mapping of {choices(known)}"
+                          f"{' and options' if keeps_options else ''}, got {node!r}")
+    hints = typing.get_type_hints(cls, include_extras=True)
+    values: dict[str, Any] = {}
+    kept = None
+    for field in dataclasses.fields(cls):
+        key = key_of(field)
+        if field.metadata.get("options"):
+            kept = field.name
+        elif field.metadata.get("flatten"):
+            inner = hints[field.name]
+            values[field.name] = parse(where, {k: v for k, v in node.items() if k in node_keys(inner)}, inner)
+        elif field.name in given:
+            values[field.name] = given[field.name]
+        elif key in node:
+            values[field.name] = _read(_join(where, key), node[key], hints[field.name])
+        elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+            required = [key_of(f) for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING
+                        and f.default_factory is dataclasses.MISSING and not f.metadata]
+            raise RegrunError(f"{where or 'the config'}: missing {key!r} (required: {choices(required)})")
+    rest = {key: value for key, value in node.items() if key not in known}
+    if kept is not None:
+        values[kept] = _options(where, rest, known, options)
+    elif rest:
+        _unknown(where, next(iter(rest)), known)
+    parsed = cls(**values)
+    if callable(validate := getattr(parsed, "validate", None)):
+        validate(where)
+    return parsed
+
+
+def _join(where: str, key: object) -> str:
+    return f"{where}.{key}" if where else str(key)
+
+
+def _unknown(where: str, key: object, allowed: Sequence[str]) -> typing.NoReturn:
+    kind = "unknown key" if where else "unknown top-level key"
+    raise RegrunError(f"{_join(where, key)}: {kind}; allowed: {choices(allowed)}")
+
+
+def _read(where: str, value: Any, hint: Any) -> Any:
+    """One key's value: a nested node read as its dataclass (by its `from_node(where, node)`
+    when the class has one: it reads what depends on the node's own values), or a value
+    checked against its type."""
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        return _node(where, value, hint)
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (Union, types.UnionType) and type(None) in args and len(args) == 2:  # an optional node
+        inner = next(a for a in args if a is not type(None))
+        if dataclasses.is_dataclass(inner):
+            return None if value is None else _node(where, value, inner)
+    if origin in (dict, Mapping) and len(args) == 2 and dataclasses.is_dataclass(args[1]):
+        if not isinstance(value, Mapping):
+            raise RegrunError(f"{where} must be a mapping of names to {args[1].__name__} nodes, got {value!r}")
+        return {name: _node(_join(where, name), spec, args[1]) for name, spec in value.items()}
+    return check(where, value, hint)
+
+
+def _node(where: str, value: Any, cls: type) -> Any:
+    reader = getattr(cls, "from_node", None)
+    return reader(where, value) if reader is not None else parse(where, value, cls)
+
+
+def _options(where: str, rest: Mapping[str, Any], known: Sequence[str], hints: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A component's options: each a key of its schema `hints` (None: any key), checked."""
+    if hints is None:
+        return dict(rest)
+    for key in rest:
+        if key not in hints:
+            _unknown(where, key, [*known, *hints])
+    return {key: check(_join(where, key), value, hints[key]) for key, value in rest.items()}
+
+
+def read_node(where: str, node: Any, cls: type[D]) -> D:
+    """`node` as `cls`: itself when it is one already, else read (by the class's `from_node`
+    when it has one, as `parse` reads a nested node). Lets the builders that take checked
+    settings also take a plain mapping, from a notebook, a plugin's test or a script."""
+    return node if isinstance(node, cls) else _node(where, node, cls)

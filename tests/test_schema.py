@@ -25,7 +25,7 @@ def builder(input_shape, num_outputs, hidden: WIDTHS = (8,), dropout: DROPOUT = 
     ("dropout", 1.0, "m.dropout must be a number in [0, 1), got 1.0"),
     ("dropout", "0.5", "m.dropout must be a number in [0, 1), got '0.5'"),
     ("dropout", True, "m.dropout must be a number in [0, 1), got True"),
-    ("norm", "group", "m.norm must be one of batch, none, got 'group'"),
+    ("norm", "group", "m.norm: unknown norm 'group'; allowed: batch, none"),
     ("bias", "true", "m.bias must be true or false, got 'true'"),
     ("bias", 1, "m.bias must be true or false, got 1"),
     ("lr", "1e-3", "m.lr must be a number, got '1e-3'"),
@@ -49,7 +49,10 @@ def test_an_unknown_type_is_left_to_the_builder() -> None:
 
 
 @pytest.mark.parametrize(("hint", "text"), [
-    (Annotated[float, POSITIVE], "a number > 0"),
+    (Annotated[float, POSITIVE], "a finite number > 0"),
+    (Annotated[int, AtLeast(1)], "a positive integer"),
+    (Annotated[int, AtLeast(0), "0: never"], "an integer ≥ 0 (0: never)"),
+    (Literal[True, False, "adaptive"], "one of true, false, adaptive"),
     (Annotated[float, FRACTION], "a number in [0, 1]"),
     (Annotated[int, Range(0, 2**32 - 1)], "an integer in [0, 4294967295]"),
     (int | None, "an integer or null"),

@@ -140,7 +140,8 @@ def _run(launcher: Any, sweep_job: SweepJob, task_function: Any) -> JobReturn:
 def _run_group(launcher: Any, group: Sequence[SweepJob], max_models: int | None) -> dict[int, JobReturn]:
     """Prepare each job of a group in its own Hydra job, and train them in chunks that fit."""
     from regrun.jobs.display import quiet_console
-    from regrun.jobs.fused_group import NotFusable, Prepared, group_size, prepare, train_group
+    from regrun.jobs.fused_group import group_size, prepare_member, train_group
+    from regrun.jobs.run import NotFusable, Prepared
     from regrun.rundir.files import record_failure
 
     data_cache: dict = {}
@@ -161,7 +162,9 @@ def _run_group(launcher: Any, group: Sequence[SweepJob], max_models: int | None)
         try:
             plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
             with quiet_console():  # as a quiet sweep job: its tables go to its regrun.log
-                prepared = prepare(plain, out, data_cache)
+                prepared = prepare_member(plain, out, data_cache)
+            if prepared is None:  # its folder holds this run, completed: the job alone says so
+                return job(cfg)
         except NotFusable as err:
             log.info("this job trains alone: %s", err)
             return job(cfg)
@@ -217,4 +220,4 @@ def _train_chunk(chunk: Sequence[tuple[JobReturn, Any]], train_group: Any, conso
     for ret, prepared in chunk:
         summary = prepared.summary
         job_ended(labels[id(prepared)], summary)
-        ret.return_value = objective(prepared.setup.cfg, summary) if summary else None
+        ret.return_value = objective(summary) if summary else None

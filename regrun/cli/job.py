@@ -71,7 +71,7 @@ def _locked_job(cfg: DictConfig, out: Path, sweeping: bool) -> float | None:
         with quiet_job(job_label(out) if sweeping else None) as done:
             summary = run_or_continue(plain, out)
             done(summary)
-        score = objective(plain, summary)
+        score = objective(summary)
     except RegrunError as err:
         return refused(str(err), out, sweeping, plain, record=fresh)
     except Exception:
@@ -90,26 +90,13 @@ def job_label(out: Path) -> str:
 
 
 def run_or_continue(cfg: dict, out: Path) -> dict:
-    """Run `cfg` in `out`, or continue the run the folder holds (`continued`); the summary."""
+    """Run `cfg` in `out`; a folder that already holds this run continues it (submitit
+    requeues a preempted job into its folder, a user may point hydra.run.dir at an old
+    run), from its checkpoint, or leaves it as it is when it completed; another config is
+    refused, so nothing written is overwritten. Returns the summary."""
     from regrun.jobs.run import run
 
-    return continued(cfg, out) if holds_run(out) else run(cfg, out)
-
-
-def continued(cfg: dict, out: Path) -> dict:
-    """A job whose folder already holds a run: submitit requeues a preempted job into its
-    folder, and a user may point hydra.run.dir at an old run. The same config continues
-    from the checkpoint (a completed run is left as it is); another config is refused, so
-    nothing written is overwritten. Damaged files are refused in one line."""
-    from regrun.jobs.run import run
-    from regrun.rundir.resume import continuation, read_summary
-
-    if (resumed := continuation(cfg, out)) is None:
-        log.info("%s already holds this run, completed; nothing to do", out)
-        return read_summary(out)
-    log.info("%s already holds this run, not finished: continuing it", out)
-    cfg, checkpoint = resumed
-    return run(cfg, out, checkpoint, resume=True)
+    return run(cfg, out)
 
 
 def refused(message: str, out: Path, sweeping: bool, cfg: dict | None = None, record: bool = True) -> None:

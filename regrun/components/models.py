@@ -22,14 +22,15 @@ import re
 import sys
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from types import MappingProxyType, ModuleType
 from typing import Annotated, Any, Literal
 
 from torch import nn
 
-from regrun.components.registry import Registry, build, call_with_options
+from regrun.components.registry import Choice, Registry, build, call_with_options, read_choice
 from regrun.errors import RegrunError, choices, is_number
-from regrun.schema import AtLeast, Range
+from regrun.schema import AtLeast, Range, read_node
 
 # name → (module class, {parameter: default}). Never in-place, so hooks see the true output.
 ACTIVATIONS: dict[str, tuple[type[nn.Module], dict[str, float]]] = {
@@ -329,9 +330,21 @@ register_model("autoencoder", autoencoder)
 register_model("custom", custom)
 
 
-def build_model(cfg: Mapping[str, Any], input_shape: Sequence[int], num_outputs: int) -> nn.Module:
-    """The model named by `cfg["name"]`, built with the config's other keys."""
-    model = build(MODELS, cfg, (tuple(input_shape), num_outputs))
-    if not isinstance(model, nn.Module):  # a plugin's builder
-        raise RegrunError(f"model {cfg['name']!r} returned {type(model).__name__}, not a torch.nn.Module")
-    return model
+@dataclass(frozen=True)
+class ModelSettings(Choice):
+    """The `model` node: a registered model and the options its builder takes."""
+
+    @classmethod
+    def from_node(cls, where: str, node: object) -> "ModelSettings":
+        """Read as the builder's signature says (after its input shape and output count)."""
+        return read_choice(where, node, MODELS, cls, positional=2)
+
+
+def build_model(model: ModelSettings | Mapping[str, Any], input_shape: Sequence[int], num_outputs: int) -> nn.Module:
+    """The model a `model` node names (checked settings, or a mapping read as them), built
+    with its options."""
+    model = read_node("model", model, ModelSettings)
+    built = build(MODELS, model, (tuple(input_shape), num_outputs))
+    if not isinstance(built, nn.Module):  # a plugin's builder
+        raise RegrunError(f"model {model.name!r} returned {type(built).__name__}, not a torch.nn.Module")
+    return built

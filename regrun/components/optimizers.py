@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from regrun.components.registry import Registry, build
+from regrun.components.registry import Choice, Registry, build, read_choice
 
 # name → optimizer class (or any callable taking the parameters and keyword options)
 OPTIMIZERS: Registry[Callable[..., torch.optim.Optimizer]] = Registry("optimizer", "regrun.optimizers")
@@ -78,13 +78,19 @@ def implementation(optimizer: torch.optim.Optimizer) -> str:
     return "foreach" if foreach else "for-loop"
 
 
-def build_optimizer(params: Iterable[Tensor] | Iterable[dict[str, Any]], cfg: Mapping[str, Any]) -> torch.optim.Optimizer:
-    """The optimizer named by `cfg["name"]`, with the node's other keys as its options, over
-    `params`: tensors, or torch's parameter-group dicts, whose own options override the node's.
-    On torch's fused kernel where it fits (`fused_kernel_fits`)."""
+def read_optimizer(where: str, node: object) -> Choice:
+    """An optimizer node's name and options, checked against its constructor's signature."""
+    return read_choice(where, node, OPTIMIZERS, Choice, fixed=("params",))
+
+
+def build_optimizer(params: Iterable[Tensor] | Iterable[dict[str, Any]],
+                    optimizer: Choice | Mapping[str, Any]) -> torch.optim.Optimizer:
+    """The optimizer a node names (checked, or a mapping read as one) with its options over
+    `params`: tensors, or torch's parameter-group dicts, whose own options override the
+    node's. On torch's fused kernel where it fits (`fused_kernel_fits`)."""
+    choice = optimizer if isinstance(optimizer, Choice) else read_optimizer("optimizer", optimizer)
     params = list(params)
     tensors = [t for p in params for t in (p["params"] if isinstance(p, dict) else [p])]
-    factory = OPTIMIZERS.get(cfg.get("name")) if isinstance(cfg.get("name"), str) else None
-    if factory is not None and fused_kernel_fits(factory, tensors, cfg):
-        cfg = {**cfg, "fused": True}
-    return build(OPTIMIZERS, cfg, params=params)
+    if fused_kernel_fits(OPTIMIZERS[choice.name], tensors, choice.options):
+        choice = Choice(choice.name, {**choice.options, "fused": True})
+    return build(OPTIMIZERS, choice, params=params)

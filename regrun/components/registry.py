@@ -20,11 +20,12 @@ function and the registry wraps functions in records, through the registry's `wr
 import inspect
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, Generic, TypeVar
 
 from regrun.errors import RegrunError, choices
-from regrun.schema import check_options
+from regrun.schema import OPTIONS, check_options, option_hints, parse
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -97,6 +98,16 @@ def option_names(builder: Callable[..., Any], fixed: Iterable[str] = (), positio
     return [name for name in named[positional:] if name not in fixed]
 
 
+def builder_hints(builder: Callable[..., Any], fixed: Iterable[str] = (), positional: int = 0) -> dict[str, Any] | None:
+    """The keyword options `builder` takes (as `option_names` says) and each one's type (its
+    annotation, or its default's type; Any when it has neither); None when it takes any."""
+    names = option_names(builder, fixed, positional)
+    if names is None:
+        return None
+    hints = option_hints(builder)
+    return {name: hints.get(name, Any) for name in names}
+
+
 def call_with_options(builder: Callable[..., Any], options: Mapping[str, Any], where: str, what: str,
                       positional: Sequence[Any] = (), **fixed: Any) -> Any:
     """Call `builder(*positional, **fixed, **options)`, checking the options against its signature.
@@ -117,11 +128,34 @@ def call_with_options(builder: Callable[..., Any], options: Mapping[str, Any], w
         raise RegrunError(f"{what}: {err}") from err
 
 
-def build(registry: Registry[Callable[..., Any]], cfg: Mapping[str, Any], positional: Sequence[Any] = (),
+@dataclass(frozen=True)
+class Choice:
+    """A config node that names a registry entry (`name`) and gives its options as its other
+    keys: `{name: adamw, lr: 1e-3}`."""
+
+    name: str
+    options: Mapping[str, Any] = field(default_factory=dict, metadata=OPTIONS)
+
+
+C = TypeVar("C", bound=Choice)
+
+
+def read_choice(where: str, node: object, registry: "Registry[Callable[..., Any]]", cls: type[C],
+                positional: int = 0, fixed: Iterable[str] = ()) -> C:
+    """The node at `where` read as `cls` (a `Choice`) of `registry`: the name must be
+    registered and each option one the builder takes, of its type (its signature is the schema)."""
+    name = node.get("name") if isinstance(node, Mapping) else None
+    builder = registry.entry(name, f"{where}.name") if isinstance(node, Mapping) else None
+    hints = builder_hints(builder, fixed, positional) if builder is not None else {}
+    return parse(where, node, cls, options=hints)
+
+
+def build(registry: Registry[Callable[..., Any]], choice: Choice, positional: Sequence[Any] = (),
           **fixed: Any) -> Any:
-    """Build the entry `cfg["name"]` of a registry of builders with the config's other keys:
-    `{name: adamw, lr: 1e-3}` → `OPTIMIZERS["adamw"](*positional, **fixed, lr=1e-3)`."""
-    name = cfg.get("name")
-    builder = registry.entry(name)
-    options = {key: value for key, value in cfg.items() if key != "name"}
-    return call_with_options(builder, options, registry.kind, f"{registry.kind} {name!r}", positional, **fixed)
+    """Build the entry a checked `Choice` names with its options:
+    `{name: adamw, lr: 1e-3}` → `OPTIMIZERS["adamw"](*positional, **fixed, lr=1e-3)`. The
+    builder's own TypeError or ValueError (a negative learning rate) is a one-line error."""
+    try:
+        return registry[choice.name](*positional, **fixed, **choice.options)
+    except (TypeError, ValueError) as err:
+        raise RegrunError(f"{registry.kind} {choice.name!r}: {err}") from err

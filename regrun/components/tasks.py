@@ -22,7 +22,7 @@ A plugin registers its own record (`register_task`, or the `regrun.tasks` entry 
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +32,7 @@ from regrun.components.datasets import DataSpec
 from regrun.components.registry import Registry
 from regrun.errors import RegrunError
 from regrun.layout import split_figure
+from regrun.schema import read_node
 
 
 class RunningFigures(Protocol):
@@ -223,17 +224,25 @@ register_task("reconstruction", RECONSTRUCTION)
 TARGET_KINDS = {"labels": "integer class labels", "values": "float targets"}
 
 
-def resolve_task(cfg: Mapping | None, spec: DataSpec) -> tuple[str, Task]:
-    """The task a run trains: the `task` node's name, or the dataset's natural task.
+@dataclass(frozen=True)
+class TaskSettings:
+    """The `task` node: the name of a registered task (null: the dataset's natural one)."""
+
+    name: str
+
+    def validate(self, where: str) -> None:
+        """The name must be registered."""
+        TASKS.entry(self.name, f"{where}.name")
+
+
+def resolve_task(settings: TaskSettings | Mapping[str, Any] | None, spec: DataSpec) -> tuple[str, Task]:
+    """The task a run trains: the `task` node's (checked settings, or a mapping read as
+    them), or the dataset's natural task.
 
     The data's targets must be what the task compares with: float targets for
     classification, or integer labels for regression, are a one-line error.
     """
-    cfg = cfg or {}
-    for key in cfg:
-        if key != "name":
-            raise RegrunError(f"task.{key}: unknown key; allowed: name")
-    name = cfg.get("name", spec.task)
+    name = read_node("task", settings, TaskSettings).name if settings is not None else spec.task
     task = TASKS.entry(name)
     if task.targets is not None and task.targets != spec.targets:
         fitting = [n for n, t in TASKS.items() if t.targets in (spec.targets, None)]

@@ -12,6 +12,7 @@ a sweeper can choose λ on validation figures, never on the test set.
 """
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from regrun.components.tasks import Task
@@ -22,34 +23,41 @@ from regrun.layout import PENALTY_TOTAL, TASK_LOSS, TOTAL_LOSS, split_figure
 TRAIN_FIGURES = (TASK_LOSS, PENALTY_TOTAL, TOTAL_LOSS)
 
 
-def check_objective(cfg: Mapping[str, Any], task: Task, splits: Sequence[str]) -> dict[str, Any] | None:
+@dataclass(frozen=True)
+class ObjectiveSettings:
+    """The `objective` node: the figure to maximize (null: the task's headline) and an
+    optional floor `constraint` ≥ `min`."""
+
+    metric: str | None = None
+    constraint: str | None = None
+    min: float = 0.0
+
+
+def check_objective(settings: ObjectiveSettings | None, task: Task, splits: Sequence[str]) -> dict[str, Any] | None:
     """The objective with its metric resolved; a figure the run will not have is refused
     before any training. `splits` are those the run evaluates, the first the preferred."""
-    spec = cfg.get("objective")
-    if not spec:
+    if settings is None:
         return None
     figures = [split_figure(split, name) for split in splits for name in task.figures] + list(TRAIN_FIGURES)
-    resolved = {"metric": spec.get("metric") or split_figure(splits[0], task.headline),
-                "constraint": spec.get("constraint"), "min": spec.get("min", 0.0)}
+    resolved = {"metric": settings.metric or split_figure(splits[0], task.headline),
+                "constraint": settings.constraint, "min": settings.min}
     for key in ("metric", "constraint"):
         name = resolved[key]
         if (key == "metric" or name is not None) and not (
                 name in figures or str(name).startswith(("sparsity.", "penalty."))):
             raise RegrunError(f"objective.{key}={name!r}: not a figure of this run; allowed: "
                               f"{choices(figures)}, penalty.<target>.*, sparsity.*")
-    if not is_number(resolved["min"]):
-        raise RegrunError(f"objective.min must be a number, got {resolved['min']!r}")
     return resolved
 
 
-def objective(cfg: Mapping[str, Any], summary: Mapping[str, Any]) -> float | None:
-    """The run's score for a sweeper; None for a run that did not complete.
+def objective(summary: Mapping[str, Any]) -> float | None:
+    """The run's score for a sweeper; None for a run that did not complete or has no objective.
 
     None, not NaN: the Optuna sweeper records a None as a failed trial and searches on,
     but crashes the whole sweep on a NaN (hydra-optuna-sweeper 1.3.0, optuna 2.10).
     """
     spec = summary.get("objective")  # resolved by check_objective when the run started
-    if not cfg.get("objective") or not spec or summary["status"] != "completed":
+    if not spec or summary.get("status") != "completed":
         return None
     final = summary["final"]
     value = _figure(final, spec["metric"])

@@ -1,20 +1,23 @@
-"""One run, config to run directory: model + targets → trainer → files.
+"""One run, config to run directory: settings → model + targets → trainer → files.
 
-Everything that can be checked without data is checked first (trainer settings, dataset
-name, model, targets, optimizer), then the data is loaded, then training starts; a bad
-config costs a second, not an epoch. The same path continues a run from its checkpoint
-(`regrun resume`): the model, targets and data are built again from the run's config and
-the checkpoint puts back where training stood.
+`prepare` is the one way into a run, for the command, the Python API, `regrun resume` and
+the members of a fused group: it reads the config once (jobs/settings.py), builds what
+needs no data (task, model, targets, optimizer), loads the data, then writes the run's
+first files; a bad config costs a second, not an epoch, and leaves nothing behind. A
+folder that already holds the run is continued from its checkpoint: the model, targets
+and data are built again from the run's config and the checkpoint puts back where
+training stood. `train` then trains prepared runs, one alone or several as a fused group.
 """
 
+import json
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
-from contextlib import ExitStack, closing
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, closing, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,18 +27,20 @@ from regrun.components.models import build_model
 from regrun.components.optimizers import implementation
 from regrun.components.tasks import Task, check_output, resolve_task, task_summary, trivial_figures
 from regrun.console import shared_console
-from regrun.errors import RegrunError, choices, is_number
-from regrun.jobs.display import DIAGNOSTICS, RichReporter, show_groups, show_summary, show_targets
+from regrun.errors import RegrunError
+from regrun.jobs.display import DIAGNOSTICS, GroupReporter, RichReporter, show_groups, show_summary, show_targets
 from regrun.jobs.objective import check_objective
+from regrun.jobs.settings import RunSettings, read_settings
 from regrun.jobs.signals import STOP
-from regrun.layout import COMPLETED, GROUPS, lambda_column, split_figure
+from regrun.layout import COMPLETED, GROUPS, LOG, lambda_column, split_figure
 from regrun.measure.diagnostics import Chance, diagnose
 from regrun.rundir.checkpoint import NAME as CHECKPOINT
 from regrun.rundir.checkpoint import restore, save_checkpoint
 from regrun.rundir.files import RunDir, WriteFailed, environment, loss_breakdown, mark_targeted, record_failure
 from regrun.rundir.lock import one_writer
+from regrun.rundir.resume import continuation, holds_run, read_summary
 from regrun.rundir.trackers import Loggers, build_loggers
-from regrun.schema import Range, check
+from regrun.training.fused import FusedModel, not_fusable
 from regrun.training.loop import Member, Outcome, TrainState, fit, steps_per_epoch
 from regrun.training.param_groups import build_grouped_optimizer, describe_groups
 from regrun.training.settings import TrainerSettings, pick_device
@@ -43,6 +48,8 @@ from regrun.training.step import SoloStep
 from regrun.training.targets import Target, describe_targets, resolve_targets
 
 log = logging.getLogger(__name__)
+# The job log's line format (conf/hydra/job_logging/rich.yaml), for the members' regrun.log.
+LOG_FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"
 
 
 def seed_everything(seed: int) -> None:
@@ -52,83 +59,16 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-# The config's top-level keys: each names a config group, or is the seed.
-ROOT_KEYS = ("seed", "trainer", "model", "dataset", "task", "optimizer", "reg", "sparsity", "objective", "logger")
-# NumPy's legacy seeding takes 0 ≤ seed < 2³²; torch takes more, so NumPy's range is the one.
-SEED = Annotated[int, Range(0, 2**32 - 1)]
-
-
-def check_root(cfg: Mapping[str, Any]) -> int:
-    """The top level of a config: no key beyond ROOT_KEYS (a typo there would configure
-    nothing), every group present, and a seed that NumPy and torch both accept."""
-    for key in cfg:
-        if key not in ROOT_KEYS:
-            raise RegrunError(f"{key}: unknown top-level key; allowed: {choices(ROOT_KEYS)}")
-    for key in ("trainer", "model", "dataset", "optimizer", "reg"):
-        if not isinstance(cfg.get(key), Mapping):
-            raise RegrunError(f"{key} must be a mapping (the {key} config group), got {cfg.get(key)!r}")
-    return check("seed", cfg.get("seed"), SEED)
-
-
-def thresholds_from(cfg: dict[str, Any]) -> list[float]:
-    """The `sparsity.thresholds` list, validated: positive numbers, in the config's order."""
-    values = cfg.get("sparsity", {}).get("thresholds", [])
-    if not isinstance(values, list) or not all(is_number(v) and v > 0 for v in values):
-        raise RegrunError(f"sparsity.thresholds must be a list of positive numbers, got {values!r}")
-    return [float(v) for v in values]
-
-
-def reg_targets(reg: dict[str, Any]) -> dict[str, Any]:
-    """The `reg.targets` mapping; any other key under `reg` is a typo that would regularize nothing."""
-    for key in reg:
-        if key != "targets":
-            raise RegrunError(f"reg.{key}: unknown key; reg holds only `targets` (a mapping of target name to spec)")
-    targets = reg.get("targets") or {}
-    if not isinstance(targets, dict):
-        raise RegrunError(f"reg.targets must be a mapping of target name to spec, got {targets!r}")
-    return targets
-
-
-def run(cfg: dict[str, Any], out: Path, checkpoint: Mapping[str, Any] | None = None,
-        resume: bool = False) -> dict[str, Any]:
-    """Train as `cfg` says and write the run directory `out`; returns the summary.
-
-    With `resume`, `out` already holds this run: its metrics rows are kept, and training
-    continues from `checkpoint` (or starts again when there is none). A fresh run that
-    fails writes a `failed` summary before the error propagates; a failed resume leaves
-    the run's files as they were, unless a file could not be written (disk full): then
-    the summary says so. The folder's lock is held throughout (one writer per run).
-    """
-    with one_writer(out):  # re-entrant: the command line took it already
-        started = time.perf_counter()
-        rundir = RunDir(out)
-        if resume:
-            keep_rows(rundir, checkpoint)
-        try:
-            with ExitStack() as trackers:  # closed however the run ends
-                return _train(cfg, rundir, checkpoint, started, trackers)
-        except Exception as err:
-            if not resume or isinstance(err, WriteFailed):  # a write failure is recorded, resumable
-                record_failure(out, err, cfg)
-            raise
-
-
-def keep_rows(rundir: RunDir, checkpoint: Mapping[str, Any] | None) -> None:
-    """The metrics rows a continued run keeps: the checkpoint's, and those written after it
-    (metrics.csv runs ahead of a checkpoint saved every few epochs)."""
-    done = checkpoint["metrics"] if checkpoint else []
-    last = done[-1]["epoch"] if done else 0
-    rundir.rows = done + [row for row in rundir.read_metrics() if row["epoch"] > last]
+class NotFusable(Exception):
+    """A run that must train alone (its model draws random numbers, or its optimizer is not elementwise)."""
 
 
 @dataclass
 class Setup:
-    """A run built from its config, before any data: what training and its files need."""
+    """A run built from its settings, before any data: what training and its files need."""
 
-    cfg: dict[str, Any]
-    seed: int
-    settings: TrainerSettings
-    thresholds: list[float]
+    cfg: dict[str, Any]  # the plain config, as config.json holds it
+    config: RunSettings  # the same, checked
     device: torch.device
     source: Source  # the dataset, opened: its spec now, its samples by `training_data`
     task_name: str
@@ -140,6 +80,21 @@ class Setup:
     groups: Any  # the resolved optimizer parameter groups (training/param_groups.py)
     example: torch.Tensor  # one zero input, for the shapes of captured outputs
 
+    @property
+    def seed(self) -> int:
+        """The run's seed."""
+        return self.config.seed
+
+    @property
+    def settings(self) -> TrainerSettings:
+        """The trainer's settings."""
+        return self.config.trainer
+
+    @property
+    def thresholds(self) -> list[float]:
+        """The |w| thresholds of the weight statistics."""
+        return self.config.sparsity.thresholds
+
 
 @dataclass(frozen=True)
 class Tables:
@@ -149,26 +104,24 @@ class Tables:
     groups: list[dict]
 
 
-def build(cfg: dict[str, Any]) -> Setup:
-    """Check the config and build task, model, targets and optimizer from its seed; writes nothing."""
-    seed = check_root(cfg)
-    settings = TrainerSettings.from_config(cfg["trainer"])
-    thresholds = thresholds_from(cfg)
-    device = pick_device(settings.device)
-    source = open_dataset(cfg["dataset"])
+def build(cfg: dict[str, Any], config: RunSettings | None = None) -> Setup:
+    """Build task, model, targets and optimizer from the run's seed; writes nothing.
+    `config` is `cfg` read by `read_settings`, which this does when it is not given."""
+    config = config or read_settings(cfg)
+    device = pick_device(config.trainer.device)
+    source = open_dataset(config.dataset)
     spec = source.spec
-    task_name, task = resolve_task(cfg.get("task"), spec)
-    splits = ["val", "test"] if cfg["dataset"].get("val_size") is not None else ["test"]
-    goal = check_objective(cfg, task, splits)
-    seed_everything(seed)
-    model = build_model(cfg["model"], spec.input_shape, task.num_outputs(spec)).to(device)
-    check_model_output(model, cfg["model"]["name"], task_name, task, spec)
-    targets = resolve_targets(model, reg_targets(cfg["reg"]))
-    optimizer, groups = build_grouped_optimizer(model, cfg["optimizer"])
-    _check_targets(targets, settings.epochs, optimizer, cfg["optimizer"]["name"])
+    task_name, task = resolve_task(config.task, spec)
+    splits = ["val", "test"] if config.dataset.get("val_size") is not None else ["test"]
+    goal = check_objective(config.objective, task, splits)
+    seed_everything(config.seed)
+    model = build_model(config.model, spec.input_shape, task.num_outputs(spec)).to(device)
+    check_model_output(model, config.model.name, task_name, task, spec)
+    targets = resolve_targets(model, config.targets)
+    optimizer, groups = build_grouped_optimizer(model, config.optimizer)
+    _check_targets(targets, config.trainer.epochs, optimizer, config.optimizer.name)
     example = torch.zeros((1, *spec.input_shape), device=device)
-    return Setup(cfg, seed, settings, thresholds, device, source, task_name, task, goal, model, targets,
-                 optimizer, groups, example)
+    return Setup(cfg, config, device, source, task_name, task, goal, model, targets, optimizer, groups, example)
 
 
 def record(setup: Setup, rundir: RunDir, console) -> Tables:
@@ -185,7 +138,7 @@ def record(setup: Setup, rundir: RunDir, console) -> Tables:
 
 def training_data(setup: Setup) -> Data:
     """The dataset on the run's device; a batch larger than the training set is refused."""
-    data = load_data(setup.cfg["dataset"], setup.device, setup.source)
+    data = load_data(setup.config.dataset, setup.device, setup.source)
     batch_size = setup.settings.batch_size
     if batch_size > len(data.train):
         raise RegrunError(f"trainer.batch_size={batch_size} is larger than the training set "
@@ -197,7 +150,7 @@ def describe_data(setup: Setup, data: Data) -> None:
     """Log what trains on what: dataset, device, task, sample counts, model and its size."""
     log.info("%s on %s, task %s: %d train / %s%d test samples; %s, %d parameters",
              data.name, setup.device, setup.task_name, len(data.train),
-             f"{len(data.val)} validation / " if data.val else "", len(data.test), setup.cfg["model"]["name"],
+             f"{len(data.val)} validation / " if data.val else "", len(data.test), setup.config.model.name,
              sum(p.numel() for p in setup.model.parameters()))
 
 
@@ -231,25 +184,183 @@ def recorder(rundir: RunDir, loggers: Loggers) -> Callable[[dict], None]:
     return on_epoch
 
 
-def _train(cfg: dict[str, Any], rundir: RunDir, checkpoint: Mapping[str, Any] | None,
-           started: float, trackers: ExitStack) -> dict[str, Any]:
-    console = shared_console()  # first: the log lines below go through it too
-    setup = build(cfg)
-    tables = record(setup, rundir, console)
-    loggers = trackers.enter_context(closing(build_loggers(cfg, rundir.path, setup.model)))
-    data = training_data(setup)
-    describe_data(setup, data)
-    state = start_state(setup, checkpoint)
-    settings = setup.settings
-    save = saver(setup, rundir, state, steps_per_epoch(len(data.train), settings.batch_size))
-    if checkpoint:
-        log.info("resuming at step %d (epoch %d of %d)", checkpoint["step"], state.epoch + 1, settings.epochs)
-    ended: list[Outcome] = []
-    member = Member(setup.model, setup.optimizer, setup.targets, state, recorder(rundir, loggers), save, ended.append)
-    with RichReporter(settings.epochs, [t.name for t in setup.targets], list(setup.task.figures), console) as reporter:
-        fit([member], SoloStep(setup.model, setup.optimizer, setup.targets), setup.task, data, settings,
-            setup.thresholds, reporter, STOP)
-    return finish(setup, ended[0], rundir, tables, data, loggers, started, console)
+@dataclass
+class Prepared:
+    """A run built and recorded in its run directory, ready to train (alone or in a group)."""
+
+    setup: Setup
+    rundir: RunDir
+    tables: Tables  # the rows of targets.json and groups.json
+    data: Data
+    loggers: Loggers
+    state: TrainState  # fresh, or where its checkpoint stands when it continues
+    resume: bool  # the folder held this run before: a failure leaves its files as they were
+    started: float
+    held: ExitStack = field(repr=False)  # its folder's lock and its loggers, until its training ends
+    summary: dict[str, Any] | None = None  # summary.json's content, once it ended
+
+    @property
+    def label(self) -> str:
+        """'3 (seed 1, l1_weights λ 0.001)': its folder's name, seed and λ of each target."""
+        lams = ", ".join(f"{t.name} λ {t.lam:g}" for t in self.setup.targets)
+        return f"{self.rundir.path.name} (seed {self.setup.seed}{', ' + lams if lams else ''})"
+
+
+def prepare(cfg: dict[str, Any], out: Path, resumed: tuple[dict[str, Any], Mapping[str, Any] | None] | None = None,
+            data_cache: dict[str, Data] | None = None, fused: bool = False) -> Prepared | None:
+    """Build the run `cfg` says and record it in `out`; None when `out` holds this run,
+    completed (nothing to do). A folder that holds this run, not finished, continues from
+    its checkpoint; `resumed` gives the config and checkpoint to continue with instead
+    (`regrun resume`). With `fused`, a run that cannot be fused raises `NotFusable` before
+    anything is written; `data_cache` shares loaded data between members of a group.
+
+    A bad config raises its `RegrunError` before anything is written. A failure once files
+    are written is recorded in summary.json, as for a run that fails while it trains. The
+    run holds `out`'s lock from here until its training ends (`train`): a folder another
+    process writes is a `FolderInUse` error, and nothing is written into it.
+    """
+    started = time.perf_counter()
+    with ExitStack() as held:
+        held.enter_context(one_writer(out))
+        if resumed is None and holds_run(out):
+            if (resumed := continuation(cfg, out)) is None:
+                log.info("%s already holds this run, completed; nothing to do", out)
+                return None
+            log.info("%s already holds this run, not finished: continuing it", out)
+        checkpoint = None
+        if resumed is not None:
+            cfg, checkpoint = resumed
+        setup = build(cfg)
+        if fused and (reason := not_fusable(setup.model, setup.optimizer)):
+            raise NotFusable(reason)
+        data = _data(setup, data_cache if data_cache is not None else {})
+        rundir = RunDir(out)
+        if resumed is not None:
+            keep_rows(rundir, checkpoint)
+        try:
+            tables = record(setup, rundir, shared_console())
+            loggers = held.enter_context(closing(build_loggers(cfg, out, setup.model)))
+            state = start_state(setup, checkpoint)
+        except Exception as err:
+            _record_failure(out, err, cfg, resumed is not None)
+            raise
+        describe_data(setup, data)
+        if checkpoint:
+            log.info("resuming at step %d (epoch %d of %d)", checkpoint["step"], state.epoch + 1, setup.settings.epochs)
+        return Prepared(setup, rundir, tables, data, loggers, state, resumed is not None, started, held.pop_all())
+
+
+def _data(setup: Setup, cache: dict[str, Data]) -> Data:
+    """The run's data, loaded once per dataset node, device and batch size of a group."""
+    key = json.dumps([setup.cfg["dataset"], str(setup.device), setup.settings.batch_size], sort_keys=True, default=str)
+    if key not in cache:
+        cache[key] = training_data(setup)
+    return cache[key]
+
+
+def _record_failure(out: Path, err: Exception, cfg: dict[str, Any], resume: bool) -> None:
+    """A fresh run that fails says why in its summary; a failed continuation leaves the run's
+    files as they were, unless a file could not be written (disk full): then it says so."""
+    if not resume or isinstance(err, WriteFailed):
+        record_failure(out, err, cfg)
+
+
+def run(cfg: dict[str, Any], out: Path, checkpoint: Mapping[str, Any] | None = None,
+        resume: bool = False) -> dict[str, Any]:
+    """Train as `cfg` says and write the run directory `out`; returns the summary.
+
+    With `resume`, `out` already holds this run: its metrics rows are kept, and training
+    continues from `checkpoint` (or starts again when there is none). A folder that holds
+    this run already, completed, is left as it is and its summary returned.
+    """
+    prepared = prepare(cfg, out, (cfg, checkpoint) if resume else None)
+    if prepared is None:
+        return read_summary(out)
+    train([prepared])
+    assert prepared.summary is not None  # train ends every member
+    return prepared.summary
+
+
+def train(group: Sequence[Prepared], fused: bool = False, stop: Callable[[], bool] | None = None) -> None:
+    """Train prepared runs that stand at the same step: one alone on its own model, or a
+    group (`fused`) as one vectorized model. Each one's summary is written (and kept in
+    `summary`) when it ends; each one's lock and loggers are released at the end. If
+    training fails, each run that had not ended records the failure, as `prepare` does."""
+    with ExitStack() as held:
+        for p in group:
+            held.enter_context(p.held)
+        try:
+            _train(group, fused, stop or STOP)
+        except Exception as err:
+            for p in group:
+                if p.summary is None:
+                    _record_failure(p.rundir.path, err, p.setup.cfg, p.resume)
+            raise
+
+
+def _train(group: Sequence[Prepared], fused: bool, stop: Callable[[], bool]) -> None:
+    console = shared_console()
+    first = group[0].setup
+    settings = first.settings
+    per_epoch = steps_per_epoch(len(group[0].data.train), settings.batch_size)
+    members = [_member(p, per_epoch, console, fused) for p in group]
+    names = [t.name for t in first.targets]
+    if fused:
+        with member_logs(group):
+            log.info("training in a fused group of %d runs (%s) as one vectorized model", len(group),
+                     ", ".join(p.rundir.path.name for p in group))
+        stepper: Any = FusedModel(members)
+        reporter: RichReporter = GroupReporter(settings.epochs, names, list(first.task.figures), len(group), console)
+    else:
+        stepper = SoloStep(first.model, first.optimizer, first.targets)
+        reporter = RichReporter(settings.epochs, names, list(first.task.figures), console)
+    with reporter:
+        fit(members, stepper, first.task, group[0].data, settings, first.thresholds, reporter, stop)
+
+
+def _member(p: Prepared, per_epoch: int, console, fused: bool) -> Member:
+    """The loop's view of a prepared run: its model, optimizer, targets and state, and where
+    its rows, checkpoints and end go."""
+
+    def done(outcome: Outcome) -> None:
+        p.summary = finish(p.setup, outcome, p.rundir, p.tables, p.data, p.loggers, p.started, console)
+
+    member = Member(p.setup.model, p.setup.optimizer, p.setup.targets, p.state, recorder(p.rundir, p.loggers),
+                    saver(p.setup, p.rundir, p.state, per_epoch), done)
+    if fused:  # its lines go to its own regrun.log too: the group's members share one process
+        member.label, member.context = p.label, lambda: member_log(p.rundir.path)
+    return member
+
+
+@contextmanager
+def member_log(path: Path) -> Iterator[None]:
+    """While in the block, log lines also go to the member's regrun.log (appended)."""
+    handler = logging.FileHandler(path / LOG)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+
+
+@contextmanager
+def member_logs(group: Sequence[Prepared]) -> Iterator[None]:
+    """While in the block, log lines go to every member's regrun.log."""
+    with ExitStack() as logs:
+        for p in group:
+            logs.enter_context(member_log(p.rundir.path))
+        yield
+
+
+def keep_rows(rundir: RunDir, checkpoint: Mapping[str, Any] | None) -> None:
+    """The metrics rows a continued run keeps: the checkpoint's, and those written after it
+    (metrics.csv runs ahead of a checkpoint saved every few epochs)."""
+    done = checkpoint["metrics"] if checkpoint else []
+    last = done[-1]["epoch"] if done else 0
+    rundir.rows = done + [row for row in rundir.read_metrics() if row["epoch"] > last]
 
 
 def finish(setup: Setup, outcome: Outcome, rundir: RunDir, tables: Tables, data: Data, loggers: Loggers,
@@ -259,7 +370,7 @@ def finish(setup: Setup, outcome: Outcome, rundir: RunDir, tables: Tables, data:
     summary = _summary(outcome, rundir, setup.model, setup.targets, tables.targets, setup.thresholds, setup.cfg)
     summary["groups"] = tables.groups
     summary["task"] = task_summary(setup.task_name, setup.task)
-    summary["warnings"] = _diagnostics(summary, rundir.rows, setup.task, data)
+    summary["warnings"] = _diagnostics(summary, rundir.rows, setup, data)
     if setup.goal is not None:
         summary["objective"] = setup.goal
     summary["environment"] = environment(setup.device, setup.seed, time.perf_counter() - started,
@@ -325,14 +436,17 @@ def _summary(outcome: Outcome, rundir: RunDir, model: torch.nn.Module, targets: 
     return summary | {"targets": target_rows, "config": cfg}
 
 
-def _diagnostics(summary: Mapping[str, Any], rows: list[dict], task: Task, data: Data) -> list[dict[str, str]]:
+def _diagnostics(summary: Mapping[str, Any], rows: list[dict], setup: Setup, data: Data) -> list[dict[str, str]]:
     """The warnings of measure/diagnostics.py for a completed run, each also logged."""
     if summary["status"] != COMPLETED:
         return []
+    task = setup.task
     figures = trivial_figures(task, data.test.x, data.test.y)
     chance = None if figures is None else Chance(split_figure("test", task.headline), figures[task.headline],
                                                  task.higher_is_better, task.trivial_is, figures["loss"])
-    warnings = diagnose(rows, summary["targets"], summary.get("sparsity"), chance, summary["config"]["optimizer"])
+    optimizer = setup.config.optimizer
+    warnings = diagnose(rows, summary["targets"], summary.get("sparsity"), chance,
+                        optimizer.options.get("weight_decay") or 0.0, bool(optimizer.groups))
     for warning in warnings:
         logging.getLogger(DIAGNOSTICS).warning("%s", warning["message"])
     return warnings

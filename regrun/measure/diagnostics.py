@@ -38,9 +38,10 @@ class Chance:
 
 def diagnose(rows: Sequence[Mapping[str, Any]], targets: Sequence[Mapping[str, Any]],
              sparsity: Mapping[str, Any] | None, chance: Chance | None = None,
-             optimizer: Mapping[str, Any] | None = None) -> list[dict[str, str]]:
+             weight_decay: float = 0.0, grouped: bool = False) -> list[dict[str, str]]:
     """Every warning that applies to a run's metrics rows (the last is its final figures),
-    as {"code", "message"} records, in the order above."""
+    as {"code", "message"} records, in the order above. `weight_decay` is the optimizer's;
+    `grouped`: the optimizer has parameter groups (which tensors decay is in groups.json)."""
     final = rows[-1] if rows else {}
     found: list[tuple[str, str]] = []
     found += _penalty_dominates(rows, chance)
@@ -48,7 +49,7 @@ def diagnose(rows: Sequence[Mapping[str, Any]], targets: Sequence[Mapping[str, A
     found += _dead_or_zeroed(targets, sparsity or {})
     found += _negligible(final, targets)
     found += _subgradient_l1(targets, sparsity or {})
-    found += _double_l2(targets, optimizer or {})
+    found += _double_l2(targets, weight_decay, grouped)
     return [{"code": code, "message": message} for code, message in found]
 
 
@@ -127,9 +128,8 @@ def _subgradient_l1(targets: Sequence[Mapping[str, Any]], sparsity: Mapping[str,
     return found
 
 
-def _double_l2(targets: Sequence[Mapping[str, Any]], optimizer: Mapping[str, Any]) -> list[tuple[str, str]]:
-    decay = optimizer.get("weight_decay") or 0
-    if not decay or optimizer.get("groups"):
+def _double_l2(targets: Sequence[Mapping[str, Any]], decay: float, grouped: bool) -> list[tuple[str, str]]:
+    if not decay or grouped:
         return []  # with param groups, which tensors decay is in groups.json
     return [("double_l2", f"{name}: an L2 penalty on parameters that optimizer.weight_decay={decay:g} also "
                           "shrinks: two L2 terms, so neither λ means what it says")

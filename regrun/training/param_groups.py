@@ -16,21 +16,75 @@ building the optimizer once more with them on a spare tensor (a negative weight 
 """
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
 from regrun.components.optimizers import OPTIMIZERS, build_optimizer
-from regrun.components.registry import call_with_options, option_names
+from regrun.components.registry import Choice, builder_hints, call_with_options, option_names
 from regrun.errors import RegrunError, choices
-from regrun.schema import check_options
-from regrun.training.selection import PARAM_SITES, SELECT_KEYS, match_modules, one_of, site_params
+from regrun.schema import FLATTEN, OPTIONS, parse, read_node
+from regrun.training.selection import ParamSite, Selection, match_modules, site_params
 
 DEFAULT = "default"  # the group of the parameters no group selects
-SELECTION = (*SELECT_KEYS, "site")
 WHOLE_OPTIMIZER = ("foreach", "fused", "differentiable", "capturable")
+
+
+@dataclass(frozen=True)
+class GroupSpec:
+    """One entry of `optimizer.groups`, read and checked: its selection and the optimizer
+    options it sets for the parameters it selects."""
+
+    selection: Selection = field(default_factory=Selection, metadata=FLATTEN)
+    site: ParamSite = "params"
+    options: Mapping[str, Any] = field(default_factory=dict, metadata=OPTIONS)
+
+
+@dataclass(frozen=True)
+class OptimizerSettings:
+    """The `optimizer` node, read and checked: the optimizer's name, its options (keyword
+    options of its constructor) and its parameter groups."""
+
+    name: str
+    groups: dict[str, GroupSpec] = field(default_factory=dict)
+    options: Mapping[str, Any] = field(default_factory=dict, metadata=OPTIONS)
+
+    @classmethod
+    def from_node(cls, where: str, node: object) -> "OptimizerSettings":
+        """The node at `where` (`optimizer`): its name first, whose constructor's signature
+        says which options it and its groups take."""
+        name = node.get("name") if isinstance(node, Mapping) else None
+        factory = OPTIMIZERS.entry(name, f"{where}.name")
+        hints = _option_hints(factory)
+        raw_groups = node.get("groups") or {} if isinstance(node, Mapping) else {}
+        if not isinstance(raw_groups, Mapping):
+            raise RegrunError(f"{where}.groups must be a mapping of group name to spec, got {raw_groups!r}")
+        groups = {str(g): _read_group(f"{where}.groups.{g}", g, spec, factory) for g, spec in raw_groups.items()}
+        return parse(where, node, cls, options=hints, groups=groups)
+
+
+def _option_hints(factory: Callable[..., Any], exclude: Sequence[str] = ()) -> dict[str, Any] | None:
+    """The keyword options of an optimizer's constructor and their types; None: any keyword."""
+    hints = builder_hints(factory, ("params",))
+    return None if hints is None else {name: hint for name, hint in hints.items() if name not in exclude}
+
+
+def _read_group(where: str, name: object, spec: object, factory: Callable[..., Any]) -> GroupSpec:
+    if name == DEFAULT:
+        raise RegrunError(f"{where}: the name {DEFAULT!r} is the group of the parameters no group selects; "
+                          "choose another name")
+    if isinstance(spec, Mapping):
+        for key in spec:
+            if key in WHOLE_OPTIMIZER:
+                raise RegrunError(f"{where}.{key}: set it on the optimizer node (optimizer.{key}); it applies to "
+                                  "all groups at once")
+    group = parse(where, spec, GroupSpec, options=_option_hints(factory, WHOLE_OPTIMIZER))
+    if not group.options:
+        allowed = group_options(factory)
+        raise RegrunError(f"{where} sets no optimizer option; give one of {choices(allowed or ['lr', 'weight_decay'])}")
+    return group
 
 
 @dataclass(frozen=True)
@@ -42,30 +96,31 @@ class ParamGroup:
     options: Mapping[str, Any]  # beyond the node's; none for the default group
 
 
-def build_grouped_optimizer(model: nn.Module, cfg: Mapping[str, Any]) -> tuple[torch.optim.Optimizer, list[ParamGroup]]:
-    """The optimizer of the `optimizer` node over the model's parameters, in its groups."""
-    node = {key: value for key, value in cfg.items() if key != "groups"}
-    groups = resolve_groups(model, cfg)
+def build_grouped_optimizer(model: nn.Module, settings: OptimizerSettings | Mapping[str, Any]
+                            ) -> tuple[torch.optim.Optimizer, list[ParamGroup]]:
+    """The optimizer of the `optimizer` node (checked settings, or a mapping read as them)
+    over the model's parameters, in its groups."""
+    settings = read_node("optimizer", settings, OptimizerSettings)
+    groups = resolve_groups(model, settings)
     tensors = dict(model.named_parameters())
-    optimizer = build_optimizer([{"params": [tensors[n] for n in g.params], **g.options} for g in groups], node)
-    factory = OPTIMIZERS[node["name"]]  # known: build_optimizer has looked it up
-    options = {key: value for key, value in node.items() if key != "name"}
+    optimizer = build_optimizer([{"params": [tensors[n] for n in g.params], **g.options} for g in groups],
+                                Choice(settings.name, settings.options))
+    # torch checks the ranges of the node's options only (its defaults): build once more
+    # on a spare tensor with each group's options, so a negative weight decay is refused.
+    factory = OPTIMIZERS[settings.name]
     spare = [torch.zeros(1, requires_grad=True)]
     for g in groups:
         if g.options:
             where = f"optimizer.groups.{g.name}"
-            call_with_options(factory, options | dict(g.options), where, f"{where} (optimizer {node['name']!r})", params=spare)
+            call_with_options(factory, {**settings.options, **g.options}, where,
+                              f"{where} (optimizer {settings.name!r})", params=spare)
     return optimizer, groups
 
 
-def resolve_groups(model: nn.Module, cfg: Mapping[str, Any]) -> list[ParamGroup]:
+def resolve_groups(model: nn.Module, settings: OptimizerSettings | Mapping[str, Any]) -> list[ParamGroup]:
     """The default group (when any parameter is left for it), then each named group."""
-    specs = cfg.get("groups") or {}
-    if not isinstance(specs, Mapping):
-        raise RegrunError(f"optimizer.groups must be a mapping of group name to spec, got {specs!r}")
-    name = cfg.get("name")
-    factory = OPTIMIZERS.entry(name, "optimizer.name")
-    groups = [_resolve_group(model, group, spec, name, factory) for group, spec in specs.items()]
+    settings = read_node("optimizer", settings, OptimizerSettings)
+    groups = [_resolve_group(model, name, spec) for name, spec in settings.groups.items()]
     owner: dict[str, str] = {}
     for g in groups:
         for param in g.params:
@@ -83,25 +138,10 @@ def group_options(factory: Callable[..., Any]) -> list[str] | None:
     return None if names is None else [n for n in names if n not in WHOLE_OPTIMIZER]
 
 
-def _resolve_group(model: nn.Module, name: object, spec: object, optimizer: str, factory: Callable[..., Any]) -> ParamGroup:
+def _resolve_group(model: nn.Module, name: str, spec: GroupSpec) -> ParamGroup:
     where = f"optimizer.groups.{name}"
-    if name == DEFAULT:
-        raise RegrunError(f"{where}: the name {DEFAULT!r} is the group of the parameters no group selects; choose another name")
-    allowed = group_options(factory)
-    if not isinstance(spec, Mapping):
-        raise RegrunError(f"{where} must be a mapping of {choices(SELECTION)} and options of optimizer {optimizer!r}, got {spec!r}")
-    for key in spec:
-        if key in WHOLE_OPTIMIZER:
-            raise RegrunError(f"{where}.{key}: set it on the optimizer node (optimizer.{key}); it applies to all groups at once")
-        if key not in SELECTION and allowed is not None and key not in allowed:
-            raise RegrunError(f"{where}: unknown key {key!r}; allowed: {choices(SELECTION)}, or an option of optimizer {optimizer!r}: {choices(allowed)}")
-    options = {key: value for key, value in spec.items() if key not in SELECTION}
-    if not options:
-        raise RegrunError(f"{where} sets no optimizer option; give one of {choices(allowed or ['lr', 'weight_decay'])}")
-    options = check_options(factory, options, where)  # kinds and ranges from the optimizer's signature
-    site = one_of(where, "site", spec.get("site", "params"), PARAM_SITES)
-    selected = site_params(model, where, site, match_modules(model, where, spec))
-    return ParamGroup(str(name), _canonical(model, selected), options)
+    selected = site_params(model, where, spec.site, match_modules(model, where, spec.selection))
+    return ParamGroup(name, _canonical(model, selected), dict(spec.options))
 
 
 def _canonical(model: nn.Module, names: Sequence[str]) -> tuple[str, ...]:

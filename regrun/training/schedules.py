@@ -17,24 +17,34 @@ with first and last the window's first and last global steps (steps count from 1
 """
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Annotated, Literal
 
-from regrun.errors import RegrunError, is_number
+from regrun.errors import RegrunError
+from regrun.schema import FRACTION, AtLeast
 
-DECAYS = ("none", "linear", "cosine")
-SCHEDULE_KEYS = ("warmup_steps", "start_epoch", "end_epoch", "decay", "decay_to")
+Decay = Literal["none", "linear", "cosine"]
 
 
 @dataclass(frozen=True)
 class Schedule:
-    """A target's λ schedule; the default is a constant λ from the first step to the last."""
+    """A target's λ schedule (its keys in the target's node); the default is a constant λ
+    from the first step to the last."""
 
-    warmup_steps: int = 0
-    start_epoch: int = 1
-    end_epoch: int | None = None
-    decay: str = "none"
-    decay_to: float = 0.0
+    warmup_steps: Annotated[int, AtLeast(0)] = 0
+    start_epoch: Annotated[int, AtLeast(1)] = 1
+    end_epoch: Annotated[int, AtLeast(1)] | None = None
+    decay: Decay = "none"
+    decay_to: Annotated[float, FRACTION, "a fraction of lambda"] = 0.0
+
+    def validate(self, where: str) -> None:
+        """What spans two keys: a window that ends before it starts, a decay_to without a decay."""
+        if self.end_epoch is not None and self.end_epoch < self.start_epoch:
+            raise RegrunError(f"{where}.end_epoch must be an integer ≥ {self.start_epoch} (start_epoch), "
+                              f"got {self.end_epoch}")
+        if self.decay == "none" and self.decay_to != 0.0:
+            raise RegrunError(f"{where}.decay_to needs {where}.decay=linear or cosine; allowed decays: "
+                              "none, linear, cosine")
 
     @property
     def constant(self) -> bool:
@@ -56,27 +66,3 @@ class Schedule:
         if self.decay == "cosine":
             return self.decay_to + (1.0 - self.decay_to) * 0.5 * (1.0 + math.cos(math.pi * progress))
         return 1.0
-
-
-def parse_schedule(where: str, spec: Mapping[str, object]) -> Schedule:
-    """The schedule keys of a target spec, validated; absent keys keep the defaults."""
-    warmup = _int(f"{where}.warmup_steps", spec.get("warmup_steps", 0), 0)
-    start = _int(f"{where}.start_epoch", spec.get("start_epoch", 1), 1)
-    end = spec.get("end_epoch")
-    if end is not None:
-        end = _int(f"{where}.end_epoch", end, start)
-    decay = spec.get("decay", "none")
-    if decay not in DECAYS:
-        raise RegrunError(f"{where}.decay: unknown decay {decay!r}; allowed: {', '.join(DECAYS)}")
-    decay_to = spec.get("decay_to", 0.0)
-    if not is_number(decay_to) or not 0.0 <= decay_to <= 1.0:
-        raise RegrunError(f"{where}.decay_to must be a number in [0, 1] (a fraction of lambda), got {decay_to!r}")
-    if decay == "none" and decay_to != 0.0:
-        raise RegrunError(f"{where}.decay_to needs {where}.decay=linear or cosine; allowed decays: {', '.join(DECAYS)}")
-    return Schedule(warmup, start, end, str(decay), float(decay_to))
-
-
-def _int(where: str, value: object, least: int) -> int:
-    if not is_number(value) or not isinstance(value, int) or value < least:
-        raise RegrunError(f"{where} must be an integer ≥ {least}, got {value!r}")
-    return value

@@ -14,23 +14,44 @@ A selection that matches nothing is an error, never a silent no-op.
 """
 
 import fnmatch
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
 
 from torch import nn
 
 from regrun.errors import RegrunError, choices
 
-SELECT_KEYS = ("layers", "types", "exclude")
 PARAM_SITES = {"weights": "weight", "biases": "bias", "params": ""}  # site → parameter name suffix
+ParamSite = Literal["weights", "biases", "params"]
 TORCH_MODULE_TYPES = frozenset(
     name for name, obj in vars(nn).items() if isinstance(obj, type) and issubclass(obj, nn.Module)
 )
+Names = str | Sequence[str] | None  # one name or pattern, a list of them, or none
 
 
-def match_modules(model: nn.Module, where: str, spec: Mapping) -> list[str]:
-    """Names of the modules selected by a spec's `layers`, `types` and `exclude`."""
+@dataclass(frozen=True)
+class Selection:
+    """The selection keys of a node (a target, a parameter group): modules by name pattern,
+    by class name, minus excluded patterns."""
+
+    layers: Names = None
+    types: Names = None
+    exclude: Names = None
+
+    def lists(self) -> tuple[list[str], list[str], list[str]]:
+        """layers, types and exclude, each as a list of names."""
+        return _as_list(self.layers), _as_list(self.types), _as_list(self.exclude)
+
+
+def _as_list(names: Names) -> list[str]:
+    return [] if names is None else [names] if isinstance(names, str) else list(names)
+
+
+def match_modules(model: nn.Module, where: str, selection: Selection) -> list[str]:
+    """Names of the modules selected by `layers`, `types` and `exclude`."""
     modules = {name: m for name, m in model.named_modules() if name}  # "" is the model itself
-    layers, types, exclude = (str_list(where, key, spec.get(key)) for key in SELECT_KEYS)
+    layers, types, exclude = selection.lists()
     if not layers and not types:
         raise RegrunError(f"{where}: give `layers` (name patterns) and/or `types` (class names) to select modules")
     selected = list(modules)
@@ -65,21 +86,3 @@ def site_params(model: nn.Module, where: str, site: str, modules: Sequence[str])
     if not found:
         raise RegrunError(f"{where}: site {site!r} finds no parameters in the selected modules {choices(modules)}")
     return list(found)
-
-
-def str_list(where: str, key: str, value: object) -> list[str]:
-    """A name or a list of names as a list; None as an empty one."""
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, Sequence) and all(isinstance(v, str) for v in value):
-        return list(value)
-    raise RegrunError(f"{where}.{key} must be a name or a list of names, got {value!r}")
-
-
-def one_of(where: str, key: str, value: object, allowed: Sequence[str] | Mapping[str, object]) -> str:
-    """`value` if it is one of `allowed`, else a one-line error naming `where.key` and the choices."""
-    if not isinstance(value, str) or value not in allowed:
-        raise RegrunError(f"{where}.{key}: unknown {key} {value!r}; allowed: {choices(allowed)}")
-    return value

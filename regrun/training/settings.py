@@ -2,43 +2,38 @@
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 
-from regrun.errors import RegrunError, positive_int
+from regrun.errors import RegrunError
+from regrun.schema import AtLeast, parse
+
+Count = Annotated[int, AtLeast(1)]
 
 
 @dataclass(frozen=True)
 class TrainerSettings:
     """The `trainer` config node, validated."""
 
-    epochs: int
-    batch_size: int
-    device: str = "auto"
-    log_every: int = 50  # steps between progress updates (each one syncs with the device)
-    eval_every: int = 1  # epochs between test-set evaluations; the last epoch always has one
-    eval_batch_size: int = 1000
-    checkpoint_every: int = 1  # epochs between checkpoints; 0: only when interrupted
+    epochs: Count
+    batch_size: Count
+    device: str | int = "auto"  # `trainer.device=0` arrives as an int; pick_device says what is allowed
+    log_every: Count = 50  # steps between progress updates (each one syncs with the device)
+    eval_every: Count = 1  # epochs between test-set evaluations; the last epoch always has one
+    eval_batch_size: Count = 1000
+    # epochs between checkpoints; 0: only when interrupted
+    checkpoint_every: Annotated[int, AtLeast(0), "0: only when interrupted"] = 1
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> "TrainerSettings":
         """Check every key and number; a bad one is a one-line `RegrunError`."""
-        allowed = cls.__dataclass_fields__
-        for key in cfg:
-            if key not in allowed:
-                raise RegrunError(f"trainer.{key}: unknown key; allowed: {', '.join(allowed)}")
-        for key in ("epochs", "batch_size", "log_every", "eval_every", "eval_batch_size"):
-            positive_int(f"trainer.{key}", cfg.get(key, getattr(cls, key, None)))
-        every = cfg.get("checkpoint_every", cls.checkpoint_every)
-        if not isinstance(every, int) or isinstance(every, bool) or every < 0:
-            raise RegrunError(f"trainer.checkpoint_every must be an integer ≥ 0 (0: only when interrupted), got {every!r}")
-        return cls(**cfg)
+        return parse("trainer", cfg, cls)
 
 
-def pick_device(name: str) -> torch.device:
+def pick_device(name: str | int) -> torch.device:
     """`auto` (CUDA when there is a GPU, else CPU), `cpu`, `cuda` or `cuda:N`."""
-    name = str(name)  # `trainer.device=0` arrives as an int
+    name = str(name)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cpu":

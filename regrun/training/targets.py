@@ -13,22 +13,27 @@ and the captured activations, so that the same code serves a vectorized multi-λ
 a gradient: after each optimizer step every targeted tensor is soft-thresholded by lr·λ,
 which sets small entries to exactly 0. Its penalty is still reported in the breakdown.
 
-Every mistake in a spec is a `RegrunError` naming the bad value and what is allowed.
+A spec is read as a `TargetSpec` when the config is checked (regrun/schema.py's `parse`:
+every mistake a one-line `RegrunError` naming the bad value and what is allowed), and
+resolved against the model by `resolve_target`.
 """
 
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
 
 import torch
 from torch import Tensor, nn
 
 from regrun.components.penalties import PENALTIES, Penalty, soft_threshold
-from regrun.errors import RegrunError, choices, is_number
+from regrun.errors import RegrunError, choices
 from regrun.measure.capture import output_shapes
-from regrun.training.schedules import SCHEDULE_KEYS, Schedule, parse_schedule
-from regrun.training.selection import PARAM_SITES, SELECT_KEYS, match_modules, one_of, site_params
+from regrun.schema import FLATTEN, OPTIONS, AtLeast, Range, parse, read_node
+from regrun.training.schedules import Schedule
+from regrun.training.selection import PARAM_SITES, Selection, match_modules, site_params
 
+Site = Literal["weights", "biases", "params", "activations"]
 SITES = (*PARAM_SITES, "activations")
 
 # How an activation penalty is reduced over a batch of outputs of shape (B, ...):
@@ -37,8 +42,72 @@ REDUCTIONS = {
     "sum": "penalty of the whole batch tensor",
     "mean": "penalty of the whole batch tensor divided by its element count",
 }
-REQUIRED_KEYS = ("site", "penalty", "lambda")
-OPTIONAL_KEYS = (*SELECT_KEYS, "reduction", "proximal", *SCHEDULE_KEYS)
+Reduction = Literal["batch_mean", "sum", "mean"]
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """One entry of `reg.targets`, read and checked: what to select, where, which penalty,
+    how strong, and when. Resolved against a model by `resolve_target`."""
+
+    site: Site
+    penalty: str
+    lam: Annotated[float, AtLeast(0)] = field(metadata={"key": "lambda"})
+    selection: Selection = field(default_factory=Selection, metadata=FLATTEN)
+    reduction: Reduction | None = None  # activations only; None: batch_mean
+    proximal: Literal[True, False, "adaptive"] = False
+    schedule: Schedule = field(default_factory=Schedule, metadata=FLATTEN)
+    options: Mapping[str, float] = field(default_factory=dict, metadata=OPTIONS)  # the penalty's own
+
+    @classmethod
+    def from_node(cls, where: str, node: object) -> "TargetSpec":
+        """The target node at `where`: its penalty named first, since its options are keys too."""
+        penalty = node.get("penalty") if isinstance(node, Mapping) else None
+        record = PENALTIES.get(penalty) if isinstance(penalty, str) else None
+        if record is None and isinstance(node, Mapping) and "penalty" in node:
+            raise RegrunError(f"{where}.penalty: unknown penalty {penalty!r}; allowed: {choices(PENALTIES)}")
+        options = dict(record.options) if record else {}
+        if isinstance(node, Mapping):
+            for key in node:
+                owners = [name for name, r in PENALTIES.items() if key in r.options]
+                if owners and key not in options:
+                    raise RegrunError(f"{where}.{key}: only for penalty {choices(owners)}, not {penalty!r}")
+        hints = {key: Annotated[float, Range(lo, hi)] for key, (lo, hi) in options.items()}
+        return parse(where, node, cls, options=hints)
+
+    def validate(self, where: str) -> None:
+        """What spans keys: a penalty for parameters on activations, a reduction or a proximal
+        step where it does not apply."""
+        if self.site == "activations" and PENALTIES[self.penalty].parameter_only:
+            raise RegrunError(f"{where}.penalty: {self.penalty} groups a parameter's output units; use it with "
+                              "site weights, biases or params")
+        if self.reduction is not None and self.site != "activations":
+            raise RegrunError(f"{where}.reduction applies to site 'activations' only, not {self.site!r}")
+        if self.proximal and (self.penalty != "l1" or self.site == "activations"):
+            raise RegrunError(f"{where}.proximal applies to penalty 'l1' on weights, biases or params, not "
+                              f"{self.penalty!r} on {self.site!r}")
+
+
+@dataclass(frozen=True)
+class RegSettings:
+    """The `reg` node: its `targets`, a mapping of target name to spec (null: none)."""
+
+    targets: dict[str, TargetSpec] = field(default_factory=dict)
+
+    @classmethod
+    def from_node(cls, where: str, node: object) -> "RegSettings":
+        """Read `targets` whatever the spelling of none (absent, null, {})."""
+        targets = read_targets(node.get("targets") if isinstance(node, Mapping) else None, f"{where}.targets")
+        return parse(where, node, cls, targets=targets)
+
+
+def read_targets(node: object, where: str = "reg.targets") -> dict[str, TargetSpec]:
+    """The `reg.targets` mapping of target name to node, each read as a `TargetSpec`."""
+    if node is None:
+        return {}
+    if not isinstance(node, Mapping):
+        raise RegrunError(f"{where} must be a mapping of target name to spec, got {node!r}")
+    return {str(name): TargetSpec.from_node(f"{where}.{name}", spec) for name, spec in node.items()}
 
 
 @dataclass(frozen=True)
@@ -122,76 +191,20 @@ def adam_denominator(optimizer: torch.optim.Optimizer, param: Tensor) -> Tensor 
     return v_hat.sqrt().add_(group["eps"])
 
 
-def resolve_targets(model: nn.Module, specs: Mapping[str, Mapping]) -> list[Target]:
-    """Resolve every named spec against the model; fail on the first bad one."""
+def resolve_targets(model: nn.Module, specs: Mapping[str, TargetSpec | Mapping[str, Any]]) -> list[Target]:
+    """Resolve every target against the model; fail on the first that selects nothing."""
     return [resolve_target(model, name, spec) for name, spec in specs.items()]
 
 
-def resolve_target(model: nn.Module, name: str, spec: Mapping) -> Target:
-    """Validate one target spec and resolve it to module and parameter names."""
+def resolve_target(model: nn.Module, name: str, spec: TargetSpec | Mapping[str, Any]) -> Target:
+    """The modules and parameters a target spec (checked, or a mapping read as one) selects in `model`."""
     where = f"reg.targets.{name}"
-    if not isinstance(spec, Mapping):
-        raise RegrunError(f"{where} must be a mapping of {choices(REQUIRED_KEYS + OPTIONAL_KEYS)}, got {spec!r}")
-    allowed = REQUIRED_KEYS + OPTIONAL_KEYS + _all_option_keys()
-    for key in spec:
-        if key not in allowed:
-            raise RegrunError(f"{where}: unknown key {key!r}; allowed: {choices(allowed)}")
-    for key in REQUIRED_KEYS:
-        if key not in spec:
-            raise RegrunError(f"{where}: missing {key!r} (a target needs {choices(REQUIRED_KEYS)})")
-    site = one_of(where, "site", spec["site"], SITES)
-    penalty = one_of(where, "penalty", spec["penalty"], PENALTIES)
-    if site == "activations" and PENALTIES[penalty].parameter_only:
-        raise RegrunError(f"{where}.penalty: {penalty} groups a parameter's output units; use it with site weights, biases or params")
-    lam = _number(f"{where}.lambda", spec["lambda"], 0.0, math.inf)
-    options = _penalty_options(where, penalty, spec)
-    reduction = _reduction(where, site, spec)
-    proximal, adaptive = _proximal(where, site, penalty, spec)
-    modules = match_modules(model, where, spec)
-    params = [] if site == "activations" else site_params(model, where, site, modules)
-    schedule = parse_schedule(where, spec)
-    return Target(name, site, penalty, lam, tuple(modules), tuple(params), reduction, options, proximal, schedule, adaptive)
-
-
-def _all_option_keys() -> tuple[str, ...]:
-    """Every option name of every registered penalty (plugins register theirs at any time)."""
-    return tuple(sorted({key for record in PENALTIES.values() for key in record.options}))
-
-
-def _penalty_options(where: str, penalty: str, spec: Mapping) -> dict[str, float]:
-    accepted = PENALTIES[penalty].options
-    for key in _all_option_keys():
-        if key in spec and key not in accepted:
-            raise RegrunError(f"{where}.{key}: only for penalty {choices(p for p, r in PENALTIES.items() if key in r.options)}, not {penalty!r}")
-    return {key: _number(f"{where}.{key}", spec[key], lo, hi) for key, (lo, hi) in accepted.items() if key in spec}
-
-
-def _reduction(where: str, site: str, spec: Mapping) -> str:
-    if "reduction" not in spec:
-        return "batch_mean"
-    if site != "activations":
-        raise RegrunError(f"{where}.reduction applies to site 'activations' only, not {site!r}")
-    return one_of(where, "reduction", spec["reduction"], REDUCTIONS)
-
-
-def _proximal(where: str, site: str, penalty: str, spec: Mapping) -> tuple[bool, bool]:
-    """(proximal, adaptive) from `proximal: false | true | adaptive`."""
-    value = spec.get("proximal", False)
-    if value not in (False, True, "adaptive") or (isinstance(value, int) and not isinstance(value, bool)):
-        raise RegrunError(f"{where}.proximal must be true, false or adaptive, got {value!r}")
-    if value and (penalty != "l1" or site == "activations"):
-        raise RegrunError(f"{where}.proximal applies to penalty 'l1' on weights, biases or params, not {penalty!r} on {site!r}")
-    return bool(value), value == "adaptive"
-
-
-def _number(where: str, value: object, lo: float, hi: float) -> float:
-    """A finite number in [lo, hi]; bools and strings are refused."""
-    if not is_number(value) or math.isnan(value):
-        raise RegrunError(f"{where} must be a number, got {value!r}")
-    if not lo <= value <= hi or math.isinf(value):
-        allowed = f"a finite number ≥ {lo:g}" if math.isinf(hi) else f"in [{lo:g}, {hi:g}]"
-        raise RegrunError(f"{where} must be {allowed}, got {value!r}")
-    return float(value)
+    spec = read_node(where, spec, TargetSpec)
+    modules = match_modules(model, where, spec.selection)
+    params = [] if spec.site == "activations" else site_params(model, where, spec.site, modules)
+    return Target(name, spec.site, spec.penalty, spec.lam, tuple(modules), tuple(params),
+                  spec.reduction or "batch_mean", dict(spec.options), bool(spec.proximal), spec.schedule,
+                  spec.proximal == "adaptive")
 
 
 def describe_targets(targets: Sequence[Target], model: nn.Module, example: Tensor) -> list[dict]:

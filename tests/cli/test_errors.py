@@ -57,7 +57,7 @@ CASES = [
     ("unknown optimizer", ["optimizer.name=rmsprop"], "rmsprop"),
     ("parameter in two groups", ["+optimizer.groups.a={{layers:[fc1],lr:0.1}}", "+optimizer.groups.b={{types:[Linear],weight_decay:0.1}}"],
      "parameter 'fc1.weight' is selected by both 'a' and 'b'"),
-    ("unknown group key", ["+optimizer.groups.a={{layers:[fc1],decay:0.1}}"], "optimizer.groups.a: unknown key 'decay'"),
+    ("unknown group key", ["+optimizer.groups.a={{layers:[fc1],decay:0.1}}"], "optimizer.groups.a.decay: unknown key"),
     ("group value of the wrong kind", ["+optimizer.groups.a={{layers:[fc1],lr:fast}}"], "optimizer.groups.a.lr must be a number, got 'fast'"),
     ("seed not an integer", ["seed=abc"], "seed must be an integer in [0, 4294967295], got 'abc'"),
     ("negative threshold", ["sparsity.thresholds=[-1]"], "sparsity.thresholds"),

@@ -143,7 +143,7 @@ def test_optuna_lambda_search_maximizes_the_objective_the_jobs_return(tiny_root:
     scores = {}
     for summary in summaries(sweep_dir, jobs=3):
         config = summary["config"]
-        scores[config["reg"]["targets"]["l1_activations"]["lambda"]] = objective(config, summary)
+        scores[config["reg"]["targets"]["l1_activations"]["lambda"]] = objective(summary)
     best_lambda = result["best_params"][LAMBDA]
     assert 1e-6 <= best_lambda <= 1e-1
     assert result["best_value"] == pytest.approx(max(scores.values())) == pytest.approx(scores[best_lambda])

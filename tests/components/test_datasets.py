@@ -346,8 +346,8 @@ def test_toy_regression_is_x_squared_plus_bounded_noise() -> None:
 
 
 @pytest.mark.parametrize("key, value, message", [
-    ("train_size", 0, "dataset.train_size must be an integer ≥ 1, got 0"),
-    ("noise", -1, "dataset.noise must be a number ≥ 0, got -1"),
+    ("train_size", 0, "dataset.train_size must be a positive integer, got 0"),
+    ("noise", -1, "dataset.noise must be a finite number ≥ 0, got -1"),
     ("seed", "a", "dataset.seed must be an integer ≥ 0, got 'a'"),
 ])
 def test_toy_regression_bad_options_are_one_line(key: str, value: object, message: str) -> None:

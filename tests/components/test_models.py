@@ -13,7 +13,7 @@ from torch import nn
 
 from regrun.cli import conf_dir
 from regrun.components.models import MODELS, build_model
-from regrun.components.registry import Registry, build
+from regrun.components.registry import Choice, Registry, build, read_choice
 from regrun.errors import RegrunError
 from regrun.jobs.run import run
 from regrun.measure.capture import output_shapes
@@ -79,7 +79,7 @@ def test_autoencoder_output_has_the_input_shape(shape: tuple[int, ...], norm: st
     ({"channels": [4] * 6}, "model.channels: 6 stride-2 layers with kernel_size 4 shrink the 28×28 input to nothing; at most 4 fit"),
     ({"channels": []}, "model.channels: the autoencoder needs at least one conv layer, got []"),
     ({"channels": [4, 8, 8, 8], "norm": "instance"}, "model.norm: instance norm needs more than one position per channel, and enc4 outputs 1×1"),
-    ({"code_size": 0}, "model.code_size must be an integer ≥ 1, got 0"),
+    ({"code_size": 0}, "model.code_size must be a positive integer, got 0"),
     ({"code_activation": "softplus"}, "model.code_activation: unknown activation 'softplus'"),
 ])
 def test_autoencoder_refuses_sizes_it_cannot_take(cfg: dict, message: str) -> None:
@@ -142,14 +142,14 @@ def test_defaults_keep_their_norms(make_cfg: Callable[..., dict]) -> None:
 
 @pytest.mark.parametrize("cfg, message", [
     ({"name": "mlp", "norm": "instance"}, "model.norm: 'instance' normalises a channel over its positions and does not apply to dense layers; allowed: batch, layer, none"),
-    ({"name": "cnn", "norm": "group"}, "model.norm must be one of batch, instance, layer, none, got 'group'"),
+    ({"name": "cnn", "norm": "group"}, "model.norm: unknown norm 'group'; allowed: batch, instance, layer, none"),
     ({"name": "mlp", "hidden": [64, 0]}, "model.hidden must be a list of integers ≥ 1, got [64, 0]"),
     ({"name": "mlp", "hidden": 64}, "model.hidden must be a list of integers ≥ 1, got 64"),
-    ({"name": "cnn", "pool": "min"}, "model.pool must be one of max, avg, none, got 'min'"),
+    ({"name": "cnn", "pool": "min"}, "model.pool: unknown pool 'min'; allowed: max, avg, none"),
     ({"name": "mlp", "activation": [1]}, "model.activation must be a string or a mapping, got [1]"),
     ({"name": "cnn", "channels": [4] * 5}, "model.channels: 5 blocks with pool=max shrink the 28×28 input to nothing"),
-    ({"name": "cnn", "kernel_size": 0}, "model.kernel_size must be an integer ≥ 1, got 0"),
-    ({"name": "mlp", "batch_norm": True}, "model.batch_norm: not an option of model 'mlp'; allowed: hidden, activation, norm, dropout"),
+    ({"name": "cnn", "kernel_size": 0}, "model.kernel_size must be a positive integer, got 0"),
+    ({"name": "mlp", "batch_norm": True}, "model.batch_norm: unknown key; allowed: name, hidden, activation, norm, dropout"),
 ])
 def test_a_bad_model_option_is_one_line(cfg: dict, message: str) -> None:
     with pytest.raises(RegrunError) as info:
@@ -189,5 +189,5 @@ def test_plugins_register_models_through_entry_points(tmp_path: Path, monkeypatc
     site = write_plugin(tmp_path)
     monkeypatch.syspath_prepend(str(site))
     registry = Registry("model", "regrun.models")
-    model = build(registry, {"name": "tiny", "width": 3}, (MNIST, 10))
+    model = build(registry, read_choice("model", {"name": "tiny", "width": 3}, registry, Choice, positional=2), (MNIST, 10))
     assert isinstance(model, nn.Linear) and model.weight.shape == (10, 3 * 784)

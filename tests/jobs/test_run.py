@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from regrun.errors import RegrunError
-from regrun.jobs.run import reg_targets, run
+from regrun.jobs.run import run
+from regrun.training.targets import RegSettings
 
 
 def metrics(out: Path) -> list[dict]:
@@ -72,14 +73,14 @@ def test_model_state_dict_is_saved(make_cfg: Callable[..., dict], tmp_path: Path
     ("trainer.device=tpu", "trainer.device: unknown device 'tpu'; allowed: auto, cpu, cuda, cuda:N"),
     ("+trainer.epoch=3", "trainer.epoch: unknown key; allowed: epochs, batch_size"),
     ("seed=abc", "seed must be an integer in [0, 4294967295], got 'abc'"),
-    ("sparsity.thresholds=[0.1,-1]", "sparsity.thresholds must be a list of positive numbers"),
+    ("sparsity.thresholds=[0.1,-1]", "sparsity.thresholds must be a list of finite numbers > 0, got [0.1, -1]"),
     ("model.activation=swish", "unknown activation 'swish'; allowed: relu, leaky_relu"),
-    ("+model.width=3", "model.width: not an option of model 'mlp'; allowed: hidden, activation, norm, dropout"),
+    ("+model.width=3", "model.width: unknown key; allowed: name, hidden, activation, norm, dropout"),
     ("optimizer.lr=-1", "optimizer 'adamw': Invalid learning rate: -1"),
     ("optimizer.name=lion", "optimizer.name: unknown optimizer 'lion'; allowed: sgd, adam, adamw"),
     ("reg.targets.l1_activations.layers=[act9]", "reg.targets.l1_activations.layers: 'act9' matches no module"),
     ("trainer.device=0", "trainer.device: unknown device '0'"),
-    ("+reg.target={}", "reg.target: unknown key; reg holds only `targets`"),
+    ("+reg.target={}", "reg.target: unknown key; allowed: targets"),
     ("+dataset.rot=x", "dataset.rot: unknown key; allowed: name, root, download, train_limit, test_limit, val_size, val_seed"),
     ("+dataset.path=x.npz", "dataset.path: unknown key; allowed: name, root, download"),
     ("dataset.train_limit=0", "dataset.train_limit must be a positive integer or null, got 0"),
@@ -108,7 +109,7 @@ def test_cuda_without_gpu_is_refused(make_cfg: Callable[..., dict], tmp_path: Pa
 def test_targets_given_as_a_list_are_refused() -> None:
     """A preset file can say `targets: [...]`; Hydra composes it, regrun refuses it."""
     with pytest.raises(RegrunError, match=r"reg.targets must be a mapping of target name to spec, got \[1\]"):
-        reg_targets({"targets": [1]})
+        RegSettings.from_node("reg", {"targets": [1]})
 
 
 def test_eval_every_leaves_test_columns_blank_between_evaluations(make_cfg: Callable[..., dict], tmp_path: Path) -> None:

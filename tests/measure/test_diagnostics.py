@@ -58,7 +58,7 @@ def test_a_sane_run_has_no_warning() -> None:
     targets = [row("act", "act1", site="activations"), row("act", "act2", site="activations")]
     sparsity = {"activations": {"act1": {"units": 64, "dead_units": 3}, "act2": {"units": 32, "dead_units": 0}},
                 "weights": []}
-    assert diagnose([final], targets, sparsity, ACC, {"weight_decay": 0.0}) == []
+    assert diagnose([final], targets, sparsity, ACC, weight_decay=0.0) == []
 
 
 def test_a_targeted_layer_with_every_unit_dead_is_named() -> None:
@@ -92,8 +92,9 @@ def test_proximal_l1_or_exact_zeros_silence_the_subgradient_warning() -> None:
 
 def test_an_l2_penalty_beside_weight_decay_is_double_l2() -> None:
     targets = [row("l2w", "fc1.weight", penalty="l2")]
-    assert codes(diagnose([], targets, {}, optimizer={"weight_decay": 0.01})) == ["double_l2"]
-    assert diagnose([], targets, {}, optimizer={"weight_decay": 0.0}) == []
+    assert codes(diagnose([], targets, {}, weight_decay=0.01)) == ["double_l2"]
+    assert diagnose([], targets, {}, weight_decay=0.0) == []
+    assert diagnose([], targets, {}, weight_decay=0.01, grouped=True) == []  # groups.json says which decay
 
 
 def test_regression_at_chance_compares_with_predicting_the_mean() -> None:

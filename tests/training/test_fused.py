@@ -17,8 +17,8 @@ import pytest
 import torch
 
 from regrun.components.optimizers import implementation
-from regrun.jobs.fused_group import NotFusable, prepare, train_group
-from regrun.jobs.run import build, run
+from regrun.jobs.fused_group import prepare_member, train_group
+from regrun.jobs.run import NotFusable, build, run
 from regrun.rundir.lock import FolderInUse
 from regrun.rundir.resume import prepare as prepare_resume
 from regrun.training.fused import FusedModel, chunk_size, not_fusable
@@ -57,7 +57,7 @@ def assert_same_figures(fused: Path, alone: Path) -> None:
 
 def fuse(cfgs: list[dict], outs: list[Path], stop: Callable[[], bool] = lambda: False) -> None:
     cache: dict = {}
-    train_group([prepare(cfg, out, cache) for cfg, out in zip(cfgs, outs)], stop)
+    train_group([prepare_member(cfg, out, cache) for cfg, out in zip(cfgs, outs)], stop)
 
 
 def grid(make_cfg: Callable[..., dict], target: str, *overrides: str) -> list[dict]:
@@ -147,7 +147,7 @@ def test_a_stopped_group_continues_as_a_group_to_the_figures_of_an_uninterrupted
     calls = iter(range(1000))
     fuse(cfgs, outs, stop=lambda: next(calls) >= 13)  # in epoch 2
     cache: dict = {}
-    group = [prepare(cfg, out, cache) for cfg, out in zip(cfgs, outs)]
+    group = [prepare_member(cfg, out, cache) for cfg, out in zip(cfgs, outs)]
     assert {p.state.position for p in group} == {(1, group[0].state.position[1])} and group[0].state.position[1] > 0
     train_group(group)
     for i in range(3):
@@ -178,7 +178,7 @@ def test_runs_that_draw_random_numbers_or_use_another_optimizer_are_not_fused(ma
     assert "RMSprop" in not_fusable(plain.model, rmsprop)
     assert not_fusable(plain.model, plain.optimizer) is None
     with pytest.raises(NotFusable):
-        prepare(make_cfg("model.dropout=0.1"), tmp_path / "run", {})
+        prepare_member(make_cfg("model.dropout=0.1"), tmp_path / "run", {})
     assert not (tmp_path / "run" / "config.json").exists()  # nothing written: the job can still run alone there
 
 
@@ -199,7 +199,7 @@ def held_by_someone(folder: Path) -> bool:
 def test_each_member_holds_its_folder_from_prepare_until_its_group_ended(make_cfg, tmp_path: Path) -> None:
     cfgs, outs = grid(make_cfg, "l1_weights", "reg=l1_weights")[:2], [tmp_path / "a", tmp_path / "b"]
     cache: dict = {}
-    prepared = [prepare(cfg, out, cache) for cfg, out in zip(cfgs, outs)]
+    prepared = [prepare_member(cfg, out, cache) for cfg, out in zip(cfgs, outs)]
     assert all(held_by_someone(out) for out in outs)
     train_group(prepared)
     assert not any(held_by_someone(out) for out in outs)
@@ -216,7 +216,7 @@ def test_a_member_whose_folder_another_process_writes_is_refused_and_writes_noth
         assert other.stdout.readline().strip() == "held"
         before = sorted(p.name for p in out.iterdir())
         with pytest.raises(FolderInUse):
-            prepare(grid(make_cfg, "l1_weights", "reg=l1_weights")[0], out, {})
+            prepare_member(grid(make_cfg, "l1_weights", "reg=l1_weights")[0], out, {})
         assert sorted(p.name for p in out.iterdir()) == before
     finally:
         other.kill()
@@ -228,7 +228,7 @@ def test_a_member_that_fails_once_its_files_are_written_says_so_in_its_summary(m
     def broken(*args: object) -> None:
         raise RuntimeError("tracker exploded")
 
-    monkeypatch.setattr("regrun.jobs.fused_group.build_loggers", broken)
+    monkeypatch.setattr("regrun.jobs.run.build_loggers", broken)
     with pytest.raises(RuntimeError, match="tracker exploded"):
-        prepare(grid(make_cfg, "l1_weights", "reg=l1_weights")[0], tmp_path / "run", {})
+        prepare_member(grid(make_cfg, "l1_weights", "reg=l1_weights")[0], tmp_path / "run", {})
     assert summary(tmp_path / "run") | {"config": None} == {"status": "failed", "error": "tracker exploded", "config": None}

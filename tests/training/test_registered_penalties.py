@@ -44,7 +44,7 @@ def test_a_plugin_penalty_trains_from_a_config(plugin: None, make_cfg: Callable[
 
 def test_a_plugin_option_is_checked_against_its_range(plugin: None, make_cfg: Callable[..., dict], tmp_path: Path) -> None:
     cfg = make_cfg(*ONE_STEP, "+reg.targets.cubes={layers:[fc1],site:weights,penalty:power_sum,power:9,lambda:0.5}")
-    with pytest.raises(RegrunError, match=r"^reg.targets.cubes.power must be in \[1, 4\], got 9$"):
+    with pytest.raises(RegrunError, match=r"^reg.targets.cubes.power must be a number in \[1, 4\], got 9$"):
         run(cfg, tmp_path)
 
 

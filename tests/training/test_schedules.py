@@ -5,7 +5,8 @@ import math
 import pytest
 
 from regrun.errors import RegrunError
-from regrun.training.schedules import Schedule, parse_schedule
+from regrun.schema import parse
+from regrun.training.schedules import Schedule
 
 PER_EPOCH, EPOCHS = 10, 4  # 40 steps, numbered 1..40
 
@@ -55,15 +56,15 @@ def test_an_end_epoch_past_the_last_epoch_ends_with_training() -> None:
 @pytest.mark.parametrize(("spec", "message"), [
     ({"warmup_steps": -1}, "t.warmup_steps must be an integer ≥ 0, got -1"),
     ({"warmup_steps": "10"}, "t.warmup_steps must be an integer ≥ 0, got '10'"),
-    ({"start_epoch": 0}, "t.start_epoch must be an integer ≥ 1, got 0"),
-    ({"start_epoch": 3, "end_epoch": 2}, "t.end_epoch must be an integer ≥ 3, got 2"),
+    ({"start_epoch": 0}, "t.start_epoch must be a positive integer, got 0"),
+    ({"start_epoch": 3, "end_epoch": 2}, "t.end_epoch must be an integer ≥ 3 (start_epoch), got 2"),
     ({"decay": "exp"}, "t.decay: unknown decay 'exp'; allowed: none, linear, cosine"),
     ({"decay": "linear", "decay_to": 2}, "t.decay_to must be a number in [0, 1] (a fraction of lambda), got 2"),
     ({"decay_to": 0.5}, "t.decay_to needs t.decay=linear or cosine; allowed decays: none, linear, cosine"),
 ])
 def test_bad_schedule_keys_are_one_line_errors(spec: dict, message: str) -> None:
     with pytest.raises(RegrunError) as err:
-        parse_schedule("t", spec)
+        parse("t", spec, Schedule)
     assert str(err.value) == message
 
 
