@@ -30,11 +30,11 @@ from omegaconf.errors import OmegaConfBaseException
 from regrun.cli.job import job, job_label
 from regrun.config import flatten
 from regrun.errors import RegrunError, positive_int
+from regrun.jobs.settings import fusable_keys, read_settings
 from regrun.layout import INTERRUPTED, SUMMARY
 from regrun.rundir.resume import holds_run
 
 log = logging.getLogger(__name__)
-FUSABLE_KEYS = ("seed",)  # besides each target's lambda: what members of one group may differ in
 
 
 @dataclass
@@ -90,7 +90,8 @@ def _sweep_job(launcher: Any, num: int, overrides: Sequence[str]) -> SweepJob:
 
 
 def fusion_key(config: DictConfig) -> str | None:
-    """The job's resolved config without its seed and λ values, as text: jobs with equal keys
+    """The job's resolved config without the keys fused runs may differ in (its seed and λ
+    values: jobs/settings.py `fusable_keys`), as text: jobs with equal keys
     fuse. None when the job must run alone: a config that does not resolve (the job reports
     it) or a folder that holds a run other than an interrupted one (the job continues it or
     reports it). Interrupted members of a group fuse again and continue together."""
@@ -102,7 +103,11 @@ def fusion_key(config: DictConfig) -> str | None:
         return None
     if holds_run(out) and not _interrupted(out):
         return None
-    flat = {k: v for k, v in flatten(plain).items() if k not in FUSABLE_KEYS and not _is_lambda(k)}
+    try:
+        fusable = fusable_keys(read_settings(plain))
+    except RegrunError:
+        return None  # a refused config: the job alone reports it
+    flat = {k: v for k, v in flatten(plain).items() if k not in fusable}
     return json.dumps(sorted(flat.items()), default=str)
 
 
@@ -114,11 +119,6 @@ def _interrupted(out: Path) -> bool:
         return read_summary(out).get("status") == INTERRUPTED
     except RegrunError:
         return False
-
-
-def _is_lambda(key: str) -> bool:
-    parts = key.split(".")
-    return len(parts) == 4 and parts[:2] == ["reg", "targets"] and parts[3] == "lambda"
 
 
 def _groups(jobs: Sequence[SweepJob]) -> list[list[SweepJob]]:
