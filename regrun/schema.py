@@ -28,7 +28,10 @@ import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, TypeVar, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, Union
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 from regrun.errors import RegrunError, choices
 
@@ -236,8 +239,8 @@ def _plural(text: str) -> str:
 def option_hints(builder: Callable[..., Any]) -> dict[str, Any]:
     """Each keyword option's type: its annotation, else the type of its default (None: any)."""
     try:  # a class's options are its __init__'s (torch's optimizers annotate them there)
-        annotations = typing.get_type_hints(builder.__init__ if isinstance(builder, type) else builder,
-                                            include_extras=True)
+        target = typing.cast(Any, builder).__init__ if isinstance(builder, type) else builder
+        annotations = typing.get_type_hints(target, include_extras=True)
     except Exception:  # a builder whose annotations do not resolve: fall back to defaults
         annotations = {}
     hints: dict[str, Any] = {}
@@ -258,7 +261,7 @@ def _default_type(default: Any) -> Any:
         return str
     if isinstance(default, tuple | list) and default and all(isinstance(v, int | float) and not isinstance(v, bool)
                                                              for v in default):
-        return tuple[(float,) * len(default)]
+        return tuple.__class_getitem__((float,) * len(default))  # tuple[float, float] for betas=(0.9, 0.999)
     return Any
 
 
@@ -269,7 +272,7 @@ def check_options(builder: Callable[..., Any], options: Mapping[str, Any], where
             for key, value in options.items()}
 
 
-D = TypeVar("D")
+D = TypeVar("D", bound="DataclassInstance")
 # Marks the field of a node's dataclass that keeps the keys no other field names: the
 # options of the component the node builds (a model's width, an optimizer's lr).
 OPTIONS = {"options": True}
@@ -359,9 +362,9 @@ def _read(where: str, value: Any, hint: Any) -> Any:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (Union, types.UnionType) and type(None) in args and len(args) == 2:  # an optional node
         inner = next(a for a in args if a is not type(None))
-        if dataclasses.is_dataclass(inner):
+        if isinstance(inner, type) and dataclasses.is_dataclass(inner):
             return None if value is None else _node(where, value, inner)
-    if origin in (dict, Mapping) and len(args) == 2 and dataclasses.is_dataclass(args[1]):
+    if origin in (dict, Mapping) and len(args) == 2 and isinstance(args[1], type) and dataclasses.is_dataclass(args[1]):
         if not isinstance(value, Mapping):
             raise RegrunError(f"{where} must be a mapping of names to {args[1].__name__} nodes, got {value!r}")
         return {name: _node(_join(where, name), spec, args[1]) for name, spec in value.items()}
