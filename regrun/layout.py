@@ -8,6 +8,7 @@ that `regrun compare` starts in a blink.
     targets.json   the resolved targets, written before training
     groups.json    the resolved optimizer parameter groups
     metrics.csv    one row per epoch (rewritten atomically after each epoch)
+    steps.csv      with trainer.log_steps=N: one row every N steps, that step's loss terms and λ
     checkpoint.pt  all that `regrun resume` needs
     summary.json   status, final figures, loss breakdown, per-layer sparsity, targets,
                    environment, config
@@ -20,6 +21,7 @@ CONFIG = "config.json"
 TARGETS = "targets.json"
 GROUPS = "groups.json"
 METRICS = "metrics.csv"
+STEPS = "steps.csv"
 CHECKPOINT = "checkpoint.pt"
 SUMMARY = "summary.json"
 MODEL = "model.pt"

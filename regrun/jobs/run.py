@@ -326,7 +326,8 @@ def _member(p: Prepared, per_epoch: int, console, fused: bool) -> Member:
         p.summary = finish(p.setup, outcome, p.rundir, p.tables, p.data, p.loggers, p.started, console)
 
     member = Member(p.setup.model, p.setup.optimizer, p.setup.targets, p.state, recorder(p.rundir, p.loggers),
-                    saver(p.setup, p.rundir, p.state, per_epoch), done)
+                    saver(p.setup, p.rundir, p.state, per_epoch), done,
+                    on_step=p.rundir.append_steps if p.setup.settings.log_steps else None)
     if fused:  # its lines go to its own regrun.log too: the group's members share one process
         member.label, member.context = p.label, lambda: member_log(p.rundir.path)
     return member
@@ -357,10 +358,12 @@ def member_logs(group: Sequence[Prepared]) -> Iterator[None]:
 
 def keep_rows(rundir: RunDir, checkpoint: Mapping[str, Any] | None) -> None:
     """The metrics rows a continued run keeps: the checkpoint's, and those written after it
-    (metrics.csv runs ahead of a checkpoint saved every few epochs)."""
+    (metrics.csv runs ahead of a checkpoint saved every few epochs); its steps.csv keeps the
+    steps up to the checkpoint's, which training takes again from."""
     done = checkpoint["metrics"] if checkpoint else []
     last = done[-1]["epoch"] if done else 0
     rundir.rows = done + [row for row in rundir.read_metrics() if row["epoch"] > last]
+    rundir.trim_steps(checkpoint["step"] if checkpoint else 0)
 
 
 def finish(setup: Setup, outcome: Outcome, rundir: RunDir, tables: Tables, data: Data, loggers: Loggers,

@@ -13,6 +13,7 @@ import contextlib
 import csv
 import io
 import json
+import math
 import os
 import platform
 import sys
@@ -25,7 +26,7 @@ import torch
 from torch import nn
 
 from regrun.errors import RegrunError
-from regrun.layout import EPOCH, FAILED, METRICS, MODEL, SUMMARY
+from regrun.layout import EPOCH, FAILED, METRICS, MODEL, STEP, STEPS, SUMMARY
 from regrun.training.targets import Target
 
 
@@ -138,11 +139,49 @@ class RunDir:
         writer.writerows(self.rows)
         atomic_write(self.path / METRICS, out.getvalue())
 
+    def append_steps(self, row: Mapping[str, Any]) -> None:
+        """Add a step's row to steps.csv (its header written with the first row). Appended,
+        not rewritten: a run logs many steps and each row is final once written."""
+        path = self.path / STEPS
+        new = not path.exists() or path.stat().st_size == 0
+        try:
+            with open(path, "a", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=list(row), restval="", lineterminator="\n")
+                if new:
+                    writer.writeheader()
+                writer.writerow(row)
+        except OSError as err:
+            raise WriteFailed(f"cannot write {path}: {err.strerror}") from err
+
+    def trim_steps(self, last_step: int) -> None:
+        """Drop the steps.csv rows after `last_step`: a run continued from its checkpoint takes
+        those steps again, and logs them again."""
+        path = self.path / STEPS
+        try:
+            with open(path, newline="") as f:
+                reader = csv.DictReader(f)
+                columns, rows = reader.fieldnames or [], [r for r in reader if _step(r) <= last_step]
+        except FileNotFoundError:
+            return
+        except (OSError, csv.Error, UnicodeDecodeError) as err:
+            raise RegrunError(f"{path}: unreadable ({err}); move it away to continue the run") from err
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=columns, restval="", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write(path, out.getvalue())
+
     def save_model(self, model: nn.Module) -> None:
         """Save the model's state dict (as CPU tensors) to model.pt."""
         # CPU copies, so that a model trained on a GPU loads on any machine.
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
         write_atomically(self.path / MODEL, lambda file: torch.save(state, file))
+
+
+def _step(row: Mapping[str, Any]) -> float:
+    """A steps.csv row's step; a row torn by a kill counts as after every step."""
+    step = _number(row.get(STEP) or "")
+    return step if isinstance(step, int) else math.inf
 
 
 def _number(text: str) -> int | float | str:

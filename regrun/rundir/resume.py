@@ -21,7 +21,7 @@ from regrun.layout import COMPLETED, CONFIG, DIVERGED, FAILED, SUMMARY
 from regrun.rundir.lock import FolderInUse, holder
 
 # Keys a resume may override: none of them changes the training trajectory so far.
-RESUMABLE = ("trainer.epochs", "trainer.device", "trainer.log_every", "trainer.eval_every",
+RESUMABLE = ("trainer.epochs", "trainer.device", "trainer.log_every", "trainer.log_steps", "trainer.eval_every",
              "trainer.eval_batch_size", "trainer.checkpoint_every", "dataset.root", "dataset.download")
 # The sections of config.json a run reads; one missing means the file is not a run's config.
 SECTIONS = ("trainer", "dataset", "model", "optimizer", "reg")

@@ -9,10 +9,11 @@ into them (`export`) before its epoch ends, so its evaluation, metrics row, chec
 (always in the format of a run alone) and summary are the same code whether it trained
 alone or fused.
 
-The loop synchronises with the device only when it reports (every `log_every` steps and
-at the end of an epoch); NaN/Inf loss terms are looked for then, in the steps since the
-last sync, so the check costs nothing while training is healthy. A member whose loss went
-non-finite ends `diverged` and the others go on.
+The loop synchronises with the device only when it reports (every `log_every` steps, every
+`log_steps` steps when steps.csv is written, and at the end of an epoch); NaN/Inf loss
+terms are looked for then, in the steps since the last sync, so the check costs nothing
+while training is healthy. A member whose loss went non-finite ends `diverged` and the
+others go on.
 """
 
 import math
@@ -27,7 +28,7 @@ from torch import Tensor, nn
 
 from regrun.components.datasets import Data, Split
 from regrun.components.tasks import Task
-from regrun.layout import lambda_column
+from regrun.layout import EPOCH, STEP, lambda_column
 from regrun.measure.capture import ActivationCapture
 from regrun.measure.evaluation import Evaluation, evaluate, headline, split_row, task_figures
 from regrun.training.memory import reuse_freed_memory
@@ -105,6 +106,7 @@ class Member:
     on_epoch: Callable[[dict], None]  # a completed epoch's metrics row
     save: Callable[[], None]  # write its checkpoint from its model, optimizer and state
     done: Callable[[Outcome], None]  # how its training ended; called exactly once
+    on_step: Callable[[dict], None] | None = None  # a step's row for steps.csv (trainer.log_steps)
     label: str = ""  # names it in the log lines of a group
     context: Callable[[], AbstractContextManager] = nullcontext  # around its own work (its log file)
     evaluation: Evaluation | None = field(default=None, repr=False)
@@ -211,12 +213,34 @@ def train_epoch(live: list[Member], stepper: Stepper, task: Task, split: Split, 
         batches += 1
         recent.append(terms)
         stopped = stop()
-        if batches % settings.log_every == 0 or stopped or batches == per_epoch:
+        logged = bool(settings.log_steps) and (first_step + batches - 1) % settings.log_steps == 0
+        if batches % settings.log_every == 0 or stopped or batches == per_epoch or logged:
+            if settings.log_steps:
+                _log_steps(live, recent, first_step + batches - len(recent), names, per_epoch, settings)
             rows = _sync(live, stepper, sums, recent, batches, names, per_epoch, reporter)
             live, sums, orders = [live[i] for i in rows], sums[rows], orders[rows]
         if stopped or not live:
             break
     return live, batches, sums
+
+
+def _log_steps(live: list[Member], recent: list[Tensor], first: int, names: list[str], per_epoch: int,
+               settings: TrainerSettings) -> None:
+    """Give each member the rows of the steps since the last sync (the first of them is global
+    step `first`) that fall every `log_steps` steps: that step's loss terms and λ."""
+    every = settings.log_steps
+    steps = [(first + i, terms) for i, terms in enumerate(recent) if (first + i) % every == 0]
+    if not steps:
+        return
+    values = torch.stack([terms for _, terms in steps]).tolist()  # (steps, members, terms): one sync
+    for m, member in enumerate(live):
+        if member.on_step is None:
+            continue
+        for (step, _), terms in zip(steps, values):
+            lams = lambdas_at(member.targets, step, per_epoch, settings.epochs)
+            member.on_step({STEP: step, EPOCH: (step - 1) // per_epoch + 1,
+                            **with_totals(dict(zip(names, terms[m])), member.targets),
+                            **{lambda_column(t.name): lam for t, lam in zip(member.targets, lams)}})
 
 
 def _end(members: Sequence[Member], outcome: Outcome) -> None:
