@@ -232,10 +232,27 @@ def figure_header(column: str) -> str:
         return f"{match[1]} zero"
     if match := re.fullmatch(r"sparsity\.(.+)\.below_(.+)", column):
         return f"{match[1]} <{match[2]}"
+    if match := re.fullmatch(r"sparsity\.(.+)\.(l0|dead_frac|train_dead_frac)", column):
+        return f"{match[1]} {SAE_HEADERS[match[2]]}"
     return column.replace("train_", "").replace("_", " ")
 
 
-HEADER_NOTE = "zero: fraction exactly 0 · <t: fraction of |w| below t · raw, weighted: a penalty before and after λ"
+# A sparse code's figures (regrun/measure/evaluation.py `headline`, training/loop.py `window_dead`).
+SAE_HEADERS = {"l0": "L0", "dead_frac": "dead", "train_dead_frac": "dead (train)"}
+
+
+# What the short headers mean: (a header's last word, its meaning), said under a table that has one.
+HEADER_NOTES = (("zero", "zero: fraction exactly 0"), ("<", "<t: fraction of |w| below t"),
+                ("raw", "raw, weighted: a penalty before and after λ"), ("L0", "L0: non-zero outputs per sample"),
+                ("dead", "dead: fraction of units zero on every test sample"),
+                ("(train)", "dead (train): fraction that fired on no training sample in the last "
+                            "sparsity.dead_window steps"))
+
+
+def header_note(headers: Sequence[str]) -> str:
+    """The legend of the short headers a table shows."""
+    words = {h.split()[-1] if " " in h else h for h in headers} | {h.split()[-1][0] for h in headers if " " in h}
+    return " · ".join(note for word, note in HEADER_NOTES if word in words)
 
 
 def resolve_column(name: str, columns: Sequence[str], what: str) -> str:
@@ -251,7 +268,8 @@ def resolve_column(name: str, columns: Sequence[str], what: str) -> str:
 
 def is_fraction(column: str) -> bool:
     """Whether a figure is a fraction in [0, 1] (accuracy, sparsity), shown to 4 decimals."""
-    return column.startswith("sparsity.") or any(column == split_figure(split, "acc") for split in SPLITS)
+    return (column.startswith("sparsity.") and not column.endswith(".l0")) or any(
+        column == split_figure(split, "acc") for split in SPLITS)
 
 
 def _cell_text(column: str, cell: Cell, is_baseline: bool) -> str:
@@ -302,7 +320,7 @@ def render_table(comparison: Comparison, console: Console) -> None:
     """The comparison as a rich table, then one line per run that did not complete and
     one per warning of the runs' diagnostics (naming every run that has it)."""
     headers, rows = display_rows(comparison)
-    table = Table(title=_title(comparison), title_justify="left", caption=HEADER_NOTE, caption_justify="left")
+    table = Table(title=_title(comparison), title_justify="left", caption=header_note(headers), caption_justify="left")
     for column, header in zip(comparison.columns, headers):
         # One word a line (a config key breaks after its dots), so that a header is as wide as
         # its longest word; otherwise rich narrows the widest columns and folds names mid-word.

@@ -142,26 +142,45 @@ class RegressionFigures:
 
 
 class ReconstructionFigures:
-    """loss (MSE) and psnr (dB, peak = max − min of the split's inputs)."""
+    """loss (MSE), psnr (dB, peak = max − min of the split's inputs) and fvu, the fraction of
+    variance unexplained: Σ‖x − x̂‖² / Σ‖x − x̄‖², x̄ the split's mean input (per entry), as
+    SAELens reports it for a sparse autoencoder: 0 is perfect, 1 is no better than x̄."""
 
     def __init__(self) -> None:
         self._sums = _Sums()
         self._low: Tensor | None = None
         self._high: Tensor | None = None
+        self._shift: Tensor | None = None  # the first chunk's mean input: sums about it stay exact in float64
+        self._centred: Tensor | None = None  # per entry: Σ(x − c), Σ(x − c)²
 
     def update(self, output: Tensor, reference: Tensor) -> None:
         """Add a chunk of reconstructions and the inputs they reconstruct."""
         out, ref = _flat(output, reference)
-        self._sums.add((out - ref).square().sum(), torch.tensor(ref.numel()))
+        self._sums.add((out - ref).square().sum(), torch.tensor(ref.numel()), torch.tensor(len(ref)))
         low, high = ref.min(), ref.max()
         self._low = low if self._low is None else torch.minimum(self._low, low)
         self._high = high if self._high is None else torch.maximum(self._high, high)
+        if self._shift is None:
+            self._shift = ref.double().mean(0)
+        centred = ref.double() - self._shift
+        sums = torch.stack([centred.sum(0), centred.square().sum(0)])
+        self._centred = sums if self._centred is None else self._centred + sums
 
     def result(self) -> dict[str, float]:
-        """loss and psnr over the chunks added (psnr is inf for a perfect reconstruction)."""
-        sse, n = self._sums.values()
+        """loss, psnr and fvu over the chunks added (fvu is NaN when every input is the same)."""
+        sse, n, samples = self._sums.values()
         error, peak = sse / n, (self._high - self._low).item()
-        return {"loss": error, "psnr": 10 * math.log10(peak * peak / error) if error > 0 else math.inf}
+        assert self._centred is not None
+        total, squares = self._centred
+        variance = (squares - total * total / samples).sum().item()  # Σ‖x − x̄‖² over the split
+        return {"loss": error, "psnr": _psnr(peak, error), "fvu": sse / variance if variance > 0 else math.nan}
+
+
+def _psnr(peak: float, error: float) -> float:
+    """10·log10(peak²/MSE): inf for a perfect reconstruction, −inf for inputs without range."""
+    if error == 0:
+        return math.inf
+    return 10 * math.log10(peak * peak / error) if peak > 0 else -math.inf
 
 
 def _classes(spec: DataSpec) -> list[Shape]:
@@ -195,7 +214,8 @@ REGRESSION = Task(mse, "targets", _target_shapes, "values", RegressionFigures,
                   {"loss": "loss (MSE)", "r2": "R²", "mae": "mean absolute error"}, "r2", True,
                   _mean_value, "predicting the mean target")
 RECONSTRUCTION = Task(mse, "inputs", _input_shapes, None, ReconstructionFigures,
-                      {"loss": "loss (MSE)", "psnr": "PSNR (dB)"}, "psnr", True,
+                      {"loss": "loss (MSE)", "psnr": "PSNR (dB)", "fvu": "fraction of variance unexplained"},
+                      "psnr", True,
                       _mean_value, "outputting the mean input value everywhere")
 
 

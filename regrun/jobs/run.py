@@ -315,7 +315,8 @@ def _train(group: Sequence[Prepared], fused: bool, stop: Callable[[], bool]) -> 
         stepper = SoloStep(first.model, first.optimizer, first.targets)
         reporter = RichReporter(settings.epochs, names, list(first.task.figures), console)
     with reporter:
-        fit(members, stepper, first.task, group[0].data, settings, first.thresholds, reporter, stop)
+        fit(members, stepper, first.task, group[0].data, settings, first.thresholds, reporter, stop,
+            first.config.sparsity.dead_window)
 
 
 def _member(p: Prepared, per_epoch: int, console, fused: bool) -> Member:

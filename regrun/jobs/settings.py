@@ -17,7 +17,8 @@ from regrun.components.tasks import TaskSettings
 from regrun.errors import RegrunError
 from regrun.jobs.objective import ObjectiveSettings
 from regrun.rundir.trackers import check_loggers
-from regrun.schema import POSITIVE, Range, parse
+from regrun.schema import POSITIVE, AtLeast, Range, parse
+from regrun.training.loop import DEAD_WINDOW
 from regrun.training.param_groups import OptimizerSettings
 from regrun.training.settings import TrainerSettings
 from regrun.training.targets import RegSettings, TargetSpec
@@ -31,6 +32,8 @@ class SparsitySettings:
     """The `sparsity` node: |w| thresholds of the weight statistics, the first the headline."""
 
     thresholds: list[Annotated[float, POSITIVE]] = field(default_factory=lambda: [1e-3, 1e-4, 1e-2])
+    # steps without firing after which a targeted unit counts as dead in training
+    dead_window: Annotated[int, AtLeast(1)] = DEAD_WINDOW
 
 
 @dataclass(frozen=True)

@@ -74,8 +74,10 @@ def headline(evaluation: Evaluation, targets: Sequence[Targeted], thresholds: Se
     - `sparsity.weights.*`: over all weight matrices and kernels (tensors of ≥ 2 dims);
     - `sparsity.<module>.zero_frac`: test-set zero fraction of each activation-function
       module and of every module an activation target names;
-    - `sparsity.<target>.*`: pooled over the tensors a target penalizes (zero fraction of
-      outputs for activations; zero and below-threshold fractions for parameters).
+    - `sparsity.<target>.*`: pooled over the tensors a target penalizes: for activations
+      the zero fraction of outputs, `l0` (non-zero entries per sample, summed over its
+      modules: a sparse code's active latents) and `dead_frac` (the fraction of its units
+      zero on every test sample); for parameters the zero and below-threshold fractions.
     """
     first = threshold_key(thresholds[0]) if thresholds else None
     weights = {row["name"]: row for row in evaluation.weights}
@@ -92,6 +94,8 @@ def headline(evaluation: Evaluation, targets: Sequence[Targeted], thresholds: Se
         if t.on_activations:
             rows = [{**acts[m], "elements": acts[m]["samples"] * math.prod(acts[m]["shape"])} for m in t.modules]
             figures[f"sparsity.{t.name}.zero_frac"] = _pooled(rows, "zero_frac", "elements")
+            figures[f"sparsity.{t.name}.l0"] = sum(r["l0"] for r in rows)
+            figures[f"sparsity.{t.name}.dead_frac"] = _pooled(rows, "dead_frac", "units")
         else:
             rows = [weights[p] for p in t.params]
             figures[f"sparsity.{t.name}.zero_frac"] = _pooled(rows, "zero_frac", "numel")

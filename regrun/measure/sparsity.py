@@ -4,10 +4,11 @@ Weights (every parameter tensor): exact-zero fraction, fraction with |w| below e
 threshold, L1 norm Σ|w|, L2 norm sqrt(Σw²), normalised Hoyer sparsity.
 
 Activations (every leaf module but Flatten, Dropout and Identity, over a whole split):
-exact-zero fraction of all output elements; dead units, where a unit is one index of
-dim 1 (a feature of a Linear, a channel of a Conv2d) and is dead when it is zero for
-every sample (and every position); mean L1 per sample; mean normalised Hoyer sparsity of
-each sample's flattened output.
+exact-zero fraction of all output elements and L0, the mean count of non-zero entries per
+sample; dead units, where a unit is one index of dim 1 (a feature of a Linear, a channel
+of a Conv2d) and is dead when it is zero for every sample (and every position), and each
+unit's firing density; mean L1 per sample; mean normalised Hoyer sparsity of each
+sample's flattened output.
 
 Normalised Hoyer sparsity of n entries: (√n − ‖x‖₁/‖x‖₂)/(√n − 1), in [0, 1]: 0 when
 all entries are equal in size, 1 when one entry is non-zero. An all-zero vector, and a
@@ -85,6 +86,7 @@ class ActivationStats:
         self.shape: tuple[int, ...] = ()
         self._sums: Tensor | None = None  # zeros, l1, hoyer: summed on the device
         self._alive: Tensor | None = None  # per unit: non-zero at least once
+        self._fires: Tensor | None = None  # per unit: its count of non-zero entries
 
     def update(self, output: Tensor) -> None:
         """Add one batch of outputs, shape (B, units, ...).
@@ -115,24 +117,32 @@ class ActivationStats:
             l2 = torch.linalg.vector_norm(part, dim=sample, dtype=wide).double()
             sums = torch.stack([elements * part.shape[0] - nonzero.sum(dtype=torch.float64), l1.sum(),
                                 hoyer_from_norms(l1, l2, elements).sum()])
-            alive = (nonzero.sum(0) > 0) | l1_units.isnan().any(0)  # a NaN is not a zero
+            fires = nonzero.sum(0, dtype=torch.float64)
+            alive = (fires > 0) | l1_units.isnan().any(0)  # a NaN is not a zero
             self._sums = sums if self._sums is None else self._sums + sums
             self._alive = alive if self._alive is None else self._alive | alive
+            self._fires = fires if self._fires is None else self._fires + fires
         self.samples += out.shape[0]
         self.shape = tuple(output.shape[1:]) or (1,)
 
     def result(self) -> dict:
         """The statistics so far, as plain numbers. An output that held a NaN makes the zero
-        fraction, L1 and Hoyer NaN, and counts the NaN's unit alive."""
-        assert self._sums is not None and self._alive is not None, "no batch seen"
+        fraction, L1, L0 and Hoyer NaN, and counts the NaN's unit alive.
+
+        `l0`: the mean number of non-zero entries per sample, (1 − zero_frac) × entries;
+        `density`: each unit's firing density, the fraction of its entries (samples ×
+        positions) that are non-zero (SAELens's feature density)."""
+        assert self._sums is not None and self._alive is not None and self._fires is not None, "no batch seen"
         zeros, l1, hoyer = self._sums.tolist()
         per_sample = math.prod(self.shape)
         units = self._alive.numel()
         dead = units - int(self._alive.sum().item())
         zero_frac = zeros / (per_sample * self.samples) if not math.isnan(l1) else math.nan
+        entries_per_unit = self.samples * per_sample // units
         return {
             "shape": list(self.shape), "samples": self.samples,
-            "zero_frac": zero_frac,
+            "zero_frac": zero_frac, "l0": (1.0 - zero_frac) * per_sample,
             "units": units, "dead_units": dead, "dead_frac": dead / units,
             "l1_per_sample": l1 / self.samples, "hoyer": hoyer / self.samples,
+            "density": (self._fires / entries_per_unit).tolist(),
         }

@@ -3,7 +3,8 @@
 checkpoint.pt holds the run's config, the model and optimizer states, every RNG state
 (Python, NumPy, torch CPU and CUDA, and the batch shuffler's), where training stands (epochs
 done, and the batches done and running sums of an epoch stopped part-way), the global step
-(the position of any step-driven schedule), and the metrics rows so far. It is loaded with
+(the position of any step-driven schedule), the step each targeted unit last fired in (its
+dead-in-training window), and the metrics rows so far. It is loaded with
 `weights_only=True`: plain containers and tensors, never pickled code.
 """
 
@@ -66,6 +67,7 @@ def save_checkpoint(path: Path, config: Mapping[str, Any], model: nn.Module, opt
         "partial": None if partial is None else {"batches": partial.batches, "sums": partial.sums.cpu()},
         "step": step,
         "metrics": [dict(row) for row in rows],
+        "last_fired": {name: steps.cpu() for name, steps in state.last_fired.items()},
     }
     write_atomically(path, lambda file: torch.save(payload, file))
 
@@ -114,4 +116,6 @@ def restore(payload: Mapping[str, Any], model: nn.Module, optimizer: torch.optim
     return TrainState(
         shuffle=shuffle, epoch=payload["epoch"], epoch_start=payload["epoch_start"],
         partial=None if partial is None else EpochProgress(partial["batches"], partial["sums"].to(device)),
+        # absent from checkpoints written before units' firing was tracked: counted afresh
+        last_fired={name: steps.to(device) for name, steps in (payload.get("last_fired") or {}).items()},
     )

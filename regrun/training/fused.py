@@ -36,7 +36,7 @@ from regrun.components.tasks import Task
 from regrun.measure.capture import ActivationCapture, output_shapes
 from regrun.measure.sparsity import stat_modules
 from regrun.training.loop import Member
-from regrun.training.step import learning_rates, step_loss
+from regrun.training.step import firing, learning_rates, step_loss
 
 # Optimizers whose update of an element depends on that element's gradient and state only:
 # one of them over stacked tensors steps every member as its own would.
@@ -92,6 +92,7 @@ class FusedModel:
         self.targets = members[0].targets  # structure shared by all; each member's λ in `lams`
         self.module = copy.deepcopy(template).to("meta")  # the forward's code; its tensors come from the stacks
         self.params, self.buffers = stack_module_state([m.model for m in members])
+        self.fired: dict[str, Tensor] = {}  # the last step's firing of each captured module, (M, units)
         dtype = next(iter(self.params.values())).dtype
         device = next(iter(self.params.values())).device
         # float64 like a Python float, for lr·λ; the loss uses the parameters' dtype, as λ·raw does alone
@@ -131,11 +132,14 @@ class FusedModel:
         lams64 = self.lams64 if lams is None else torch.tensor(lams, dtype=torch.float64, device=self.lams.device)
         lams_loss = self.lams if lams is None else lams64.to(self.lams.dtype)
 
-        def member_loss(params: dict, buffers: dict, x: Tensor, y: Tensor, lams: Tensor) -> tuple[Tensor, Tensor]:
+        def member_loss(params: dict, buffers: dict, x: Tensor, y: Tensor,
+                        lams: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
             output = functional_call(self.module, (params, buffers), (x,))
-            return step_loss(task, output, task.reference(x, y), targets, params, capture.take(), lams)
+            activations = capture.take()
+            loss, terms = step_loss(task, output, task.reference(x, y), targets, params, activations, lams)
+            return loss, terms, firing(activations)
 
-        losses, terms = vmap(member_loss, randomness="error")(self.params, self.buffers, x, y, lams_loss)
+        losses, terms, self.fired = vmap(member_loss, randomness="error")(self.params, self.buffers, x, y, lams_loss)
         self.optimizer.zero_grad(set_to_none=True)
         losses.sum().backward()  # members share no tensor: each gets the gradient of its own loss
         self.optimizer.step()

@@ -36,6 +36,10 @@ from regrun.training.settings import TrainerSettings
 from regrun.training.step import loss_terms, with_totals
 from regrun.training.targets import Target
 
+# Steps without firing after which a unit counts as dead in training (SAELens's default
+# dead_feature_window); the config's sparsity.dead_window sets it.
+DEAD_WINDOW = 1000
+
 
 def steps_per_epoch(samples: int, batch_size: int) -> int:
     """Optimisation steps in one pass: the last batch may be smaller."""
@@ -79,6 +83,8 @@ class TrainState:
     epoch: int = 0
     epoch_start: Tensor | None = None
     partial: EpochProgress | None = None
+    # per captured module, the global step each unit last fired in (0: never), (units,)
+    last_fired: dict[str, Tensor] = field(default_factory=dict)
 
     @property
     def position(self) -> tuple[int, int]:
@@ -116,6 +122,7 @@ class Stepper(Protocol):
     """What steps the members: their models' forward, loss, backward and optimizer step."""
 
     module: nn.Module  # whose forward hooks capture the targeted outputs
+    fired: dict[str, Tensor]  # after a step: which units of each captured module fired, (members, units)
 
     def step(self, task: Task, x: Tensor, y: Tensor, capture: ActivationCapture,
              lams: Sequence[Sequence[float]] | None) -> Tensor:
@@ -130,8 +137,12 @@ class Stepper(Protocol):
 
 
 def fit(members: Sequence[Member], stepper: Stepper, task: Task, data: Data, settings: TrainerSettings,
-        thresholds: Sequence[float], reporter: Reporter, stop: Callable[[], bool] = lambda: False) -> None:
+        thresholds: Sequence[float], reporter: Reporter, stop: Callable[[], bool] = lambda: False,
+        dead_window: int = DEAD_WINDOW) -> None:
     """Train the members from where their states stand to `settings.epochs` epochs.
+
+    `dead_window`: a unit of a targeted activation module that fired on no training sample
+    in that many steps counts as dead in the epoch rows' `sparsity.<target>.train_dead_frac`.
 
     Every member ends through its `done` exactly once: `completed`; `diverged` at the sync
     that saw its first NaN/Inf (no checkpoint: the last one holds finite weights); or
@@ -147,7 +158,7 @@ def fit(members: Sequence[Member], stepper: Stepper, task: Task, data: Data, set
     live = list(members)
     with ActivationCapture(stepper.module, captured) as capture:
         while live and live[0].state.epoch < settings.epochs:
-            live = _epoch(live, stepper, task, data, settings, thresholds, reporter, capture, stop)
+            live = _epoch(live, stepper, task, data, settings, thresholds, reporter, capture, stop, dead_window)
             epoch = live[0].state.epoch if live else 0
             if live and stop() and epoch < settings.epochs:
                 per_epoch = steps_per_epoch(len(data.train), settings.batch_size)
@@ -160,7 +171,7 @@ def fit(members: Sequence[Member], stepper: Stepper, task: Task, data: Data, set
 
 def _epoch(live: list[Member], stepper: Stepper, task: Task, data: Data, settings: TrainerSettings,
            thresholds: Sequence[float], reporter: Reporter, capture: ActivationCapture,
-           stop: Callable[[], bool]) -> list[Member]:
+           stop: Callable[[], bool], dead_window: int) -> list[Member]:
     """Train the live members through one epoch (or the rest of one they stopped in) and end
     it for each of them; returns the members that go on to the next epoch."""
     started = time.perf_counter()
@@ -177,7 +188,7 @@ def _epoch(live: list[Member], stepper: Stepper, task: Task, data: Data, setting
                 continue
             # The member's time: the group's training plus its own evaluation.
             evaluation = end_epoch(member, task, data, settings, thresholds, progress,
-                                   time.perf_counter() - train_s, reporter)
+                                   time.perf_counter() - train_s, reporter, dead_window)
             member.evaluation = evaluation or member.evaluation
             if checkpoint_due(settings, member.state.epoch, stop):
                 member.save()
@@ -203,12 +214,14 @@ def train_epoch(live: list[Member], stepper: Stepper, task: Task, split: Split, 
     sums = torch.stack([m.state.partial.sums if m.state.partial else
                         torch.zeros(len(names), dtype=torch.float64, device=device) for m in live])
     recent: list[Tensor] = []  # the steps since the last sync, to name the first bad one
+    last_fired = {name: torch.stack([m.state.last_fired[name] for m in live]) for name in state.last_fired}
     stepper.module.train()
     for start in range(batches * settings.batch_size, len(split), settings.batch_size):
         batch = split.take(orders[:, start:start + settings.batch_size])  # (members, B, ...)
         lams = [lambdas_at(m.targets, first_step + batches, per_epoch, settings.epochs) for m in live] \
             if scheduled else None
         terms = stepper.step(task, batch.x, batch.y, capture, lams)
+        _track_firing(last_fired, stepper.fired, first_step + batches)
         sums += terms
         batches += 1
         recent.append(terms)
@@ -219,9 +232,19 @@ def train_epoch(live: list[Member], stepper: Stepper, task: Task, split: Split, 
                 _log_steps(live, recent, first_step + batches - len(recent), names, per_epoch, settings)
             rows = _sync(live, stepper, sums, recent, batches, names, per_epoch, reporter)
             live, sums, orders = [live[i] for i in rows], sums[rows], orders[rows]
+            last_fired = {name: fired[rows] for name, fired in last_fired.items()}
         if stopped or not live:
             break
+    for i, member in enumerate(live):
+        member.state.last_fired = {name: fired[i] for name, fired in last_fired.items()}
     return live, batches, sums
+
+
+def _track_firing(last_fired: dict[str, Tensor], fired: Mapping[str, Tensor], step: int) -> None:
+    """Note `step` as the last step each unit that fired in it fired in, (members, units)."""
+    for name, now in fired.items():
+        before = last_fired.get(name)
+        last_fired[name] = torch.where(now, step, before if before is not None else torch.zeros_like(now, dtype=torch.long))
 
 
 def _log_steps(live: list[Member], recent: list[Tensor], first: int, names: list[str], per_epoch: int,
@@ -312,7 +335,8 @@ def early_end(state: TrainState, progress: EpochProgress, per_epoch: int, save: 
 
 
 def end_epoch(member: Member, task: Task, data: Data, settings: TrainerSettings, thresholds: Sequence[float],
-              progress: EpochProgress, started: float, reporter: Reporter) -> Evaluation | None:
+              progress: EpochProgress, started: float, reporter: Reporter,
+              dead_window: int = DEAD_WINDOW) -> Evaluation | None:
     """Complete the member's epoch `state.epoch + 1`: its metrics row (evaluated on the test
     set, and the validation set if any, when due), reported and recorded; returns the
     evaluation, if there was one."""
@@ -322,7 +346,8 @@ def end_epoch(member: Member, task: Task, data: Data, settings: TrainerSettings,
     step = epoch * per_epoch
     lams = lambdas_at(targets, step, per_epoch, settings.epochs)
     row = {"epoch": epoch, "step": step, **progress.means(targets),
-           **{lambda_column(t.name): lam for t, lam in zip(targets, lams)}}
+           **{lambda_column(t.name): lam for t, lam in zip(targets, lams)},
+           **window_dead(targets, state.last_fired, step, dead_window)}
     evaluation = None
     if epoch % settings.eval_every == 0 or epoch == settings.epochs:
         evaluation = evaluate(model, task, data.test, settings.eval_batch_size, thresholds)
@@ -334,6 +359,19 @@ def end_epoch(member: Member, task: Task, data: Data, settings: TrainerSettings,
     reporter.end_epoch(member.label, row)
     member.on_epoch(row)
     return evaluation
+
+
+def window_dead(targets: Sequence[Target], last_fired: Mapping[str, Tensor], step: int,
+                window: int) -> dict[str, float]:
+    """Per activation target, the fraction of its modules' units that fired on no training
+    sample in the last `window` steps before global step `step` (SAELens's dead features
+    over `dead_feature_window`): none can be dead before `window` steps have passed."""
+    figures = {}
+    for t in targets:
+        if t.on_activations and all(m in last_fired for m in t.modules):
+            idle = torch.cat([step - last_fired[m] >= window for m in t.modules])
+            figures[f"sparsity.{t.name}.train_dead_frac"] = idle.float().mean().item()
+    return figures
 
 
 def checkpoint_due(settings: TrainerSettings, epoch: int, stop: Callable[[], bool]) -> bool:

@@ -28,12 +28,16 @@ def loss_terms(targets: Sequence[Target]) -> list[str]:
 
 def train_step(model: nn.Module, task: Task, x: Tensor, y: Tensor, targets: Sequence[Target],
                params: Mapping[str, Tensor], capture: ActivationCapture, optimizer: torch.optim.Optimizer,
-               lams: Sequence[float] | None = None) -> Tensor:
+               lams: Sequence[float] | None = None, fired: dict[str, Tensor] | None = None) -> Tensor:
     """One optimisation step with the targets' λ in effect (`lams`; default: each target's
-    full λ); returns the detached loss terms in `loss_terms` order."""
+    full λ); returns the detached loss terms in `loss_terms` order. `fired`, when given,
+    gets each captured module's `firing` in this step."""
     lams = [t.lam for t in targets] if lams is None else lams
     output = model(x)
-    total, terms = step_loss(task, output, task.reference(x, y), targets, params, capture.take(), lams)
+    activations = capture.take()
+    if fired is not None:
+        fired.update(firing(activations))
+    total, terms = step_loss(task, output, task.reference(x, y), targets, params, activations, lams)
     optimizer.zero_grad(set_to_none=True)
     total.backward()
     optimizer.step()
@@ -60,6 +64,20 @@ def step_loss(task: Task, output: Tensor, reference: Tensor, targets: Sequence[T
     total = sum((w for t, w in zip(targets, weighted) if not t.proximal), loss)
     with torch.no_grad():  # reporting only: no autograd node for the stack
         return total, torch.stack([loss, *raw, *weighted])
+
+
+def firing(activations: Mapping[str, Sequence[Tensor]]) -> dict[str, Tensor]:
+    """Which units of each captured module were non-zero on any sample (and position) of
+    the step, (units,) booleans; a unit is an index of dim 1, as in the statistics. A pure
+    function of the outputs, so that it also runs inside `vmap` for a fused group."""
+    fired = {}
+    with torch.no_grad():
+        for name, outputs in activations.items():
+            per_call = [(out.reshape(out.shape[0], out.shape[1] if out.ndim > 1 else 1, -1) != 0).any(2).any(0)
+                        for out in outputs]
+            if per_call:
+                fired[name] = torch.stack(per_call).any(0)
+    return fired
 
 
 def _raw(target: Target, params: Mapping[str, Tensor], activations: Mapping[str, list[Tensor]]) -> Tensor:
@@ -89,12 +107,16 @@ class SoloStep:
         self.optimizer = optimizer
         self.targets = targets
         self.params = dict(model.named_parameters())
+        self.fired: dict[str, Tensor] = {}
 
     def step(self, task: Task, x: Tensor, y: Tensor, capture: ActivationCapture,
              lams: Sequence[Sequence[float]] | None = None) -> Tensor:
         """One step on the batch x[0], y[0] (a group of one's); the loss terms, (1, terms)."""
-        return train_step(self.module, task, x[0], y[0], self.targets, self.params, capture, self.optimizer,
-                          None if lams is None else lams[0])[None]
+        fired: dict[str, Tensor] = {}
+        terms = train_step(self.module, task, x[0], y[0], self.targets, self.params, capture, self.optimizer,
+                           None if lams is None else lams[0], fired)
+        self.fired = {name: f[None] for name, f in fired.items()}
+        return terms[None]
 
     def keep(self, rows: Sequence[int]) -> None:
         """Nothing to drop: the loop ends when its one member ended."""

@@ -64,6 +64,17 @@ def test_reconstruction_psnr_uses_the_range_of_the_inputs() -> None:
     assert TASKS["reconstruction"].reference(x, torch.tensor([7, 8])) is x  # compared with the input
 
 
+def test_fvu_is_the_unexplained_share_of_the_inputs_variance_over_every_chunk() -> None:
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(7, 5, generator=generator, dtype=torch.float64) * 3 + 10  # far from 0: precision matters
+    out = x + 0.5 * torch.randn(7, 5, generator=generator, dtype=torch.float64)
+    fvu = ((x - out).square().sum() / (x - x.mean(0)).square().sum()).item()
+    assert figures("reconstruction", (out[:3], x[:3]), (out[3:], x[3:]))["fvu"] == pytest.approx(fvu, rel=1e-9)
+    assert figures("reconstruction", (x.mean(0).expand(7, 5), x))["fvu"] == pytest.approx(1.0)  # x̄ explains nothing
+    assert figures("reconstruction", (x, x))["fvu"] == 0.0
+    assert math.isnan(figures("reconstruction", (x, torch.ones(7, 5, dtype=torch.float64)))["fvu"])  # no variance
+
+
 def test_psnr_is_unchanged_by_an_affine_normalisation() -> None:
     x = torch.rand(8, 1, 4, 4)
     out = x + 0.05 * torch.randn_like(x)

@@ -51,6 +51,8 @@ def test_activation_stats_dense_over_batches() -> None:
     assert (r["units"], r["dead_units"], r["dead_frac"]) == (3, 1, pytest.approx(1 / 3))
     assert r["l1_per_sample"] == pytest.approx(6 / 3)
     assert r["hoyer"] == pytest.approx(1.0)  # every sample has one non-zero entry
+    assert r["l0"] == pytest.approx(1.0)  # one non-zero entry per sample: (1 − 6/9) × 3
+    assert r["density"] == pytest.approx([0.0, 2 / 3, 1 / 3])  # unit 1 fires on 2 of 3 samples
 
 
 def test_activation_stats_conv_units_are_channels() -> None:
@@ -65,6 +67,8 @@ def test_activation_stats_conv_units_are_channels() -> None:
     assert res["l1_per_sample"] == pytest.approx(8 / 2)
     h1 = (math.sqrt(12) - 4 / 2) / (math.sqrt(12) - 1)  # sample 1: four equal entries of 12
     assert res["hoyer"] == pytest.approx((1.0 + h1) / 2)
+    assert res["l0"] == pytest.approx(5 / 2)  # 1 + 4 non-zero entries over 2 samples
+    assert res["density"] == pytest.approx([1 / 8, 0.0, 4 / 8])  # of 2 samples × 4 positions
 
 
 def test_stat_modules_skip_flatten_dropout_and_containers() -> None:
