@@ -235,3 +235,16 @@ def regrun(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     """Run the real `regrun` command in a subprocess, as a user would."""
     env = os.environ | {"COLUMNS": "160", "HYDRA_FULL_ERROR": ""}
     return subprocess.run([REGRUN, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+class StopAfter:
+    """Stands in for the process's stop request (regrun.jobs.run.STOP): true from the n-th check on."""
+
+    name = "SIGTERM"
+
+    def __init__(self, n: int) -> None:
+        self.calls, self.n = 0, n
+
+    def __call__(self) -> bool:
+        self.calls += 1
+        return self.calls > self.n

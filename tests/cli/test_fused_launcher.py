@@ -77,19 +77,23 @@ def test_a_bad_max_models_is_one_line_before_any_job(tiny_root: Path, tmp_path: 
     assert not any((tmp_path / "sweep").glob("*/config.json"))
 
 
-def test_sigterm_checkpoints_every_member_and_each_resumes_alone(tiny_root: Path, tmp_path: Path) -> None:
-    sweep_dir = tmp_path / "sweep"
-    argv = [REGRUN, "-m", "reg=l1_activations", f"{LAMBDA}=0,1e-3", f"dataset.root={tiny_root}", "trainer.device=cpu",
-            "trainer.epochs=200", "trainer.batch_size=32", "hydra/launcher=fused", f"hydra.sweep.dir={sweep_dir}"]
-    with open(tmp_path / "console.log", "w") as log:
-        proc = subprocess.Popen(argv, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
-                                env=os.environ | {"COLUMNS": "160"})
+def stop_when(argv: list[str], appears: Path, cwd: Path) -> None:
+    """Run the command, send it SIGTERM once `appears` exists, and check it ends interrupted."""
+    with open(cwd / "console.log", "w") as log:
+        proc = subprocess.Popen(argv, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, env=os.environ | {"COLUMNS": "160"})
         deadline = time.monotonic() + 180
-        while not (sweep_dir / "1" / "metrics.csv").exists():  # both members are training
+        while not appears.exists():
             assert proc.poll() is None and time.monotonic() < deadline
             time.sleep(0.05)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=120) == 128 + signal.SIGTERM
+
+
+def test_sigterm_checkpoints_every_member_and_each_resumes_alone(tiny_root: Path, tmp_path: Path) -> None:
+    sweep_dir = tmp_path / "sweep"
+    argv = [REGRUN, "-m", "reg=l1_activations", f"{LAMBDA}=0,1e-3", f"dataset.root={tiny_root}", "trainer.device=cpu",
+            "trainer.epochs=200", "trainer.batch_size=32", "hydra/launcher=fused", f"hydra.sweep.dir={sweep_dir}"]
+    stop_when(argv, sweep_dir / "1" / "metrics.csv", tmp_path)  # both members are training
     for job in ("0", "1"):
         stopped = json.loads((sweep_dir / job / "summary.json").read_text())
         assert stopped["status"] == "interrupted" and (sweep_dir / job / "checkpoint.pt").exists()
@@ -112,15 +116,7 @@ def test_an_interrupted_fused_sweep_rerun_continues_as_one_group_to_the_uninterr
             f"dataset.root={tiny_root}", "dataset.download=false", "trainer.device=cpu", "trainer.epochs=6",
             "trainer.batch_size=4", "hydra/launcher=fused"]
     stopped = tmp_path / "stopped"
-    with open(tmp_path / "console.log", "w") as log:
-        proc = subprocess.Popen([REGRUN, "-m", *args, f"hydra.sweep.dir={stopped}"], cwd=tmp_path, stdout=log,
-                                stderr=subprocess.STDOUT, env=os.environ | {"COLUMNS": "160"})
-        deadline = time.monotonic() + 180
-        while not (stopped / "3" / "metrics.csv").exists():  # the group is training
-            assert proc.poll() is None and time.monotonic() < deadline
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=120) == 128 + signal.SIGTERM
+    stop_when([REGRUN, "-m", *args, f"hydra.sweep.dir={stopped}"], stopped / "3" / "metrics.csv", tmp_path)
     positions = set()
     for job in range(4):
         assert json.loads((stopped / str(job) / "summary.json").read_text())["status"] == "interrupted"

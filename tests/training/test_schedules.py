@@ -3,6 +3,7 @@
 import math
 
 import pytest
+from conftest import StopAfter
 
 from regrun.errors import RegrunError
 from regrun.schema import parse
@@ -99,19 +100,6 @@ def test_a_window_run_has_no_penalty_outside_its_epochs(make_cfg, tmp_path) -> N
     weighted = [r["penalty.l1_activations.weighted"] for r in rows]
     assert weighted[0] == weighted[2] == 0.0 and weighted[1] > 0
     assert all(r["penalty.l1_activations.raw"] > 0 for r in rows)  # measured all along, applied in the window
-
-
-class StopAfter:
-    """Stands in for the process's stop request: true from the n-th check on."""
-
-    name = "SIGTERM"
-
-    def __init__(self, n: int) -> None:
-        self.calls, self.n = 0, n
-
-    def __call__(self) -> bool:
-        self.calls += 1
-        return self.calls > self.n
 
 
 def test_a_run_stopped_mid_warmup_resumes_to_the_figures_of_an_unbroken_run(make_cfg, tmp_path, monkeypatch) -> None:

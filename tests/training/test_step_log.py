@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 import pytest
+from conftest import StopAfter
 
 from regrun.jobs import run as run_module
 from regrun.jobs.fused_group import prepare_member, train_group
@@ -50,17 +51,6 @@ def test_every_nth_step_shows_a_warmup_rising_step_by_step(make_cfg, tmp_path: P
 def test_no_steps_file_unless_asked(make_cfg, tmp_path: Path) -> None:
     run_module.run(make_cfg(*BASE), tmp_path)
     assert not (tmp_path / "steps.csv").exists()
-
-
-class StopAfter:
-    name = "SIGTERM"
-
-    def __init__(self, n: int) -> None:
-        self.calls, self.n = 0, n
-
-    def __call__(self) -> bool:
-        self.calls += 1
-        return self.calls > self.n
 
 
 def test_a_resumed_run_logs_the_steps_of_an_unbroken_one(make_cfg, tmp_path: Path, monkeypatch) -> None:
