@@ -17,7 +17,8 @@ bare        the fastest honest hand-written loop doing the same work as regrun: 
             same preloaded tensors, a shuffled permutation per epoch from a CPU generator,
             batches sliced by index, a hand-written forward that keeps both ReLU outputs as
             locals (no hooks), task loss + λ·Σ_layers |a|.sum()/B, loss terms summed on
-            the device (no `.item()` per step).
+            the device (no `.item()` per step), and the step each hidden unit last fired
+            in (regrun's dead-in-training window).
 
 Every variant runs 20 untimed warm-up steps first, so one-time costs (first-call
 allocations, lazy initialisation) are not in the figure; the seed loop's DataLoader still
@@ -321,6 +322,8 @@ def bare_epoch(params: Sequence[Tensor], optimizer: torch.optim.Optimizer, x_all
     order = torch.randperm(n, generator=generator)
     sums = torch.zeros(2, dtype=torch.float64)
     steps = 0
+    # the step each hidden unit last fired in, as regrun tracks for sparsity.<target>.train_dead_frac
+    last_fired = [torch.zeros(p.shape[0], dtype=torch.long) for p in params[0:4:2]]
     for start in range(0, n, BATCH_SIZE):
         index = order[start:start + BATCH_SIZE]
         x, y = x_all[index], y_all[index]
@@ -333,6 +336,8 @@ def bare_epoch(params: Sequence[Tensor], optimizer: torch.optim.Optimizer, x_all
         optimizer.step()
         sums += torch.stack([task, raw]).detach()  # summed on the device; no .item() per step
         steps += 1
+        for last, a in zip(last_fired, (a1, a2)):
+            last.masked_fill_(a.detach().ne(0).any(0), steps)
         if steps % LOG_EVERY == 0:
             mark(marks)
     return (sums / steps).tolist()

@@ -243,8 +243,9 @@ def train_epoch(live: list[Member], stepper: Stepper, task: Task, split: Split, 
 def _track_firing(last_fired: dict[str, Tensor], fired: Mapping[str, Tensor], step: int) -> None:
     """Note `step` as the last step each unit that fired in it fired in, (members, units)."""
     for name, now in fired.items():
-        before = last_fired.get(name)
-        last_fired[name] = torch.where(now, step, before if before is not None else torch.zeros_like(now, dtype=torch.long))
+        if name not in last_fired:
+            last_fired[name] = torch.zeros_like(now, dtype=torch.long)
+        last_fired[name].masked_fill_(now, step)
 
 
 def _log_steps(live: list[Member], recent: list[Tensor], first: int, names: list[str], per_epoch: int,

@@ -71,12 +71,11 @@ def firing(activations: Mapping[str, Sequence[Tensor]]) -> dict[str, Tensor]:
     the step, (units,) booleans; a unit is an index of dim 1, as in the statistics. A pure
     function of the outputs, so that it also runs inside `vmap` for a fused group."""
     fired = {}
-    with torch.no_grad():
+    with torch.no_grad():  # two kernels a call, not counting the OR of a second one: it runs every step
         for name, outputs in activations.items():
-            per_call = [(out.reshape(out.shape[0], out.shape[1] if out.ndim > 1 else 1, -1) != 0).any(2).any(0)
-                        for out in outputs]
-            if per_call:
-                fired[name] = torch.stack(per_call).any(0)
+            for out in outputs:
+                now = out.ne(0).any(dim=(0, *range(2, out.ndim))) if out.ndim > 1 else out.ne(0).any(0, keepdim=True)
+                fired[name] = now if name not in fired else fired[name] | now
     return fired
 
 
