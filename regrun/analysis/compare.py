@@ -28,6 +28,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from regrun.analysis.runs import (
+    LAMBDA_KEY,
     MISSING,
     Run,
     canonical,
@@ -316,20 +317,65 @@ def _numeric(comparison: Comparison, column: str) -> bool:
                                                   for r in comparison.rows))
 
 
-def render_table(comparison: Comparison, console: Console) -> None:
-    """The comparison as a rich table, then one line per run that did not complete and
-    one per warning of the runs' diagnostics (naming every run that has it)."""
+def _header_lines(header: str) -> str:
+    """One word a line (a config key breaks after its dots), so that a header is as wide as
+    its longest word; otherwise rich narrows the widest columns and folds names mid-word."""
+    return re.sub(r"\.(?=[a-z_])", ".\n", header).replace(" ", "\n")
+
+
+def column_priority(comparison: Comparison) -> list[str]:
+    """The columns in the order a narrow table keeps them: the run, what a sweep varies (λ
+    first, then the seed), the headline figure and the test loss, the other config values,
+    the status when some run did not complete, the seeds' count, then the other figures."""
+    headline = [f for f in comparison.figure_keys if any(f == run.headline for row in comparison.rows
+                                                             for run in row.runs)]
+    lambdas = [k for k in comparison.config_keys if LAMBDA_KEY.fullmatch(k)]
+    incomplete = any(not run.completed for row in comparison.rows for run in row.runs)
+    ordered = ["run", *lambdas, *([SEED] if SEED in comparison.config_keys else []), *headline,
+               *[f for f in comparison.figure_keys if f == split_figure("test", "loss")], *comparison.config_keys,
+               *(["status"] if incomplete else []), *(["n"] if comparison.grouped else []), *comparison.figure_keys]
+    return [c for c in dict.fromkeys(ordered) if c in comparison.columns]
+
+
+def table_columns(comparison: Comparison, width: int, wanted: Sequence[str] | None = None) -> list[str]:
+    """The columns the table shows: `wanted` (resolved as --sort resolves a column), or as
+    many as fit in `width` characters, by `column_priority`, in the comparison's order."""
+    if wanted:
+        chosen = ["run", *(resolve_column(name, comparison.columns, "--columns") for name in wanted)]
+        return [c for c in comparison.columns if c in chosen]
     headers, rows = display_rows(comparison)
-    table = Table(title=_title(comparison), title_justify="left", caption=header_note(headers), caption_justify="left")
-    for column, header in zip(comparison.columns, headers):
-        # One word a line (a config key breaks after its dots), so that a header is as wide as
-        # its longest word; otherwise rich narrows the widest columns and folds names mid-word.
-        table.add_column(re.sub(r"\.(?=[a-z_])", ".\n", header).replace(" ", "\n"), overflow="fold",
-                         justify="right" if _numeric(comparison, column) else "left")
+    widths = {}
+    for i, column in enumerate(comparison.columns):
+        longest = max([len(word) for word in _header_lines(headers[i]).splitlines()] +
+                      [len(cells[i]) for cells in rows], default=1)
+        widths[column] = longest + 3  # a space either side and a border
+    chosen, used = [], 1
+    for column in column_priority(comparison):
+        if used + widths[column] <= width or column == "run":
+            chosen.append(column)
+            used += widths[column]
+    return [c for c in comparison.columns if c in chosen]
+
+
+def render_table(comparison: Comparison, console: Console, columns: Sequence[str] | None = None) -> None:
+    """The comparison as a rich table of the `columns` asked for, else of those that fit the
+    console (the others are named below it), then one line per run that did not complete
+    and one per warning of the runs' diagnostics (naming every run that has it)."""
+    headers, rows = display_rows(comparison)
+    shown = table_columns(comparison, console.width, columns)
+    index = [comparison.columns.index(c) for c in shown]
+    table = Table(title=_title(comparison), title_justify="left",
+                  caption=header_note([headers[i] for i in index]), caption_justify="left")
+    for i in index:
+        table.add_column(_header_lines(headers[i]), overflow="fold",
+                         justify="right" if _numeric(comparison, comparison.columns[i]) else "left")
     for row, cells in zip(comparison.rows, rows):
         style = None if all(run.completed for run in row.runs) else "yellow"
-        table.add_row(*map(escape, cells), style=style)
+        table.add_row(*(escape(cells[i]) for i in index), style=style)
     console.print(table)
+    if hidden := [headers[i] for i, c in enumerate(comparison.columns) if c not in shown]:
+        console.print(f"{len(hidden)} more columns: {escape(', '.join(hidden))}; every column: --format csv, "
+                      "or choose with --columns COL,COL", highlight=False)
     runs = [run for row in comparison.rows for run in row.runs]
     for run in (run for run in runs if not run.completed):
         console.print(f"[yellow]{escape(comparison.labels[run.path])}: {escape(run.status)}[/]"

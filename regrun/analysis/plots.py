@@ -15,12 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from regrun.analysis.runs import Run, config_values, is_finite, short_names
+from regrun.analysis.runs import LAMBDA_KEY, Run, config_values, is_finite, short_names
 from regrun.console import format_value
 from regrun.errors import RegrunError
 from regrun.layout import SEED, TASK_LOSS, split_figure
 
-LAMBDA_KEY = re.compile(r"reg\.targets\.[^.]+\.lambda")
 FIGURE_NAMES = {TASK_LOSS: "task loss (train)"}  # the task's figures are named by the runs' summary.json
 MAX_LABELLED = 12  # more runs than this: no per-run labels or legend, they would cover the data
 

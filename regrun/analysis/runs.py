@@ -31,6 +31,8 @@ STATUSES = (COMPLETED, INTERRUPTED, DIVERGED, FAILED)  # what a run writes in su
 # A differing key that a run lacks (e.g. a target only some runs have) shows as this.
 MISSING = None
 
+LAMBDA_KEY = re.compile(r"reg\.targets\.[^.]+\.lambda")  # a target's λ among the config keys
+
 
 @dataclass
 class Run:

@@ -24,6 +24,7 @@ from regrun.analysis.compare import (
     render_markdown,
     render_table,
     resolve_column,
+    table_columns,
 )
 from regrun.analysis.runs import Run, differing_keys, find_runs
 from regrun.console import shared_console
@@ -47,11 +48,22 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--group-seeds", action="store_true", help="one row per config: mean ± std over its seeds")
     p.add_argument("--baseline", metavar="RUN", help="show each figure's difference from this run (path or label)")
     p.add_argument("--format", default="table", choices=FORMATS, help="output format (default: table)")
+    p.add_argument("--columns", metavar="COL,COL", type=_names,
+                   help="table: show these columns (full names or unique suffixes) beside the run's; by default "
+                        "as many as fit the terminal, the sweep's λ and the headline figure first (csv, markdown "
+                        "and json always hold every column)")
     p.add_argument("--plot", metavar="FILE.png", type=Path, help="write the trade-off, λ and training-curve plots")
     p.add_argument("--x", metavar="COL", help="plot: the sparsity figure (default: the first target's zero fraction)")
     p.add_argument("--y", metavar="COL", help="plot: the figure to trade off (default: the runs' headline "
                                              "figure, e.g. test_acc, test_r2, test_psnr)")
     return p
+
+
+def _names(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("give one or more column names, separated by commas")
+    return names
 
 
 def main(argv: list[str]) -> int:
@@ -65,7 +77,9 @@ def main(argv: list[str]) -> int:
         else:
             comparison.sort()
         plot = _plot_settings(args, runs) if args.plot else None
-        _emit(comparison, args.format)
+        if args.columns:  # refused before anything is printed
+            table_columns(comparison, 0, args.columns)
+        _emit(comparison, args.format, args.columns)
         if plot is not None:
             from regrun.analysis.plots import plot_runs  # matplotlib only when a plot is asked for
 
@@ -91,9 +105,9 @@ def _plot_settings(args: argparse.Namespace, runs: Sequence[Run]) -> tuple[str, 
     return x, resolve_column(args.y, columns, "--y") if args.y else default_y(runs)
 
 
-def _emit(comparison: Comparison, fmt: str) -> None:
+def _emit(comparison: Comparison, fmt: str, columns: Sequence[str] | None) -> None:
     if fmt == "table":
-        render_table(comparison, shared_console())
+        render_table(comparison, shared_console(), columns)
         return
     render = {"csv": render_csv, "markdown": render_markdown, "json": render_json}[fmt]
     sys.stdout.write(render(comparison))

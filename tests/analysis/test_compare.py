@@ -318,3 +318,53 @@ def test_runs_written_before_tasks_are_classifications(tmp_path: Path) -> None:
     write_run(tmp_path / "old", last=final(0.9, 0.5), task=None)
     (run,) = find_runs([tmp_path])
     assert run.task == {} and run.headline == "test_acc" and default_y([run]) == "test_acc"
+
+
+@pytest.fixture
+def many(tmp_path: Path) -> Path:
+    """45 runs of mixed configs: 3 λ × 3 seeds × 5 variants of epochs, batch size, widths
+    and learning rates, so that many config keys differ."""
+    root = tmp_path / "many"
+    variants = [{}, {"trainer": {"epochs": 3}}, {"model": {"hidden": [64]}},
+                {"optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.0}}, {"trainer": {"batch_size": 128}}]
+    n = 0
+    for lam in (0.0, 1e-4, 1e-3):
+        for seed in (0, 1, 2):
+            for variant in variants:
+                cfg = config(lam=lam, seed=seed)
+                for node, values in variant.items():
+                    cfg[node] = {**cfg.get(node, {}), **values}
+                write_run(root / str(n), cfg, final(0.9 + lam + 0.001 * seed, 0.5 + 100 * lam, lam), job_num=n)
+                n += 1
+    return root
+
+
+def test_a_table_of_many_mixed_runs_fits_100_columns_and_names_what_it_leaves_out(
+        many: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "100")
+    from rich import get_console
+
+    monkeypatch.setattr(get_console(), "width", 100)
+    code, out, err = compare(many, capsys=capsys)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert max(len(line) for line in lines) <= 100
+    header = "\n".join(lines[:12])
+    for shown in ("run", "l1_act.", "lambda", "seed", "test", "acc"):  # λ, seed and the headline come first
+        assert shown in header, shown
+    assert any(line.startswith(tuple("123456789")) and "more columns:" in line for line in lines)
+    assert len([line for line in lines if line.startswith("│")]) >= 45  # every run is a row
+    code, out, _ = compare(many, "--format", "csv", capsys=capsys)
+    csv_header = out.splitlines()[0].split(",")
+    for column in ("trainer.epochs", "optimizer.lr", "sparsity.weights.below_0.001", "penalty.l1_act.raw"):
+        assert column in csv_header, column  # the CSV always holds every column
+
+
+def test_columns_choose_what_the_table_shows(sweep: Path, capsys: pytest.CaptureFixture) -> None:
+    code, out, err = compare(sweep, "--columns", "lambda,test_acc", capsys=capsys)
+    assert code == 0, err
+    head = out.splitlines()[:6]
+    assert any("acc" in line for line in head) and not any("loss" in line for line in head)
+    assert "more columns:" in out
+    code, _, err = compare(sweep, "--columns", "nope", capsys=capsys)
+    assert code == 2 and err.startswith("regrun compare: error: --columns: unknown column 'nope'; allowed: run")
