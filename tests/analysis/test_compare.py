@@ -10,7 +10,7 @@ import pytest
 from fake_runs import config, final, write_run
 
 from regrun.analysis.compare import figure_columns
-from regrun.analysis.plots import default_x, lambda_key, lambda_series, pareto_front, plot_labels, tradeoff_points
+from regrun.analysis.plots import default_x, lambda_key, lambda_series, pareto_front, tradeoff_points
 from regrun.analysis.runs import differing_keys, find_runs, read_run, short_names
 from regrun.cli.compare import main
 from regrun.config import flatten
@@ -209,7 +209,7 @@ def test_plot_data_and_png(sweep: Path, capsys: pytest.CaptureFixture, tmp_path:
     runs = find_runs([sweep])
     keys = differing_keys(runs)
     assert default_x(runs) == "sparsity.l1_act.zero_frac" and lambda_key(keys) == LAM
-    points, front = tradeoff_points(runs, "sparsity.l1_act.zero_frac", "test_acc", plot_labels(runs, keys))
+    points, front = tradeoff_points(runs, "sparsity.l1_act.zero_frac", "test_acc", keys)
     assert [(p.label, p.x, p.y) for p in points] == [
         ("λ=0", 0.50, 0.97), ("λ=0.01", 0.95, 0.80), ("λ=0.001", 0.85, 0.96), ("λ=0.0001", 0.60, 0.97)]
     # λ=0 (0.50, 0.97) is beaten by λ=1e-4 (0.60, 0.97); the others trade accuracy for sparsity
@@ -305,10 +305,10 @@ def test_columns_and_plot_follow_the_runs_task(tmp_path: Path) -> None:
     assert figure_columns(runs)[:6] == ["test_loss", "test_r2", "test_mae", "val_loss", "val_r2", "train_task_loss"]
     assert default_y(runs) == "test_r2" and figure_names(runs)["val_r2"] == "val R²"
     x = "sparsity.l1_act.zero_frac"
-    points, front = tradeoff_points(runs, x, "test_r2", plot_labels(runs, differing_keys(runs)))
+    points, front = tradeoff_points(runs, x, "test_r2", differing_keys(runs))
     assert [points[i].run.path.name for i in front] == ["0", "1"]  # run 2 is beaten on both
     # a loss is better low: then run 2 (lowest loss) is on the front, run 1 (sparsest) too
-    points, front = tradeoff_points(runs, x, "test_loss", plot_labels(runs, differing_keys(runs)))
+    points, front = tradeoff_points(runs, x, "test_loss", differing_keys(runs))
     assert [points[i].run.path.name for i in front] == ["2", "0", "1"]
 
 
@@ -368,3 +368,55 @@ def test_columns_choose_what_the_table_shows(sweep: Path, capsys: pytest.Capture
     assert "more columns:" in out
     code, _, err = compare(sweep, "--columns", "nope", capsys=capsys)
     assert code == 2 and err.startswith("regrun compare: error: --columns: unknown column 'nope'; allowed: run")
+
+
+def test_a_seed_grouped_tradeoff_is_the_mean_with_sample_std_and_a_front_over_means(seeds: Path) -> None:
+    runs = find_runs([seeds])
+    points, front = tradeoff_points(runs, "sparsity.l1_act.zero_frac", "test_acc", differing_keys(runs))
+    by_label = {p.label: p for p in points}
+    assert set(by_label) == {"λ=0.001", "λ=0.01"} and all(len(p.runs) == 3 for p in points)
+    low, high = by_label["λ=0.001"], by_label["λ=0.01"]
+    assert (low.x, low.y) == (pytest.approx(0.6), pytest.approx(0.92))
+    assert low.x_std == pytest.approx(0.1) and low.y_std == pytest.approx(0.02)
+    assert (high.x, high.y, high.x_std) == (pytest.approx(0.9), pytest.approx(0.82), pytest.approx(0.0))
+    assert high.y_std == pytest.approx(math.sqrt(((0.8 - 0.82) ** 2 * 2 + 0.04**2) / 2))
+    assert sorted(points[i].label for i in front) == ["λ=0.001", "λ=0.01"]  # neither mean beats the other
+
+
+def test_labels_are_placed_off_each_other_and_off_the_points() -> None:
+    from regrun.analysis.plots import place_labels
+
+    anchors = [(100.0, 100.0)] * 4 + [(108.0, 104.0), (300.0, 50.0)]  # four on one spot, one beside them
+    sizes = [(60.0, 10.0)] * len(anchors)
+    offsets = place_labels(anchors, sizes)
+    boxes = [(x + dx, y + dy, x + dx + w, y + dy + h) for (x, y), (dx, dy), (w, h) in zip(anchors, offsets, sizes)]
+    markers = [(x - 8, y - 8, x + 8, y + 8) for x, y in anchors]
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:] + markers:
+            assert not (a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]), (a, b)
+
+
+def test_a_seed_grouped_sweep_figure_says_what_varies_and_never_overlaps_its_labels(tmp_path: Path) -> None:
+    from regrun.analysis.plots import draw_runs
+
+    for lam, acc, sparsity in [(0.0, 0.970, 0.50), (1e-5, 0.971, 0.51), (1e-4, 0.969, 0.60), (1e-3, 0.950, 0.85)]:
+        for seed in range(3):
+            write_run(tmp_path / f"{lam:g}-{seed}", config(lam=lam, seed=seed),
+                      final(acc + 0.002 * seed, sparsity + 0.01 * seed, lam))
+    runs = find_runs([tmp_path])
+    fig = draw_runs(runs, "sparsity.l1_act.zero_frac", "test_acc", differing_keys(runs))
+    title = fig._suptitle.get_text()
+    assert title.startswith("λ ∈ {0, 1e-05, 0.0001, 0.001} × seed ∈ {0, 1, 2}: 12 completed runs, 4 configs")
+    assert "mean ± std over 3 seeds" in title
+    tradeoff = fig.axes[0]
+    renderer = fig.canvas.get_renderer()
+    texts = [t for t in tradeoff.texts if t.get_text().startswith("λ=")]
+    assert sorted(t.get_text() for t in texts) == ["λ=0", "λ=0.0001", "λ=0.001", "λ=1e-05"]
+    boxes = [t.get_window_extent(renderer) for t in texts]
+    for i, a in enumerate(boxes):
+        assert not any(a.overlaps(b) for b in boxes[i + 1:]), texts[i].get_text()
+    legend = [t.get_text() for t in tradeoff.get_legend().get_texts()]
+    assert "mean ± sample std over 3 seeds" in legend
+    assert any(text.startswith("Pareto front of the means") for text in legend)
+    assert any(text.startswith("baseline λ=0: ") for text in legend)
+    assert "axis zoomed to" in tradeoff.get_ylabel()  # accuracies within 0.03 of each other
