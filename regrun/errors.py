@@ -8,6 +8,12 @@ class RegrunError(Exception):
     """A user-facing error; the CLI prints its message on one line and exits non-zero."""
 
 
+def one_line(err: BaseException) -> str:
+    """`Type: first line of the message`, for an error raised by the user's code."""
+    lines = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
+
+
 def is_number(value: object) -> bool:
     """An int or a float; a bool is not a number in a config (`lambda: true` is a mistake)."""
     return isinstance(value, int | float) and not isinstance(value, bool)

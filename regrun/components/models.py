@@ -29,7 +29,7 @@ from typing import Annotated, Any, Literal
 from torch import nn
 
 from regrun.components.registry import Choice, Registry, build, call_with_options, read_choice
-from regrun.errors import RegrunError, choices, is_number
+from regrun.errors import RegrunError, choices, is_number, one_line
 from regrun.schema import AtLeast, Range, read_node
 
 # name → (module class, {parameter: default}). Never in-place, so hooks see the true output.
@@ -307,12 +307,6 @@ def import_user_module(name: str) -> ModuleType:
         raise RegrunError(f"model.factory: importing {name!r} failed: {one_line(err)}") from err
     except Exception as err:  # a SyntaxError, or whatever the module raises as it runs
         raise RegrunError(f"model.factory: importing {name!r} failed: {one_line(err)}") from err
-
-
-def one_line(err: BaseException) -> str:
-    """`Type: first line of the message`, for an error raised by the user's code."""
-    lines = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
 
 
 # name → builder(input_shape, num_outputs, **options) returning an nn.Module

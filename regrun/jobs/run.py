@@ -36,7 +36,15 @@ from regrun.layout import COMPLETED, GROUPS, LOG, lambda_column, split_figure
 from regrun.measure.diagnostics import Chance, diagnose
 from regrun.rundir.checkpoint import NAME as CHECKPOINT
 from regrun.rundir.checkpoint import restore, save_checkpoint
-from regrun.rundir.files import RunDir, WriteFailed, environment, loss_breakdown, mark_targeted, record_failure
+from regrun.rundir.files import (
+    RunDir,
+    WriteFailed,
+    append_traceback,
+    environment,
+    loss_breakdown,
+    mark_targeted,
+    record_failure,
+)
 from regrun.rundir.lock import one_writer
 from regrun.rundir.resume import continuation, holds_run, read_summary
 from regrun.rundir.trackers import Loggers, build_loggers
@@ -292,9 +300,16 @@ def train(group: Sequence[Prepared], fused: bool = False, stop: Callable[[], boo
         try:
             _train(group, fused, stop or STOP)
         except Exception as err:
+            # Code that raised (the model's, a plugin's, torch's) leaves its traceback in the
+            # log; a refusal or a full disk is said in its one line.
+            traced = not isinstance(err, RegrunError) or (err.__cause__ is not None and not isinstance(err, WriteFailed))
             for p in group:
                 if p.summary is None:
+                    if traced:
+                        append_traceback(p.rundir.path / LOG, err)
                     _record_failure(p.rundir.path, err, p.setup.cfg, p.resume)
+            if traced and isinstance(err, RegrunError) and len(group) == 1:
+                raise RegrunError(f"{err} (traceback in {group[0].rundir.path / LOG})") from err
             raise
 
 
@@ -419,7 +434,15 @@ def check_model_output(model: torch.nn.Module, name: str, task_name: str, task: 
         model.train(was_training)
     if not isinstance(output, torch.Tensor):
         raise RegrunError(f"model {name!r} returns a {type(output).__name__}; task {task_name} needs a tensor")
+    if output.ndim == 0 or output.shape[0] != len(example):
+        raise RegrunError(f"model {name!r}: output shape {tuple(output.shape)} for a batch of {len(example)} samples; "
+                          "its first dimension must be the batch's")
+    if not output.is_floating_point():
+        raise RegrunError(f"model {name!r} returns {output.dtype} outputs; task {task_name} needs floating point "
+                          "(a loss cannot be differentiated through integers)")
     check_output(task_name, task, spec, name, tuple(output.shape))
+    if not any(p.requires_grad for p in model.parameters()):
+        raise RegrunError(f"model {name!r} has no trainable parameter (none requires a gradient); nothing would train")
 
 
 def _summary(outcome: Outcome, rundir: RunDir, model: torch.nn.Module, targets: list, target_rows: list,

@@ -17,6 +17,7 @@ import math
 import os
 import platform
 import sys
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
@@ -90,6 +91,13 @@ def record_failure(path: Path, error: Exception | str, cfg: Any) -> bool:
     except RegrunError:
         return False
     return True
+
+
+def append_traceback(log: Path, err: BaseException) -> None:
+    """Add the traceback of a failure to the run's log, for whoever reads why it failed (the
+    console gets one line); a log that cannot be written is left as it is."""
+    with contextlib.suppress(OSError), open(log, "a") as f:
+        f.write("".join(traceback.format_exception(err)))
 
 
 class RunDir:

@@ -36,7 +36,7 @@ from regrun.components.tasks import Task
 from regrun.measure.capture import ActivationCapture, output_shapes
 from regrun.measure.sparsity import stat_modules
 from regrun.training.loop import Member
-from regrun.training.step import firing, learning_rates, step_loss
+from regrun.training.step import UserCodeFailed, firing, learning_rates, step_loss
 
 # Optimizers whose update of an element depends on that element's gradient and state only:
 # one of them over stacked tensors steps every member as its own would.
@@ -134,7 +134,10 @@ class FusedModel:
 
         def member_loss(params: dict, buffers: dict, x: Tensor, y: Tensor,
                         lams: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
-            output = functional_call(self.module, (params, buffers), (x,))
+            try:
+                output = functional_call(self.module, (params, buffers), (x,))
+            except Exception as err:
+                raise UserCodeFailed("the model's forward", err) from err
             activations = capture.take()
             loss, terms = step_loss(task, output, task.reference(x, y), targets, params, activations, lams)
             return loss, terms, firing(activations)

@@ -28,12 +28,13 @@ from torch import Tensor, nn
 
 from regrun.components.datasets import Data, Split
 from regrun.components.tasks import Task
+from regrun.errors import RegrunError, one_line
 from regrun.layout import EPOCH, STEP, lambda_column
 from regrun.measure.capture import ActivationCapture
 from regrun.measure.evaluation import Evaluation, evaluate, headline, split_row, task_figures
 from regrun.training.memory import reuse_freed_memory
 from regrun.training.settings import TrainerSettings
-from regrun.training.step import loss_terms, with_totals
+from regrun.training.step import UserCodeFailed, loss_terms, with_totals
 from regrun.training.targets import Target
 
 # Steps without firing after which a unit counts as dead in training (SAELens's default
@@ -220,7 +221,7 @@ def train_epoch(live: list[Member], stepper: Stepper, task: Task, split: Split, 
         batch = split.take(orders[:, start:start + settings.batch_size])  # (members, B, ...)
         lams = [lambdas_at(m.targets, first_step + batches, per_epoch, settings.epochs) for m in live] \
             if scheduled else None
-        terms = stepper.step(task, batch.x, batch.y, capture, lams)
+        terms = _step(stepper, task, batch.x, batch.y, capture, lams, first_step + batches, per_epoch)
         _track_firing(last_fired, stepper.fired, first_step + batches)
         sums += terms
         batches += 1
@@ -238,6 +239,25 @@ def train_epoch(live: list[Member], stepper: Stepper, task: Task, split: Split, 
     for i, member in enumerate(live):
         member.state.last_fired = {name: fired[i] for name, fired in last_fired.items()}
     return live, batches, sums
+
+
+def _step(stepper: Stepper, task: Task, x: Tensor, y: Tensor, capture: ActivationCapture,
+          lams: Sequence[Sequence[float]] | None, step: int, per_epoch: int) -> Tensor:
+    """One step of the stepper; what goes wrong in it is one line naming the step and, for
+    the model or a penalty plugged in, which of them raised."""
+    try:
+        return stepper.step(task, x, y, capture, lams)
+    except UserCodeFailed as err:
+        raise RegrunError(f"{err.where} raised at {_at(step, per_epoch)}: {one_line(err.error)}") from err.error
+    except RegrunError:
+        raise
+    except Exception as err:  # a backward or an optimizer step that failed: torch says why
+        raise RegrunError(f"training failed at {_at(step, per_epoch)}: {one_line(err)}") from err
+
+
+def _at(step: int, per_epoch: int) -> str:
+    """'step 12 (epoch 2, batch 2/10)'."""
+    return f"step {step} (epoch {(step - 1) // per_epoch + 1}, batch {(step - 1) % per_epoch + 1}/{per_epoch})"
 
 
 def _track_firing(last_fired: dict[str, Tensor], fired: Mapping[str, Tensor], step: int) -> None:
@@ -351,9 +371,15 @@ def end_epoch(member: Member, task: Task, data: Data, settings: TrainerSettings,
            **window_dead(targets, state.last_fired, step, dead_window)}
     evaluation = None
     if epoch % settings.eval_every == 0 or epoch == settings.epochs:
-        evaluation = evaluate(model, task, data.test, settings.eval_batch_size, thresholds)
-        if data.val is not None:  # figures only: the statistics are the test set's
-            row |= split_row("val", task_figures(model, task, data.val, settings.eval_batch_size))
+        try:
+            evaluation = evaluate(model, task, data.test, settings.eval_batch_size, thresholds)
+            if data.val is not None:  # figures only: the statistics are the test set's
+                row |= split_row("val", task_figures(model, task, data.val, settings.eval_batch_size))
+        except RegrunError:
+            raise
+        except Exception as err:  # the model's forward on data it has not trained on
+            raise RegrunError(f"the evaluation after epoch {epoch} failed (the model's forward in eval mode): "
+                              f"{one_line(err)}") from err
         row |= split_row("test", evaluation.figures) | headline(evaluation, targets, thresholds)
     row["epoch_time_s"] = time.perf_counter() - started
     state.epoch, state.partial = epoch, None

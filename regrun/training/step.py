@@ -18,6 +18,22 @@ from regrun.measure.capture import ActivationCapture
 from regrun.training.targets import Target
 
 
+class UserCodeFailed(Exception):
+    """Code a run plugs in (its model, a penalty) raised inside a step: `where` names it."""
+
+    def __init__(self, where: str, error: Exception):
+        super().__init__(f"{where}: {error}")
+        self.where, self.error = where, error
+
+
+def forward(model: nn.Module, x: Tensor) -> Tensor:
+    """The model's output for `x`; its own exception is a `UserCodeFailed` naming the forward."""
+    try:
+        return model(x)
+    except Exception as err:
+        raise UserCodeFailed("the model's forward", err) from err
+
+
 def loss_terms(targets: Sequence[Target]) -> list[str]:
     """Names of the figures one step returns, in order."""
     names = ["train_task_loss"]
@@ -33,7 +49,7 @@ def train_step(model: nn.Module, task: Task, x: Tensor, y: Tensor, targets: Sequ
     full λ); returns the detached loss terms in `loss_terms` order. `fired`, when given,
     gets each captured module's `firing` in this step."""
     lams = [t.lam for t in targets] if lams is None else lams
-    output = model(x)
+    output = forward(model, x)
     activations = capture.take()
     if fired is not None:
         fired.update(firing(activations))
@@ -80,10 +96,13 @@ def firing(activations: Mapping[str, Sequence[Tensor]]) -> dict[str, Tensor]:
 
 
 def _raw(target: Target, params: Mapping[str, Tensor], activations: Mapping[str, list[Tensor]]) -> Tensor:
-    if target.proximal:  # reported only: no graph to build
-        with torch.no_grad():
-            return target.raw(params, activations)
-    return target.raw(params, activations)
+    try:
+        if target.proximal:  # reported only: no graph to build
+            with torch.no_grad():
+                return target.raw(params, activations)
+        return target.raw(params, activations)
+    except Exception as err:  # a plugin's penalty function
+        raise UserCodeFailed(f"penalty {target.penalty!r} of reg.targets.{target.name}", err) from err
 
 
 def learning_rates(optimizer: torch.optim.Optimizer, params: Mapping[str, Tensor]) -> dict[str, float]:
