@@ -88,11 +88,12 @@ def test_a_damaged_archive_is_one_line_and_leaves_nothing_behind(tmp_path: Path,
 
 def test_a_read_only_data_folder_is_unpacked_into_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import builtins
+    import gzip
 
-    from regrun.components import datasets
+    from regrun.components.datasets import mnist  # the module that unpacks: its `open` is patched
 
     raw = write_dataset(tmp_path / "data", compress=True) / "MNIST" / "raw"
-    (raw / "train-labels-idx1-ubyte").write_bytes(datasets.gzip.decompress((raw / "train-labels-idx1-ubyte.gz").read_bytes()))
+    (raw / "train-labels-idx1-ubyte").write_bytes(gzip.decompress((raw / "train-labels-idx1-ubyte.gz").read_bytes()))
     before = {p.name: p.read_bytes() for p in raw.iterdir()}
 
     def read_only(path: object, mode: str = "r", *args: object, **kwargs: object) -> object:
@@ -100,12 +101,12 @@ def test_a_read_only_data_folder_is_unpacked_into_the_cache(tmp_path: Path, monk
             raise PermissionError(13, "Permission denied", str(path))
         return builtins.open(path, mode, *args, **kwargs)
 
-    monkeypatch.setattr(datasets, "open", read_only, raising=False)
+    monkeypatch.setattr(mnist, "open", read_only, raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     data = load_data(cfg(tmp_path / "data"), torch.device("cpu"))
     assert len(data.train) == 320 and len(data.test) == 160
     assert {p.name: p.read_bytes() for p in raw.iterdir()} == before  # the data folder untouched
-    cached = datasets.unpack_dir(raw)
+    cached = mnist.unpack_dir(raw)
     assert cached.parent == tmp_path / "cache" / "regrun" / "unpacked"
     assert (cached / "train-labels-idx1-ubyte").is_symlink()  # already unpacked: used where it is
     assert torch.equal(load_data(cfg(tmp_path / "data"), torch.device("cpu")).train.x, data.train.x)  # reused

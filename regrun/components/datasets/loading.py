@@ -1,0 +1,115 @@
+"""Datasets by name, and loading one from its config node.
+
+Each dataset is one record in `DATASETS` (`register_dataset`, or the `regrun.datasets`
+entry points): a function that takes the options of its config node and returns a
+`Source`, which says what the data is (`DataSpec`) before a byte of it is read, and reads
+each split. The options shared by every dataset (limits, the validation split) are
+checked and applied here, the same for all, and every split read is checked against its
+dataset's spec, so that a plugin's reader is held to its word.
+"""
+
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from regrun.components.datasets.types import Data, DataSpec, Source, Split
+from regrun.components.registry import Registry, call_with_options
+from regrun.errors import RegrunError, choices, is_number, positive_int
+
+
+@dataclass(frozen=True)
+class DatasetRecord:
+    """One dataset: `open(**the options of its config node)` returns its `Source`."""
+
+    open: Callable[..., Source]
+    task: str | None = None  # its natural task when the data does not decide it (tensors does)
+
+
+# Keys every dataset node may hold, besides the options its `open` takes.
+COMMON_KEYS = ("train_limit", "test_limit", "val_size", "val_seed")
+
+DATASETS: Registry[DatasetRecord] = Registry(
+    "dataset", "regrun.datasets", wrap=lambda name, obj: obj if isinstance(obj, DatasetRecord) else DatasetRecord(obj))
+
+
+def register_dataset(name: str, record: DatasetRecord | Callable[..., Source], replace: bool = False) -> None:
+    """Make `dataset.name=NAME` read the data `record.open(**the node's other keys)` returns."""
+    DATASETS.register(name, record if isinstance(record, DatasetRecord) else DatasetRecord(record), replace)
+
+
+def open_dataset(cfg: Mapping[str, Any]) -> Source:
+    """The dataset a `dataset` config node names, opened: its keys and values checked, its
+    spec known; a bad one is a one-line error. Reads no sample (but a tensors file)."""
+    name = cfg.get("name")
+    record = DATASETS.entry(name)
+    own = [key for key in inspect.signature(record.open).parameters]
+    allowed = ["name", *own, *COMMON_KEYS]
+    for key in cfg:
+        if key not in allowed:
+            raise RegrunError(f"dataset.{key}: unknown key; allowed: {choices(allowed)}")
+    for key in ("train_limit", "test_limit"):
+        positive_int(f"dataset.{key}", cfg.get(key), or_null=True)
+    _check_val_size(cfg.get("val_size"))
+    seed = cfg.get("val_seed", 0)
+    if not is_number(seed) or not isinstance(seed, int) or seed < 0:
+        raise RegrunError(f"dataset.val_seed must be an integer ≥ 0, got {seed!r}")
+    options = {key: value for key, value in cfg.items() if key in own}
+    return call_with_options(record.open, options, "dataset", f"dataset {name!r}")
+
+
+def load_data(cfg: Mapping[str, Any], device: torch.device, source: Source | None = None) -> Data:
+    """Read the splits of the dataset `cfg` names onto `device`: the first `train_limit` /
+    `test_limit` samples (null: all), then `val_size` samples of the training set held out
+    as a validation split, drawn with `val_seed` (not the run's seed, so that runs of
+    several seeds are judged on the same samples)."""
+    source = source or open_dataset(cfg)
+    train, test = (source.read(is_train, cfg.get(limit), device)
+                   for is_train, limit in ((True, "train_limit"), (False, "test_limit")))
+    val = None
+    if cfg.get("val_size") is not None:
+        train, val = _hold_out(train, cfg["val_size"], cfg.get("val_seed", 0))
+    for which, split in (("training", train), ("validation", val), ("test", test)):
+        if split is not None:
+            _check_split(source.spec, split, which)
+    return Data(cfg["name"], train, test, val)
+
+
+def _check_val_size(value: object) -> None:
+    if value is None or (is_number(value) and ((isinstance(value, int) and value >= 1) or 0 < value < 1)):
+        return
+    raise RegrunError(f"dataset.val_size must be a sample count (an integer ≥ 1), a fraction in (0, 1), "
+                      f"or null; got {value!r}")
+
+
+def _hold_out(train: Split, size: int | float, seed: int) -> tuple[Split, Split]:
+    """(the rest of the training set in its order, a seeded random validation split)."""
+    n = len(train)
+    count = size if isinstance(size, int) else round(size * n)
+    if not 1 <= count < n:
+        raise RegrunError(f"dataset.val_size={size} holds out {count} of the {n} training samples; "
+                          f"allowed: 1 to {n - 1} samples, or a fraction that holds out as many")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).to(train.y.device)
+    return train.take(order[count:].sort().values), train.take(order[:count])
+
+
+def _check_split(spec: DataSpec, split: Split, which: str) -> None:
+    """The samples are what the spec says: a plugin's reader is held to its word."""
+    where = f"dataset {spec.name}: the {which} split"
+    if len(split) == 0 or len(split.x) != len(split.y):
+        raise RegrunError(f"{where} has {len(split.x)} inputs and {len(split.y)} targets; "
+                          "allowed: as many of each, at least one")
+    if tuple(split.x.shape[1:]) != spec.input_shape:
+        raise RegrunError(f"{where} has samples of shape {tuple(split.x.shape[1:])}; the dataset "
+                          f"declares {spec.input_shape}")
+    if spec.targets == "labels":
+        bad = split.y.dtype != torch.int64 or split.y.ndim != 1
+        if bad or split.y.min() < 0 or split.y.max() >= (spec.num_classes or 0):
+            raise RegrunError(f"{where} has labels of dtype {split.y.dtype}, shape {tuple(split.y.shape)}, "
+                              f"from {split.y.min().item()} to {split.y.max().item()}; allowed: int64 labels "
+                              f"0..{(spec.num_classes or 0) - 1}, one per sample")
+    elif not split.y.is_floating_point() or tuple(split.y.shape[1:]) != spec.target_shape:
+        raise RegrunError(f"{where} has targets of dtype {split.y.dtype} and shape {tuple(split.y.shape)}; "
+                          f"allowed: floats of shape (N, {', '.join(map(str, spec.target_shape))})")
