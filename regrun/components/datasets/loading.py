@@ -9,7 +9,7 @@ dataset's spec, so that a plugin's reader is held to its word.
 """
 
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +46,14 @@ def open_dataset(cfg: Mapping[str, Any]) -> Source:
     name = cfg.get("name")
     record = DATASETS.entry(name)
     own = [key for key in inspect.signature(record.open).parameters]
+    check_dataset_node(cfg, own)
+    options = {key: value for key, value in cfg.items() if key in own}
+    return call_with_options(record.open, options, "dataset", f"dataset {name!r}")
+
+
+def check_dataset_node(cfg: Mapping[str, Any], own: Sequence[str]) -> None:
+    """A dataset node holds only `name`, the dataset's `own` options and COMMON_KEYS, and its
+    common keys are in range; its own options are checked by `call_with_options`."""
     allowed = ["name", *own, *COMMON_KEYS]
     for key in cfg:
         if key not in allowed:
@@ -56,8 +64,13 @@ def open_dataset(cfg: Mapping[str, Any]) -> Source:
     seed = cfg.get("val_seed", 0)
     if not is_number(seed) or not isinstance(seed, int) or seed < 0:
         raise RegrunError(f"dataset.val_seed must be an integer ≥ 0, got {seed!r}")
-    options = {key: value for key, value in cfg.items() if key in own}
-    return call_with_options(record.open, options, "dataset", f"dataset {name!r}")
+
+
+def _check_val_size(value: object) -> None:
+    if value is None or (is_number(value) and ((isinstance(value, int) and value >= 1) or 0 < value < 1)):
+        return
+    raise RegrunError(f"dataset.val_size must be a sample count (an integer ≥ 1), a fraction in (0, 1), "
+                      f"or null; got {value!r}")
 
 
 def load_data(cfg: Mapping[str, Any], device: torch.device, source: Source | None = None) -> Data:
@@ -75,13 +88,6 @@ def load_data(cfg: Mapping[str, Any], device: torch.device, source: Source | Non
         if split is not None:
             _check_split(source.spec, split, which)
     return Data(cfg["name"], train, test, val)
-
-
-def _check_val_size(value: object) -> None:
-    if value is None or (is_number(value) and ((isinstance(value, int) and value >= 1) or 0 < value < 1)):
-        return
-    raise RegrunError(f"dataset.val_size must be a sample count (an integer ≥ 1), a fraction in (0, 1), "
-                      f"or null; got {value!r}")
 
 
 def _hold_out(train: Split, size: int | float, seed: int) -> tuple[Split, Split]:
