@@ -1,4 +1,4 @@
-"""Seconds per training epoch: regrun vs the seed-004 tutorial loop vs a bare loop.
+"""Seconds per training epoch: regrun vs the DataLoader tutorial loop vs a bare loop.
 
 All three train the same MLP (784-64-32-10, ReLU) on real MNIST (60k training images) on
 the CPU, batch 64, AdamW (lr 1e-3, weight_decay 0), with an L1 penalty at λ = 1e-4:
@@ -10,7 +10,7 @@ regrun      the project's own code path: `load_data` (the splits held as normali
             loss terms summed on the device, a read-back every `log_every` steps to a
             reporter that only notes the time). The test-set
             evaluation that `fit` runs after each epoch is timed apart, on its own line.
-seed-004    the tutorial loop people copy (../shared/seeds/004_*): torchvision `MNIST`
+seed-004    a tutorial's loop, as people copy it: torchvision `MNIST`
             with `ToTensor`, a `DataLoader` (shuffle, 2 workers), L1 over all parameters
             through `torch.cat` of every weight each step, `loss.item()` each step.
 bare        the fastest honest hand-written loop doing the same work as regrun: the
@@ -231,7 +231,7 @@ def regrun_epoch(model: nn.Module, targets: list, optimizer: torch.optim.Optimiz
 
 
 class MLP(nn.Module):
-    """The seed-004 tutorial's model, as written there."""
+    """The tutorial's model, as written there."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -283,7 +283,7 @@ def seed_epoch(mlp: MLP, trainloader: DataLoader, loss_function: nn.Module, opti
 
 
 def time_seed_loop(root: Path, epochs: int) -> VariantResult:
-    """Time the seed-004 tutorial loop: DataLoader + ToTensor, 2 workers, torch.cat L1."""
+    """Time the tutorial loop: DataLoader + ToTensor, 2 workers, torch.cat L1."""
     dataset = MNIST(str(root), train=True, download=False, transform=transforms.ToTensor())
     trainloader = DataLoader(dataset, batch_size=BATCH_SIZE, shuffle=True, num_workers=SEED_WORKERS)
     torch.manual_seed(SEED)

@@ -60,7 +60,7 @@ POOLS: dict[str, Callable[[], nn.Module] | None] = {
     "avg": lambda: nn.AvgPool2d(2),
     "none": None,
 }
-LEAKY_RELU_02 = MappingProxyType({"name": "leaky_relu", "negative_slope": 0.2})  # thread 002's
+LEAKY_RELU_02 = MappingProxyType({"name": "leaky_relu", "negative_slope": 0.2})  # the autoencoder's default
 
 
 def make_activation(spec: ActivationSpec, where: str = "model.activation") -> nn.Module:

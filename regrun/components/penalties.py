@@ -4,7 +4,7 @@ record each in the `PENALTIES` registry.
 Conventions (Keras's, so figures compare with the anchors):
     l1          Σ|x|
     l2          Σx²                       (no ½)
-    l2_norm     sqrt(Σx²)                 (thread 000's torch.norm(p, 2), unsquared)
+    l2_norm     sqrt(Σx²)                 (torch.norm(x, 2): not squared)
     elastic_net ρ·Σ|x| + (1−ρ)·Σx²        (ρ = l1_ratio)
     hoyer       Σ|x| / sqrt(Σx²)          (DeepHoyer; 0 for an all-zero input)
     hoyer_square (Σ|x|)² / Σx²            (DeepHoyer; 0 for an all-zero input)

@@ -2,8 +2,8 @@
 
 Each check reads the run's last metrics row, its resolved targets and its per-layer
 statistics (the plain data summary.json holds), and says what it saw in one sentence
-with the figures that triggered it. The seed threads are full of runs that needed one:
-thread 004 trains a model at chance whose loss is 97% penalty, and nothing tells it so.
+with the figures that triggered it. λ = 1 on the L1 of all 50k weights of a small MLP,
+for instance, trains a model at chance whose loss is 97% penalty, and nothing says so.
 
     penalty_dominates   the weighted penalties are most of the training loss
     chance_level        the task's headline figure is no better than a trivial predictor

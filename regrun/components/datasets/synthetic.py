@@ -13,8 +13,8 @@ from regrun.schema import NON_NEGATIVE, AtLeast
 
 def open_toy_regression(train_size: Annotated[int, AtLeast(1)] = 1000, test_size: Annotated[int, AtLeast(1)] = 200,
                         noise: Annotated[float, NON_NEGATIVE] = 0.2, seed: Annotated[int, NON_NEGATIVE] = 0) -> Source:
-    """Thread 003's 1-D problem: x uniform in [−1, 1], y = x² + noise·u with u uniform in
-    [0, 1) (the tutorial its net comes from); inputs and targets of shape (N, 1).
+    """A 1-D regression small enough to see a penalty's effect on a tiny net: x uniform in
+    [−1, 1], y = x² + noise·u with u uniform in [0, 1); inputs and targets of shape (N, 1).
 
     Drawn from `seed`, the training samples first, so that test_size leaves them as they are.
     The options' types and ranges are checked from the annotations (regrun/schema.py).
@@ -41,9 +41,9 @@ register_dataset("toy_regression", DatasetRecord(open_toy_regression, "regressio
 def open_teacher(features: Annotated[int, AtLeast(1)] = 128, classes: Annotated[int, AtLeast(2)] = 2,
                  train_size: Annotated[int, AtLeast(1)] = 1000, test_size: Annotated[int, AtLeast(1)] = 200,
                  seed: Annotated[int, NON_NEGATIVE] = 0) -> Source:
-    """Thread 000's random inputs, made learnable: x uniform in [0, 1)^features (the
-    thread's `torch.rand(batch, 128)`), labelled by a random linear teacher, the arg-max of
-    W(x − ½) with W standard normal (classes × features), all drawn from `seed`."""
+    """Random inputs made learnable: x uniform in [0, 1)^features, labelled by a random
+    linear teacher, the arg-max of W(x − ½) with W standard normal (classes × features),
+    all drawn from `seed`. The classes are linearly separable, so a net can learn them."""
     spec = DataSpec("teacher", (features,), "classification", "labels", classes)
 
     def read(train: bool, limit: int | None, device: torch.device) -> Split:
