@@ -34,12 +34,26 @@ from rich.console import Console
 from rich.table import Table
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from regrun.layout import (  # noqa: E402
+    CHECKPOINT,
+    CONFIG,
+    HYDRA,
+    HYDRA_CONFIG,
+    HYDRA_OVERRIDES,
+    HYDRA_SETTINGS,
+    MODEL,
+    SEED,
+    SUMMARY,
+)
+
 REGRUN = Path(sys.executable).parent / "regrun"
 LAMBDAS = (0.0, 1e-6, 3e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
 TARGET = "l1_activations"
 LAM_KEY = f"reg.targets.{TARGET}.lambda"
 COMMANDS = {"table": [], "--group-seeds": ["--group-seeds"], "--plot": ["--plot", "{plot}"]}
-SKIPPED = ("checkpoint.pt", "model.pt")
+SKIPPED = (CHECKPOINT, MODEL)
 
 
 def parse_args() -> argparse.Namespace:
@@ -65,24 +79,24 @@ def make_template(data_root: Path, where: Path) -> Path:
 
 def set_point(cfg: dict, lam: float, seed: int) -> None:
     """Give a run's config its λ and seed."""
-    cfg["seed"], cfg["reg"]["targets"][TARGET]["lambda"] = seed, lam
+    cfg[SEED], cfg["reg"]["targets"][TARGET]["lambda"] = seed, lam
 
 
 def clone(template: Path, dest: Path, job: int, lam: float, seed: int) -> None:
     """A copy of the template run as job `job` of a λ × seed sweep."""
     shutil.copytree(template, dest, ignore=shutil.ignore_patterns(*SKIPPED))
-    for name in ("config.json", "summary.json"):
+    for name in (CONFIG, SUMMARY):
         data = json.loads((dest / name).read_text())
         set_point(data.get("config", data), lam, seed)
         (dest / name).write_text(json.dumps(data))
-    hydra = dest / ".hydra"
-    cfg = yaml.safe_load((hydra / "config.yaml").read_text())
+    hydra = dest / HYDRA
+    cfg = yaml.safe_load((hydra / HYDRA_CONFIG).read_text())
     set_point(cfg, lam, seed)
-    (hydra / "config.yaml").write_text(yaml.safe_dump(cfg))
-    (hydra / "overrides.yaml").write_text(yaml.safe_dump([f"{LAM_KEY}={lam}", f"seed={seed}"]))
-    meta = yaml.safe_load((hydra / "hydra.yaml").read_text())
+    (hydra / HYDRA_CONFIG).write_text(yaml.safe_dump(cfg))
+    (hydra / HYDRA_OVERRIDES).write_text(yaml.safe_dump([f"{LAM_KEY}={lam}", f"{SEED}={seed}"]))
+    meta = yaml.safe_load((hydra / HYDRA_SETTINGS).read_text())
     meta["hydra"]["job"]["num"] = job
-    (hydra / "hydra.yaml").write_text(yaml.safe_dump(meta))
+    (hydra / HYDRA_SETTINGS).write_text(yaml.safe_dump(meta))
 
 
 def make_sweep(template: Path, root: Path, n: int) -> None:

@@ -41,6 +41,8 @@ from rich.console import Console
 from rich.table import Table
 from sweep_speed import REGRUN, REPO, children_cpu_s, from_repo, machine_busy_s
 
+from regrun.layout import COMPLETED, SUMMARY
+
 LAMBDAS = "0,1e-5,3e-5,1e-4,3e-4,1e-3,3e-3,1e-2"
 MODELS = {
     "thread-004": ["model.hidden=[64,32]", "optimizer.lr=1e-4", "reg=l1_weights", "reg.targets.l1_weights.site=params"],
@@ -81,9 +83,9 @@ def timed(argv: list[str], out: Path) -> dict:
     wall = time.perf_counter() - started
     after = machine_busy_s()
     others = None if busy is None or after is None else max(0.0, after - busy - (children_cpu_s() - own))
-    summaries = [out / "summary.json"] if (out / "summary.json").exists() else sorted(out.glob("*/summary.json"))
+    summaries = [out / SUMMARY] if (out / SUMMARY).exists() else sorted(out.glob(f"*/{SUMMARY}"))
     statuses = [json.loads(p.read_text())["status"] for p in summaries]
-    if code != 0 or not statuses or any(s != "completed" for s in statuses):
+    if code != 0 or not statuses or any(s != COMPLETED for s in statuses):
         sys.exit(f"fused_speed: {' '.join(argv)} did not complete (exit {code}); see {out.with_suffix('.log')}")
     return {"wall_s": wall, "other_cpu_s": others, "jobs": len(statuses)}
 

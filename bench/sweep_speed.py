@@ -55,6 +55,10 @@ from rich.console import Console
 from rich.table import Table
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from regrun.layout import COMPLETED, SUMMARY, split_figure  # noqa: E402
+
 REGRUN = Path(sys.executable).parent / "regrun"
 LAMBDAS = "0,1e-4,1e-3"  # the issue's sweep; --lambdas times another
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -134,7 +138,7 @@ def run_sweep(variant: Variant, root: Path, settings: list[str], sweep_dir: Path
         after = machine_busy_s()
         others = None if busy is None or after is None else max(0.0, after - busy - (children_cpu_s() - own))
     jobs = read_jobs(sweep_dir)
-    if code != 0 or any(job["status"] != "completed" for job in jobs):
+    if code != 0 or any(job["status"] != COMPLETED for job in jobs):
         sys.exit(f"sweep_speed: the {variant.name} sweep did not complete (exit {code}); see {log}")
     variant.wall_s.append(seconds)
     variant.other_cpu_s.append(others)
@@ -161,11 +165,11 @@ def read_jobs(sweep_dir: Path) -> list[dict[str, Any]]:
     """Each job's status, λ, final test accuracy and torch thread count, from its summary.json."""
     jobs = []
     for job in range(len(list(sweep_dir.glob("[0-9]*")))):
-        path = sweep_dir / str(job) / "summary.json"
+        path = sweep_dir / str(job) / SUMMARY
         summary = json.loads(path.read_text()) if path.exists() else {"status": "missing"}
         target = summary.get("config", {}).get("reg", {}).get("targets", {}).get("l1_activations", {})
         jobs.append({"job": job, "status": summary["status"], "lambda": target.get("lambda"),
-                     "test_acc": summary.get("final", {}).get("test_acc"),
+                     "test_acc": summary.get("final", {}).get(split_figure("test", "acc")),
                      "torch_threads": summary.get("environment", {}).get("torch_threads")})
     return jobs
 

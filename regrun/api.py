@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from regrun.errors import RegrunError
+from regrun.layout import HYDRA, HYDRA_CONFIG, HYDRA_OVERRIDES
 
 
 def train(overrides: Sequence[str] = ()) -> dict[str, Any]:
@@ -93,13 +94,13 @@ def _job_config(cfg: DictConfig) -> dict[str, Any]:
 
 def _write_hydra_files(cfg: DictConfig, out: Path, overrides: list[str]) -> None:
     """.hydra/config.yaml and overrides.yaml, as Hydra writes them (regrun compare reads them)."""
-    folder = out / ".hydra"
+    folder = out / HYDRA
     folder.mkdir(parents=True, exist_ok=True)
     job = cfg.copy()
     with open_dict(job):
         del job["hydra"]
-    OmegaConf.save(job, folder / "config.yaml")
-    OmegaConf.save(OmegaConf.create(overrides), folder / "overrides.yaml")
+    OmegaConf.save(job, folder / HYDRA_CONFIG)
+    OmegaConf.save(OmegaConf.create(overrides), folder / HYDRA_OVERRIDES)
 
 
 @contextmanager

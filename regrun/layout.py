@@ -15,7 +15,18 @@ that `regrun compare` starts in a blink.
     model.pt       the model's state dict, when the run completed
     regrun.log     the job's log (Hydra's job logging)
     .lock          held (flock) by the one process writing the run; names its pid and command
+    .hydra/        Hydra's record of the job: config.yaml (the composed config), overrides.yaml
+                   (the command line's overrides), hydra.yaml (Hydra's settings, the job number)
+    tb/            TensorBoard's event files, with logger=tensorboard (its default dir)
+
+A sweep's folder holds one run directory per job, and:
+
+    summary.csv    one row per job (the sweep's summary)
+    tradeoff.png   the trade-off plot of the sweep
+    mlruns/        MLflow's file store, with logger=mlflow and no tracking_uri (beside the runs)
 """
+
+from collections.abc import Iterable
 
 CONFIG = "config.json"
 TARGETS = "targets.json"
@@ -27,6 +38,14 @@ SUMMARY = "summary.json"
 MODEL = "model.pt"
 LOG = "regrun.log"
 LOCK = ".lock"
+HYDRA = ".hydra"
+HYDRA_CONFIG = "config.yaml"
+HYDRA_OVERRIDES = "overrides.yaml"
+HYDRA_SETTINGS = "hydra.yaml"
+TENSORBOARD = "tb"
+SWEEP_SUMMARY = "summary.csv"
+TRADEOFF_PLOT = "tradeoff.png"
+MLFLOW = "mlruns"
 
 # How a run ended (summary.json's `status`). A reader adds two of its own for folders
 # without a readable summary: INCOMPLETE (still running, or killed) and BROKEN.
@@ -49,17 +68,36 @@ TASK_LOSS = "train_task_loss"
 PENALTY_TOTAL = "train_penalty_total"
 TOTAL_LOSS = "train_total_loss"
 EPOCH_TIME = "epoch_time_s"
+# The families of columns named after a target or a module; `<prefix><name>.<figure>`.
+PENALTY = "penalty."
+LAMBDA = "lambda."
+SPARSITY = "sparsity."
+
+# The config key of a run's seed (config.json, summary.json's environment); compare and the
+# trade-off plot tell the seeds of a sweep apart by it.
 SEED = "seed"
 
 
 def penalty_column(target: str, kind: str) -> str:
     """`penalty.<target>.raw` or `penalty.<target>.weighted`."""
-    return f"penalty.{target}.{kind}"
+    return f"{PENALTY}{target}.{kind}"
+
+
+def penalty_targets(columns: Iterable[str]) -> list[str]:
+    """The targets that have a `penalty.<target>.raw` column, in the columns' order."""
+    raw = ".raw"
+    return [c[len(PENALTY):-len(raw)] for c in columns if c.startswith(PENALTY) and c.endswith(raw)]
 
 
 def lambda_column(target: str) -> str:
     """The λ in effect for a target (it changes under a schedule)."""
-    return f"lambda.{target}"
+    return f"{LAMBDA}{target}"
+
+
+def sparsity_column(scope: str, figure: str) -> str:
+    """`sparsity.<scope>.<figure>`: a sparsity figure (zero_frac, l0, ...) of a target, a
+    module, or `weights` (every weight matrix pooled)."""
+    return f"{SPARSITY}{scope}.{figure}"
 
 
 def split_figure(split: str, figure: str) -> str:

@@ -40,7 +40,7 @@ from regrun.analysis.runs import (
 )
 from regrun.console import format_value
 from regrun.errors import RegrunError, choices, is_number
-from regrun.layout import SEED, TASK_LOSS, split_figure
+from regrun.layout import PENALTY, SEED, SPARSITY, TASK_LOSS, penalty_column, sparsity_column, split_figure
 
 FORMATS = ("table", "csv", "markdown", "json")
 SPLITS = ("test", "val")  # the task's figures on each split the runs evaluate, in this order
@@ -144,10 +144,10 @@ def figure_columns(runs: Sequence[Run]) -> list[str]:
         wanted += [key for key in present if key.startswith(split_figure(split, ""))]
     wanted.append(TASK_LOSS)
     for target in targets:
-        wanted += [f"penalty.{target}.raw", f"penalty.{target}.weighted"]
+        wanted += [penalty_column(target, "raw"), penalty_column(target, "weighted")]
     for prefix in ["weights", *targets]:
-        wanted += [key for key in present if key.startswith(f"sparsity.{prefix}.")]
-    wanted += [f"sparsity.{module}.zero_frac" for module in modules]
+        wanted += [key for key in present if key.startswith(sparsity_column(prefix, ""))]
+    wanted += [sparsity_column(module, "zero_frac") for module in modules]
     return [key for key in dict.fromkeys(wanted) if key in present]
 
 
@@ -227,13 +227,13 @@ def _apply_baseline(comparison: Comparison, base: Row) -> None:
 
 def figure_header(column: str) -> str:
     """What the table calls a figure: 'sparsity.act1.zero_frac' → 'act1 zero', 'test_acc' → 'test acc'."""
-    if match := re.fullmatch(r"penalty\.(.+)\.(raw|weighted)", column):
+    if match := re.fullmatch(rf"{re.escape(PENALTY)}(.+)\.(raw|weighted)", column):
         return f"{match[1]} {match[2]}"
-    if match := re.fullmatch(r"sparsity\.(.+)\.zero_frac", column):
+    if match := re.fullmatch(rf"{re.escape(SPARSITY)}(.+)\.zero_frac", column):
         return f"{match[1]} zero"
-    if match := re.fullmatch(r"sparsity\.(.+)\.below_(.+)", column):
+    if match := re.fullmatch(rf"{re.escape(SPARSITY)}(.+)\.below_(.+)", column):
         return f"{match[1]} <{match[2]}"
-    if match := re.fullmatch(r"sparsity\.(.+)\.(l0|dead_frac|train_dead_frac)", column):
+    if match := re.fullmatch(rf"{re.escape(SPARSITY)}(.+)\.(l0|dead_frac|train_dead_frac)", column):
         return f"{match[1]} {SAE_HEADERS[match[2]]}"
     return column.replace("train_", "").replace("_", " ")
 
@@ -269,7 +269,7 @@ def resolve_column(name: str, columns: Sequence[str], what: str) -> str:
 
 def is_fraction(column: str) -> bool:
     """Whether a figure is a fraction in [0, 1] (accuracy, sparsity), shown to 4 decimals."""
-    return (column.startswith("sparsity.") and not column.endswith(".l0")) or any(
+    return (column.startswith(SPARSITY) and not column.endswith(".l0")) or any(
         column == split_figure(split, "acc") for split in SPLITS)
 
 

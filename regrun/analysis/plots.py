@@ -24,7 +24,7 @@ from regrun.analysis.compare import is_fraction
 from regrun.analysis.runs import LAMBDA_KEY, Run, config_values, is_finite, short_names
 from regrun.console import format_value
 from regrun.errors import RegrunError
-from regrun.layout import SEED, TASK_LOSS, split_figure
+from regrun.layout import EPOCH, METRICS, SEED, SPARSITY, TASK_LOSS, sparsity_column, split_figure
 
 FIGURE_NAMES = {TASK_LOSS: "task loss (train)"}  # the task's figures are named by the runs' summary.json
 MAX_LABELLED = 12  # more runs than this: no per-run labels or legend, they would cover the data
@@ -81,8 +81,8 @@ def default_x(runs: Sequence[Run]) -> str:
     else the zero fraction of all weights."""
     names = {tuple(run.target_names) for run in completed(runs)}
     if len(names) == 1 and (targets := names.pop()):
-        return f"sparsity.{targets[0]}.zero_frac"
-    return "sparsity.weights.zero_frac"
+        return sparsity_column(targets[0], "zero_frac")
+    return sparsity_column("weights", "zero_frac")
 
 
 def default_y(runs: Sequence[Run]) -> str:
@@ -197,7 +197,7 @@ def figure_name(column: str, names: Mapping[str, str] = FIGURE_NAMES) -> str:
     """An axis label for a metrics column: 'sparsity.act1.zero_frac' → 'act1 zero fraction'."""
     if column in names:
         return names[column]
-    if match := re.fullmatch(r"sparsity\.(.+)\.zero_frac", column):
+    if match := re.fullmatch(rf"{re.escape(SPARSITY)}(.+)\.zero_frac", column):
         return f"{match[1]}: zero fraction"
     return column
 
@@ -395,7 +395,7 @@ def _draw_against_lambda(ax: Any, series: list[Series], lam_key: str, column: st
 def _draw_curves(ax: Any, groups: Mapping[str, list[Run]], column: str, colors: dict,
                  names: Mapping[str, str]) -> None:
     """Each config's `column` per epoch: the mean over its seeds, with a ± sample std band."""
-    ax.set(title=f"{figure_name(column, names)} per epoch", xlabel="epoch", ylabel=figure_name(column, names))
+    ax.set(title=f"{figure_name(column, names)} per epoch", xlabel=EPOCH, ylabel=figure_name(column, names))
     ax.grid(alpha=0.3)
     ax.xaxis.get_major_locator().set_params(integer=True, min_n_ticks=1)
     drawn = 0
@@ -403,8 +403,8 @@ def _draw_curves(ax: Any, groups: Mapping[str, list[Run]], column: str, colors: 
         by_epoch: dict[float, list[float]] = {}
         for run in runs:
             for row in run.metrics:
-                if is_finite(row.get("epoch")) and is_finite(row.get(column)):
-                    by_epoch.setdefault(row["epoch"], []).append(row[column])
+                if is_finite(row.get(EPOCH)) and is_finite(row.get(column)):
+                    by_epoch.setdefault(row[EPOCH], []).append(row[column])
         if not by_epoch:
             continue
         epochs = sorted(by_epoch)
@@ -418,6 +418,6 @@ def _draw_curves(ax: Any, groups: Mapping[str, list[Run]], column: str, colors: 
                             color=color, alpha=0.15, lw=0)
         drawn += 1
     if not drawn:
-        _no_data(ax, f"{column} in metrics.csv")
+        _no_data(ax, f"{column} in {METRICS}")
     elif drawn <= MAX_LABELLED:
         ax.legend(fontsize="x-small")

@@ -23,9 +23,26 @@ import yaml
 
 from regrun.config import flatten
 from regrun.errors import RegrunError, is_number
-from regrun.layout import BROKEN, COMPLETED, DIVERGED, FAILED, INCOMPLETE, INTERRUPTED
+from regrun.layout import (
+    BROKEN,
+    COMPLETED,
+    DIVERGED,
+    EPOCH,
+    FAILED,
+    HYDRA,
+    HYDRA_CONFIG,
+    HYDRA_OVERRIDES,
+    HYDRA_SETTINGS,
+    INCOMPLETE,
+    INTERRUPTED,
+    METRICS,
+    SUMMARY,
+    TARGETS,
+    penalty_targets,
+    split_figure,
+)
 
-RUN_MARKERS = (".hydra", "summary.json", "metrics.csv")
+RUN_MARKERS = (HYDRA, SUMMARY, METRICS)
 STATUSES = (COMPLETED, INTERRUPTED, DIVERGED, FAILED)  # what a run writes in summary.json
 
 # A differing key that a run lacks (e.g. a target only some runs have) shows as this.
@@ -55,7 +72,8 @@ class Run:
         headline = self.task.get("headline")
         if isinstance(headline, str):
             return headline
-        return "test_acc" if "test_acc" in self.final else None
+        acc = split_figure("test", "acc")
+        return acc if acc in self.final else None
 
     @property
     def completed(self) -> bool:
@@ -65,14 +83,13 @@ class Run:
     @property
     def target_names(self) -> list[str]:
         """The regularization targets, in order, from the penalty figures (`penalty.<t>.raw`)."""
-        return [key[len("penalty."):-len(".raw")] for key in self.final
-                if key.startswith("penalty.") and key.endswith(".raw")]
+        return penalty_targets(self.final)
 
     @cached_property
     def metrics(self) -> list[dict[str, float | None]]:
         """metrics.csv as rows of numbers (None for a blank cell); [] when absent or unreadable."""
         try:
-            with open(self.path / "metrics.csv", newline="") as f:
+            with open(self.path / METRICS, newline="") as f:
                 # A ragged row has a None key (extra cells) or None values (missing ones): dropped.
                 return [{key: _number(value) for key, value in row.items() if isinstance(key, str)}
                         for row in csv.DictReader(f)]
@@ -83,7 +100,7 @@ class Run:
     def job_num(self) -> int | None:
         """Hydra's job number within its sweep (from .hydra/hydra.yaml), None outside a sweep."""
         try:
-            with open(self.path / ".hydra" / "hydra.yaml") as f:
+            with open(self.path / HYDRA / HYDRA_SETTINGS) as f:
                 num = yaml.load(f, Loader=_YamlLoader)["hydra"]["job"]["num"]
         except (OSError, ValueError, yaml.YAMLError, KeyError, TypeError):  # ValueError: not UTF-8
             return None
@@ -160,7 +177,7 @@ def natural_key(value: str | Path) -> list[Any]:
 def read_run(path: Path) -> Run:
     """Read one run directory; never raises: what cannot be read becomes the run's status."""
     overrides = _read_overrides(path)
-    summary_path = path / "summary.json"
+    summary_path = path / SUMMARY
     if not summary_path.exists() and not summary_path.is_symlink():  # a looping link is read, and broken
         config, error = _hydra_config(path)
         return Run(path, BROKEN, error, config, overrides) if error else _unfinished(path, config, overrides)
@@ -169,7 +186,7 @@ def read_run(path: Path) -> Run:
         _check_summary(summary)
     except (OSError, UnicodeDecodeError, ValueError) as err:
         config, _ = _hydra_config(path)
-        return Run(path, BROKEN, f"summary.json unreadable: {err}", config, overrides)
+        return Run(path, BROKEN, f"{SUMMARY} unreadable: {err}", config, overrides)
     config = summary.get("config")
     if not isinstance(config, dict):
         config, _ = _hydra_config(path)
@@ -195,20 +212,20 @@ def _check_summary(summary: Any) -> None:
 def _unfinished(path: Path, config: dict[str, Any], overrides: list[str]) -> Run:
     """A run without summary.json (still running, or killed): its figures are those of its
     last metrics row, as they stand, and its error says how far it got."""
-    run = Run(path, INCOMPLETE, "no summary.json (still running, or killed)", config, overrides)
+    run = Run(path, INCOMPLETE, f"no {SUMMARY} (still running, or killed)", config, overrides)
     if run.metrics:
         run.final = {key: value for key, value in run.metrics[-1].items() if value is not None}
         epochs = flatten(config).get("trainer.epochs", "?")
-        run.error += f"; last metrics row: epoch {run.final.get('epoch', 0):.0f} of {epochs}"
+        run.error += f"; last metrics row: epoch {run.final.get(EPOCH, 0):.0f} of {epochs}"
     # Killed before the targets were resolved: no module is known to be penalized.
     with contextlib.suppress(OSError, UnicodeDecodeError, ValueError):
-        run.targeted_modules = _targeted_modules(json.loads((path / "targets.json").read_text()))
+        run.targeted_modules = _targeted_modules(json.loads((path / TARGETS).read_text()))
     return run
 
 
 def _read_overrides(path: Path) -> list[str]:
     try:
-        with open(path / ".hydra" / "overrides.yaml") as f:
+        with open(path / HYDRA / HYDRA_OVERRIDES) as f:
             overrides = yaml.load(f, Loader=_YamlLoader)
     except (OSError, ValueError, yaml.YAMLError):
         return []
@@ -220,7 +237,7 @@ def _hydra_config(path: Path) -> tuple[dict[str, Any], str | None]:
 
     Returns (config, error); a run without .hydra/config.yaml has an empty config and no error.
     """
-    file = path / ".hydra" / "config.yaml"
+    file = path / HYDRA / HYDRA_CONFIG
     if not file.exists():
         return {}, None
     from omegaconf import OmegaConf  # only runs without a readable summary.json need it
@@ -228,7 +245,7 @@ def _hydra_config(path: Path) -> tuple[dict[str, Any], str | None]:
     try:
         cfg = OmegaConf.load(file)
     except Exception as err:  # OmegaConf raises yaml's and its own errors alike
-        return {}, f".hydra/config.yaml unreadable: {str(err).splitlines()[0]}"
+        return {}, f"{HYDRA}/{HYDRA_CONFIG} unreadable: {str(err).splitlines()[0]}"
     try:
         return OmegaConf.to_container(cfg, resolve=True), None
     except Exception:  # e.g. ${now:...} or ${hydra:...}, which resolve only inside Hydra

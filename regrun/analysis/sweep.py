@@ -23,6 +23,7 @@ from omegaconf import DictConfig
 from regrun.analysis.compare import compare_runs, render_table
 from regrun.analysis.runs import Run, differing_keys, find_runs
 from regrun.console import shared_console
+from regrun.layout import SWEEP_SUMMARY, TRADEOFF_PLOT
 
 log = logging.getLogger(__name__)
 JOB_COLUMNS = ("job", "path", "overrides", "status", "error")
@@ -45,18 +46,18 @@ class SweepSummary(Callback):
 def summarize_sweep(sweep_dir: Path) -> list[Run]:
     """Write summary.csv and tradeoff.png into `sweep_dir` and print the table; returns the jobs."""
     runs = find_runs([sweep_dir])
-    write_summary_csv(runs, sweep_dir, sweep_dir / "summary.csv")
+    write_summary_csv(runs, sweep_dir, sweep_dir / SWEEP_SUMMARY)
     comparison = compare_runs(runs)
     comparison.sort()
     render_table(comparison, shared_console())  # rich's global console, as the log handler's
-    log.info("sweep summary: %s", sweep_dir / "summary.csv")
+    log.info("sweep summary: %s", sweep_dir / SWEEP_SUMMARY)
     try:
         from regrun.analysis.plots import default_x, plot_runs
 
-        plot_runs(runs, sweep_dir / "tradeoff.png", x=default_x(runs), config_keys=differing_keys(runs))
-        log.info("trade-off plot: %s", sweep_dir / "tradeoff.png")
+        plot_runs(runs, sweep_dir / TRADEOFF_PLOT, x=default_x(runs), config_keys=differing_keys(runs))
+        log.info("trade-off plot: %s", sweep_dir / TRADEOFF_PLOT)
     except Exception as err:  # a plot is a bonus: the CSV above is the record
-        log.warning("tradeoff.png not written: %s", err)
+        log.warning("%s not written: %s", TRADEOFF_PLOT, err)
     return runs
 
 

@@ -20,6 +20,7 @@ from omegaconf import OmegaConf
 from regrun.cli.job import check_output_dirs, claim_output_dir, fail, job
 from regrun.errors import RegrunError
 from regrun.jobs.signals import STOP, exit_code
+from regrun.layout import COMPLETED
 
 
 def conf_dir() -> Path:
@@ -91,7 +92,7 @@ def main() -> None:
     release_workers()  # a joblib sweep's idle worker processes
     # STATUSES: the jobs of the sweep that just ended (none after a single run, which exits
     # non-zero by itself when it did not complete); a sweep exits as its worst job.
-    worst = max(STATUSES, key=exit_code, default="completed")
+    worst = max(STATUSES, key=exit_code, default=COMPLETED)
     STATUSES.clear()
     if exit_code(worst):
         raise SystemExit(exit_code(worst))

@@ -15,7 +15,7 @@ from rich.logging import RichHandler
 from regrun.console import shared_console
 from regrun.errors import RegrunError
 from regrun.jobs.signals import exit_code
-from regrun.layout import LOG
+from regrun.layout import CONFIG, LOG
 from regrun.rundir.lock import one_writer
 from regrun.rundir.resume import RESUMABLE, prepare, require_run
 
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 def main(argv: list[str]) -> int:
     """Parse the command line, check the run can continue, and continue it."""
     parser = argparse.ArgumentParser(prog="regrun resume", description=__doc__.split("\n\n")[0])
-    parser.add_argument("run_dir", type=Path, help="a run directory (one holding config.json)")
+    parser.add_argument("run_dir", type=Path, help=f"a run directory (one holding {CONFIG})")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help=f"allowed: {', '.join(RESUMABLE)}")
     args = parser.parse_args(argv)
     try:

@@ -21,7 +21,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from regrun.console import LOG_WIDTH, shared_console
-from regrun.layout import split_figure
+from regrun.layout import (
+    COMPLETED,
+    EPOCH,
+    EPOCH_TIME,
+    TASK_LOSS,
+    TOTAL_LOSS,
+    penalty_column,
+    sparsity_column,
+    split_figure,
+)
 from regrun.measure.sparsity import threshold_key
 
 log = logging.getLogger(__name__)
@@ -79,14 +88,14 @@ def quiet_console() -> Iterator[None]:
 def ended(summary: Mapping[str, Any]) -> str:
     """'completed in 3.1s · test acc 0.9672 · l1_act zero 0.66 · 1 warning (subgradient_l1)':
     a run's end in one line."""
-    if summary["status"] != "completed":
+    if summary["status"] != COMPLETED:
         return f"{summary['status']}: {summary.get('error', '')}"
     final = summary.get("final") or {}
     seconds = (summary.get("environment") or {}).get("wall_time_s")
-    parts = [f"completed in {seconds:.1f}s" if seconds is not None else "completed"]
+    parts = [f"completed in {seconds:.1f}s" if seconds is not None else COMPLETED]
     parts += [f"{k.replace('_', ' ', 1)} {_fmt(v)}" for k, v in final.items() if k.startswith(("test_", "val_"))]
     names = dict.fromkeys(row["target"] for row in summary.get("targets") or [])
-    zero = [f"sparsity.{t}.zero_frac" for t in names] or ["sparsity.weights.zero_frac"]
+    zero = [sparsity_column(t, "zero_frac") for t in names] or [sparsity_column("weights", "zero_frac")]
     parts += [f"{key.split('.')[1]} zero {final[key]:.3f}" for key in zero if key in final]
     codes = [w["code"] for w in summary.get("warnings") or [] if isinstance(w, Mapping) and "code" in w]
     if codes:
@@ -143,9 +152,9 @@ def show_groups(rows: Sequence[Mapping[str, Any]], console: Console) -> None:
 
 def breakdown(figures: Mapping[str, Any], target_names: Sequence[str]) -> str:
     """'task 0.231 · l1_act 0.0123 · total 0.243': the loss and its weighted penalties."""
-    parts = [f"task {figures['train_task_loss']:.4g}"]
-    parts += [f"{t} {figures[f'penalty.{t}.weighted']:.4g}" for t in target_names]
-    parts.append(f"total {figures['train_total_loss']:.4g}")
+    parts = [f"task {figures[TASK_LOSS]:.4g}"]
+    parts += [f"{t} {figures[penalty_column(t, 'weighted')]:.4g}" for t in target_names]
+    parts.append(f"total {figures[TOTAL_LOSS]:.4g}")
     return " · ".join(parts)
 
 
@@ -191,7 +200,7 @@ def epoch_line(row: Mapping[str, Any], epochs: int, target_names: Sequence[str],
     """'epoch 2/5  task 0.231 · l1 0.0123 · total 0.243 | test loss 0.25 acc 0.9301  (1.4s)':
     the breakdown and the task's `figures` of each split the row holds."""
     evaluated = "".join(_split_figures(row, split, figures) for split in ("val", "test"))
-    return f"epoch {row['epoch']}/{epochs}  {breakdown(row, target_names)}{evaluated}  ({row['epoch_time_s']:.1f}s)"
+    return f"epoch {row[EPOCH]}/{epochs}  {breakdown(row, target_names)}{evaluated}  ({row[EPOCH_TIME]:.1f}s)"
 
 
 def _split_figures(row: Mapping[str, Any], split: str, figures: Sequence[str]) -> str:
@@ -211,7 +220,7 @@ class GroupReporter(RichReporter):
 
     def step(self, done: int, figures: Sequence[Mapping[str, float]]) -> None:
         """Move the bar; show the live members and their total losses."""
-        totals = [f["train_total_loss"] for f in figures]
+        totals = [f[TOTAL_LOSS] for f in figures]
         self.progress.update(self._task, completed=done, breakdown=f"{len(figures)}/{self.size} members · total "
                                                                     f"loss {min(totals):.4g}–{max(totals):.4g}")
 

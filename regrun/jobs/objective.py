@@ -17,7 +17,7 @@ from typing import Any
 
 from regrun.components.tasks import Task
 from regrun.errors import RegrunError, choices, is_number
-from regrun.layout import PENALTY_TOTAL, TASK_LOSS, TOTAL_LOSS, split_figure
+from regrun.layout import COMPLETED, PENALTY, PENALTY_TOTAL, SPARSITY, SUMMARY, TASK_LOSS, TOTAL_LOSS, split_figure
 
 # Figures every run has besides the task's; per-target and per-layer ones are penalty.* and sparsity.*.
 TRAIN_FIGURES = (TASK_LOSS, PENALTY_TOTAL, TOTAL_LOSS)
@@ -44,9 +44,9 @@ def check_objective(settings: ObjectiveSettings | None, task: Task, splits: Sequ
     for key in ("metric", "constraint"):
         name = resolved[key]
         if (key == "metric" or name is not None) and not (
-                name in figures or str(name).startswith(("sparsity.", "penalty."))):
+                name in figures or str(name).startswith((SPARSITY, PENALTY))):
             raise RegrunError(f"objective.{key}={name!r}: not a figure of this run; allowed: "
-                              f"{choices(figures)}, penalty.<target>.*, sparsity.*")
+                              f"{choices(figures)}, {PENALTY}<target>.*, {SPARSITY}*")
     return resolved
 
 
@@ -57,7 +57,7 @@ def objective(summary: Mapping[str, Any]) -> float | None:
     but crashes the whole sweep on a NaN (hydra-optuna-sweeper 1.3.0, optuna 2.10).
     """
     spec = summary.get("objective")  # resolved by check_objective when the run started
-    if not spec or summary.get("status") != "completed":
+    if not spec or summary.get("status") != COMPLETED:
         return None
     final = summary["final"]
     value = _figure(final, spec["metric"])
@@ -72,5 +72,5 @@ def _figure(final: Mapping[str, Any], key: str) -> float:
     if key not in final:
         raise RegrunError(f"objective: {key!r} is not a figure of this run; allowed: {', '.join(sorted(final))}")
     if not is_number(final[key]):  # a damaged summary.json of a run this job found completed
-        raise RegrunError(f"objective: {key} is {final[key]!r} in this run's summary.json, not a number")
+        raise RegrunError(f"objective: {key} is {final[key]!r} in this run's {SUMMARY}, not a number")
     return float(final[key])

@@ -32,9 +32,20 @@ from regrun.jobs.display import DIAGNOSTICS, GroupReporter, RichReporter, show_g
 from regrun.jobs.objective import check_objective
 from regrun.jobs.settings import RunSettings, read_settings
 from regrun.jobs.signals import STOP
-from regrun.layout import COMPLETED, GROUPS, LOG, lambda_column, split_figure
+from regrun.layout import (
+    CHECKPOINT,
+    COMPLETED,
+    CONFIG,
+    EPOCH,
+    GROUPS,
+    INTERRUPTED,
+    LOG,
+    SUMMARY,
+    TARGETS,
+    lambda_column,
+    split_figure,
+)
 from regrun.measure.diagnostics import Chance, diagnose
-from regrun.rundir.checkpoint import NAME as CHECKPOINT
 from regrun.rundir.checkpoint import restore, save_checkpoint
 from regrun.rundir.files import (
     RunDir,
@@ -136,11 +147,11 @@ def record(setup: Setup, rundir: RunDir, console) -> Tables:
     """Show the targets and optimizer groups; write targets.json, groups.json and config.json."""
     target_rows = describe_targets(setup.targets, setup.model, setup.example)
     show_targets(target_rows, console)
-    rundir.write_json("targets.json", target_rows)
+    rundir.write_json(TARGETS, target_rows)
     group_rows = describe_groups(setup.groups, setup.optimizer)
     show_groups(group_rows, console)
     rundir.write_json(GROUPS, group_rows)
-    rundir.write_json("config.json", setup.cfg)
+    rundir.write_json(CONFIG, setup.cfg)
     return Tables(target_rows, group_rows)
 
 
@@ -377,8 +388,8 @@ def keep_rows(rundir: RunDir, checkpoint: Mapping[str, Any] | None) -> None:
     (metrics.csv runs ahead of a checkpoint saved every few epochs); its steps.csv keeps the
     steps up to the checkpoint's, which training takes again from."""
     done = checkpoint["metrics"] if checkpoint else []
-    last = done[-1]["epoch"] if done else 0
-    rundir.rows = done + [row for row in rundir.read_metrics() if row["epoch"] > last]
+    last = done[-1][EPOCH] if done else 0
+    rundir.rows = done + [row for row in rundir.read_metrics() if row[EPOCH] > last]
     rundir.trim_steps(checkpoint["step"] if checkpoint else 0)
 
 
@@ -394,7 +405,7 @@ def finish(setup: Setup, outcome: Outcome, rundir: RunDir, tables: Tables, data:
         summary["objective"] = setup.goal
     summary["environment"] = environment(setup.device, setup.seed, time.perf_counter() - started,
                                          implementation(setup.optimizer))
-    rundir.write_json("summary.json", summary)
+    rundir.write_json(SUMMARY, summary)
     loggers.log_summary(summary)
     _report(summary, rundir.path, console)
     return summary
@@ -481,9 +492,9 @@ def _diagnostics(summary: Mapping[str, Any], rows: list[dict], setup: Setup, dat
 
 def _report(summary: Mapping[str, Any], path: Path, console) -> None:
     """Tables for a completed run; for any other, the reason and what to do next."""
-    if summary["status"] == "completed":
+    if summary["status"] == COMPLETED:
         show_summary(summary, console)
-    elif summary["status"] == "interrupted":
+    elif summary["status"] == INTERRUPTED:
         log.warning("interrupted by %s: %s. Continue with: regrun resume %s", STOP.name, summary["error"], path)
     else:
         before = ("the last checkpoint holds finite weights from before it" if (path / CHECKPOINT).exists()

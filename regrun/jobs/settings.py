@@ -16,6 +16,7 @@ from regrun.components.models import ModelSettings
 from regrun.components.tasks import TaskSettings
 from regrun.errors import RegrunError
 from regrun.jobs.objective import ObjectiveSettings
+from regrun.layout import SEED
 from regrun.rundir.trackers import check_loggers
 from regrun.schema import POSITIVE, AtLeast, Range, parse
 from regrun.training.loop import DEAD_WINDOW
@@ -68,4 +69,4 @@ def read_settings(cfg: Mapping[str, Any]) -> RunSettings:
 def fusable_keys(settings: RunSettings) -> set[str]:
     """The dotted config keys in which runs of one fused group may differ: the seed and each
     target's λ (training/fused.py stacks the copies; everything else must be equal)."""
-    return {"seed", *(f"reg.targets.{name}.lambda" for name in settings.targets)}
+    return {SEED, *(f"reg.targets.{name}.lambda" for name in settings.targets)}

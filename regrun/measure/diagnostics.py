@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from regrun.layout import PENALTY_TOTAL, TASK_LOSS, TOTAL_LOSS, penalty_column
+from regrun.layout import EPOCH, PENALTY_TOTAL, TASK_LOSS, TOTAL_LOSS, penalty_column
 
 DOMINANT_SHARE = 0.5  # penalty share of the total loss above which the penalty dominates
 NEGLIGIBLE_SHARE = 1e-4  # weighted penalty / task loss below which λ changes nothing
@@ -65,7 +65,7 @@ def _penalty_dominates(rows: Sequence[Mapping[str, Any]], chance: Chance | None)
     trivial = chance.loss if chance is not None else None
     if share <= DOMINANT_SHARE or (trivial is not None and row[PENALTY_TOTAL] <= trivial):
         return []
-    when = f" in epoch {row['epoch']}" if "epoch" in row and len(rows) > 1 else ""
+    when = f" in epoch {row[EPOCH]}" if EPOCH in row and len(rows) > 1 else ""
     beyond = f", more than the loss of learning nothing ({trivial:.4g})" if trivial is not None else ""
     return [("penalty_dominates", f"the penalties were {share:.0%} of the training loss{when} "
                                   f"({row[PENALTY_TOTAL]:.4g} of {row[TOTAL_LOSS]:.4g}){beyond}: λ is likely too "

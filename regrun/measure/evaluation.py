@@ -13,7 +13,7 @@ from torch import nn
 from regrun.components.datasets import Split, chunks
 from regrun.components.models import ACTIVATION_TYPES
 from regrun.components.tasks import Task
-from regrun.layout import split_figure
+from regrun.layout import sparsity_column, split_figure
 from regrun.measure.capture import forward_hooks
 from regrun.measure.sparsity import ActivationStats, stat_modules, threshold_key, weight_stats
 
@@ -82,25 +82,25 @@ def headline(evaluation: Evaluation, targets: Sequence[Targeted], thresholds: Se
     first = threshold_key(thresholds[0]) if thresholds else None
     weights = {row["name"]: row for row in evaluation.weights}
     matrices = [row for row in evaluation.weights if len(row["shape"]) >= 2]
-    figures = {"sparsity.weights.zero_frac": _pooled(matrices, "zero_frac", "numel")}
+    figures = {sparsity_column("weights", "zero_frac"): _pooled(matrices, "zero_frac", "numel")}
     if first:
-        figures[f"sparsity.weights.{first}"] = _pooled(matrices, first, "numel")
+        figures[sparsity_column("weights", first)] = _pooled(matrices, first, "numel")
     acts = evaluation.activations
     targeted = {m for t in targets if t.on_activations for m in t.modules}
     for name in acts:
         if name in targeted or acts[name]["type"] in ACTIVATION_TYPES:
-            figures[f"sparsity.{name}.zero_frac"] = acts[name]["zero_frac"]
+            figures[sparsity_column(name, "zero_frac")] = acts[name]["zero_frac"]
     for t in targets:
         if t.on_activations:
             rows = [{**acts[m], "elements": acts[m]["samples"] * math.prod(acts[m]["shape"])} for m in t.modules]
-            figures[f"sparsity.{t.name}.zero_frac"] = _pooled(rows, "zero_frac", "elements")
-            figures[f"sparsity.{t.name}.l0"] = sum(r["l0"] for r in rows)
-            figures[f"sparsity.{t.name}.dead_frac"] = _pooled(rows, "dead_frac", "units")
+            figures[sparsity_column(t.name, "zero_frac")] = _pooled(rows, "zero_frac", "elements")
+            figures[sparsity_column(t.name, "l0")] = sum(r["l0"] for r in rows)
+            figures[sparsity_column(t.name, "dead_frac")] = _pooled(rows, "dead_frac", "units")
         else:
             rows = [weights[p] for p in t.params]
-            figures[f"sparsity.{t.name}.zero_frac"] = _pooled(rows, "zero_frac", "numel")
+            figures[sparsity_column(t.name, "zero_frac")] = _pooled(rows, "zero_frac", "numel")
             if first:
-                figures[f"sparsity.{t.name}.{first}"] = _pooled(rows, first, "numel")
+                figures[sparsity_column(t.name, first)] = _pooled(rows, first, "numel")
     return figures
 
 

@@ -23,7 +23,6 @@ from regrun.rundir.files import write_atomically
 from regrun.training.loop import EpochProgress, TrainState
 
 FORMAT = 1
-NAME = "checkpoint.pt"
 # What `save_checkpoint` writes, all of which a resume reads.
 KEYS = ("format", "config", "model", "optimizer", "rng", "shuffle", "epoch", "epoch_start", "partial", "step",
         "metrics")

@@ -27,7 +27,20 @@ import torch
 from torch import nn
 
 from regrun.errors import RegrunError
-from regrun.layout import EPOCH, FAILED, METRICS, MODEL, STEP, STEPS, SUMMARY
+from regrun.layout import (
+    EPOCH,
+    FAILED,
+    METRICS,
+    MODEL,
+    PENALTY_TOTAL,
+    SEED,
+    STEP,
+    STEPS,
+    SUMMARY,
+    TASK_LOSS,
+    TOTAL_LOSS,
+    penalty_column,
+)
 from regrun.training.targets import Target
 
 
@@ -138,8 +151,8 @@ class RunDir:
     def append_metrics(self, row: Mapping[str, Any]) -> None:
         """Add an epoch's row to metrics.csv (replacing a row of the same epoch, which a
         resumed run computes again); a column first seen later is added to the header."""
-        kept = [r for r in self.rows if r["epoch"] != row["epoch"]]
-        self.rows = sorted([*kept, dict(row)], key=lambda r: r["epoch"])
+        kept = [r for r in self.rows if r[EPOCH] != row[EPOCH]]
+        self.rows = sorted([*kept, dict(row)], key=lambda r: r[EPOCH])
         columns = list(dict.fromkeys(key for r in self.rows for key in r))
         out = io.StringIO()
         writer = csv.DictWriter(out, fieldnames=columns, restval="", lineterminator="\n")
@@ -215,7 +228,7 @@ def environment(device: torch.device, seed: int, wall_time_s: float, optimizer: 
         "python": sys.version.split()[0], "platform": platform.platform(), "packages": versions,
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
-        "torch_threads": torch.get_num_threads(), "optimizer_implementation": optimizer, "seed": seed,
+        "torch_threads": torch.get_num_threads(), "optimizer_implementation": optimizer, SEED: seed,
         "wall_time_s": wall_time_s,
         "argv": sys.argv,
     }
@@ -224,11 +237,11 @@ def environment(device: torch.device, seed: int, wall_time_s: float, optimizer: 
 def loss_breakdown(row: Mapping[str, float], lambdas: Mapping[str, float]) -> dict[str, Any]:
     """Task loss, each penalty raw/λ/weighted, and the total, from a metrics row."""
     return {
-        "task": row["train_task_loss"],
-        "penalties": {name: {"raw": row[f"penalty.{name}.raw"], "lambda": lam,
-                             "weighted": row[f"penalty.{name}.weighted"]} for name, lam in lambdas.items()},
-        "penalty_total": row["train_penalty_total"],
-        "total": row["train_total_loss"],
+        "task": row[TASK_LOSS],
+        "penalties": {name: {"raw": row[penalty_column(name, "raw")], "lambda": lam,
+                             "weighted": row[penalty_column(name, "weighted")]} for name, lam in lambdas.items()},
+        "penalty_total": row[PENALTY_TOTAL],
+        "total": row[TOTAL_LOSS],
         "note": "means over the last epoch's training steps; total = task + Σ weighted",
     }
 

@@ -17,7 +17,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from regrun.config import flatten
 from regrun.errors import RegrunError, choices, positive_int
-from regrun.layout import COMPLETED, CONFIG, DIVERGED, FAILED, SUMMARY
+from regrun.layout import CHECKPOINT, COMPLETED, CONFIG, DIVERGED, FAILED, SEED, SUMMARY
 from regrun.rundir.lock import FolderInUse, holder
 
 # Keys a resume may override: none of them changes the training trajectory so far.
@@ -31,7 +31,7 @@ def prepare(run_dir: Path, overrides: list[str]) -> tuple[dict[str, Any], dict[s
     """The config to continue with and the checkpoint to continue from (None: start again).
 
     Any bytes in the run's files end here in a one-line RegrunError, never a traceback."""
-    from regrun.rundir.checkpoint import NAME, load_checkpoint
+    from regrun.rundir.checkpoint import load_checkpoint
 
     cfg = read_config(run_dir)
     summary = read_summary(run_dir)
@@ -41,7 +41,7 @@ def prepare(run_dir: Path, overrides: list[str]) -> tuple[dict[str, Any], dict[s
                           "start a new run with a changed config")
     cfg = _with_overrides(cfg, overrides)
     epochs = positive_int("trainer.epochs", cfg["trainer"].get("epochs"))
-    checkpoint = load_checkpoint(run_dir / NAME) if (run_dir / NAME).exists() else None
+    checkpoint = load_checkpoint(run_dir / CHECKPOINT) if (run_dir / CHECKPOINT).exists() else None
     if checkpoint:
         _check_compatible(checkpoint["config"], cfg, run_dir)
         if checkpoint["epoch"] >= epochs:
@@ -77,7 +77,7 @@ def require_run(run_dir: Path) -> None:
         raise FolderInUse(f"{run_dir} is in use by another regrun process ({who}); one writer per run "
                           "folder: wait until it ends")
     if not (run_dir / CONFIG).exists() and not (run_dir / CONFIG).is_symlink():
-        raise RegrunError(f"{run_dir} holds no regrun run (no config.json); pass a run directory, "
+        raise RegrunError(f"{run_dir} holds no regrun run (no {CONFIG}); pass a run directory, "
                           "or a sweep's job directory such as outputs/multiruns/DATE/TIME/0")
 
 
@@ -91,7 +91,7 @@ def read_config(run_dir: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError, ValueError) as err:
         reason = err.strerror if isinstance(err, OSError) else str(err).splitlines()[0][:120]
         raise RegrunError(f"{path} is unreadable ({reason}); this run cannot be continued, start a new one") from err
-    if not isinstance(cfg, dict) or not isinstance(cfg.get("seed"), int) or \
+    if not isinstance(cfg, dict) or not isinstance(cfg.get(SEED), int) or \
             not all(isinstance(cfg.get(key), dict) for key in SECTIONS):
         raise RegrunError(f"{path} is not a regrun config (expected an object with seed and the sections "
                           f"{', '.join(SECTIONS)}); this run cannot be continued, start a new one")
@@ -131,6 +131,6 @@ def _check_compatible(saved: dict[str, Any], cfg: dict[str, Any], run_dir: Path)
     """The checkpoint must come from this run's config, up to the keys a resume may change."""
     if differing := differing_keys(saved, cfg):
         key = differing[0]
-        raise RegrunError(f"{run_dir}/checkpoint.pt was written by an incompatible config: {key} is "
-                          f"{flatten(saved).get(key)!r} there and {flatten(cfg).get(key)!r} in config.json "
+        raise RegrunError(f"{run_dir}/{CHECKPOINT} was written by an incompatible config: {key} is "
+                          f"{flatten(saved).get(key)!r} there and {flatten(cfg).get(key)!r} in {CONFIG} "
                           f"({len(differing)} key(s) differ)")

@@ -21,7 +21,19 @@ from torch import nn
 
 from regrun.config import flatten
 from regrun.errors import RegrunError, choices, is_number
-from regrun.layout import COMPLETED, CONFIG, EPOCH, INTERRUPTED, METRICS, STEP, SUMMARY, TARGETS, lambda_column
+from regrun.layout import (
+    COMPLETED,
+    CONFIG,
+    EPOCH,
+    INTERRUPTED,
+    METRICS,
+    MLFLOW,
+    STEP,
+    SUMMARY,
+    TARGETS,
+    TENSORBOARD,
+    lambda_column,
+)
 
 
 class MetricLogger(Protocol):
@@ -88,7 +100,7 @@ class TensorBoardLogger:
     hyperparameters with the final figures (TensorBoard's HParams view, over a sweep's
     runs when its log dir is the sweep root)."""
 
-    DEFAULTS: ClassVar[dict[str, Any]] = {"dir": "tb", "histograms": True}
+    DEFAULTS: ClassVar[dict[str, Any]] = {"dir": TENSORBOARD, "histograms": True}
 
     def __init__(self, out: Path, options: Mapping[str, Any], cfg: Mapping[str, Any], model: nn.Module):
         tensorboard = _require("torch.utils.tensorboard", "tensorboard", "tensorboard")
@@ -131,7 +143,7 @@ class MLflowLogger:
         from mlflow.entities import Param
         from mlflow.tracking import MlflowClient
 
-        uri = options["tracking_uri"] or (out.resolve().parent / "mlruns").as_uri()
+        uri = options["tracking_uri"] or (out.resolve().parent / MLFLOW).as_uri()
         if uri.startswith("file:") or "://" not in uri:
             # MLflow keeps its file store in maintenance mode and refuses it unless asked;
             # it is the one local store that needs no database packages.
@@ -218,7 +230,7 @@ def check_loggers(cfg: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     for name in node:
         if name not in TRACKERS:
             raise RegrunError(f"logger.{name}: unknown logger; allowed: {choices(TRACKERS)} "
-                              "(metrics.csv and summary.json are always written)")
+                              f"({METRICS} and {SUMMARY} are always written)")
     return {name: _options(name, node[name], TRACKERS[name].DEFAULTS) for name in node}
 
 

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from regrun.components.datasets import Data, Split
 from regrun.components.tasks import Task
 from regrun.errors import RegrunError, one_line
-from regrun.layout import EPOCH, STEP, lambda_column
+from regrun.layout import COMPLETED, DIVERGED, EPOCH, EPOCH_TIME, INTERRUPTED, STEP, lambda_column, sparsity_column
 from regrun.measure.capture import ActivationCapture
 from regrun.measure.evaluation import Evaluation, evaluate, headline, split_row, task_figures
 from regrun.training.memory import reuse_freed_memory
@@ -163,11 +163,11 @@ def fit(members: Sequence[Member], stepper: Stepper, task: Task, data: Data, set
             epoch = live[0].state.epoch if live else 0
             if live and stop() and epoch < settings.epochs:
                 per_epoch = steps_per_epoch(len(data.train), settings.batch_size)
-                _end(live, Outcome("interrupted", f"stopped after epoch {epoch} (step {epoch * per_epoch}); "
-                                                  "checkpoint saved"))
+                _end(live, Outcome(INTERRUPTED, f"stopped after epoch {epoch} (step {epoch * per_epoch}); "
+                                                "checkpoint saved"))
                 return
     for member in live:
-        _end([member], Outcome("completed", evaluation=member.evaluation))
+        _end([member], Outcome(COMPLETED, evaluation=member.evaluation))
 
 
 def _epoch(live: list[Member], stepper: Stepper, task: Task, data: Data, settings: TrainerSettings,
@@ -345,13 +345,13 @@ def early_end(state: TrainState, progress: EpochProgress, per_epoch: int, save: 
     epoch = state.epoch + 1
     if progress.non_finite:
         batch, term, value = progress.non_finite
-        return Outcome("diverged", f"{term} is {value} at step {state.epoch * per_epoch + batch} "
-                                   f"(epoch {epoch}, batch {batch}/{per_epoch})")
+        return Outcome(DIVERGED, f"{term} is {value} at step {state.epoch * per_epoch + batch} "
+                                 f"(epoch {epoch}, batch {batch}/{per_epoch})")
     if progress.batches < per_epoch:  # stopped at a step boundary
         state.partial = progress
         save()
-        return Outcome("interrupted", f"stopped at step {state.epoch * per_epoch + progress.batches} (epoch {epoch}, "
-                                      f"batch {progress.batches}/{per_epoch}); checkpoint saved")
+        return Outcome(INTERRUPTED, f"stopped at step {state.epoch * per_epoch + progress.batches} (epoch {epoch}, "
+                                    f"batch {progress.batches}/{per_epoch}); checkpoint saved")
     return None
 
 
@@ -366,7 +366,7 @@ def end_epoch(member: Member, task: Task, data: Data, settings: TrainerSettings,
     per_epoch = steps_per_epoch(len(data.train), settings.batch_size)
     step = epoch * per_epoch
     lams = lambdas_at(targets, step, per_epoch, settings.epochs)
-    row = {"epoch": epoch, "step": step, **progress.means(targets),
+    row = {EPOCH: epoch, STEP: step, **progress.means(targets),
            **{lambda_column(t.name): lam for t, lam in zip(targets, lams)},
            **window_dead(targets, state.last_fired, step, dead_window)}
     evaluation = None
@@ -381,7 +381,7 @@ def end_epoch(member: Member, task: Task, data: Data, settings: TrainerSettings,
             raise RegrunError(f"the evaluation after epoch {epoch} failed (the model's forward in eval mode): "
                               f"{one_line(err)}") from err
         row |= split_row("test", evaluation.figures) | headline(evaluation, targets, thresholds)
-    row["epoch_time_s"] = time.perf_counter() - started
+    row[EPOCH_TIME] = time.perf_counter() - started
     state.epoch, state.partial = epoch, None
     reporter.end_epoch(member.label, row)
     member.on_epoch(row)
@@ -397,7 +397,7 @@ def window_dead(targets: Sequence[Target], last_fired: Mapping[str, Tensor], ste
     for t in targets:
         if t.on_activations and all(m in last_fired for m in t.modules):
             idle = torch.cat([step - last_fired[m] >= window for m in t.modules])
-            figures[f"sparsity.{t.name}.train_dead_frac"] = idle.float().mean().item()
+            figures[sparsity_column(t.name, "train_dead_frac")] = idle.float().mean().item()
     return figures
 
 

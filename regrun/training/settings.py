@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import torch
 
 from regrun.errors import RegrunError
+from regrun.layout import STEPS
 from regrun.schema import AtLeast, parse
 
 Count = Annotated[int, AtLeast(1)]
@@ -21,7 +22,7 @@ class TrainerSettings:
     device: str | int = "auto"  # `trainer.device=0` arrives as an int; pick_device says what is allowed
     log_every: Count = 50  # steps between progress updates (each one syncs with the device)
     # every N optimisation steps, that step's loss terms and λ as a row of steps.csv; 0: none
-    log_steps: Annotated[int, AtLeast(0), "0: no steps.csv"] = 0
+    log_steps: Annotated[int, AtLeast(0), f"0: no {STEPS}"] = 0
     eval_every: Count = 1  # epochs between test-set evaluations; the last epoch always has one
     eval_batch_size: Count = 1000
     # epochs between checkpoints; 0: only when interrupted

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from regrun.components.tasks import Task
+from regrun.layout import PENALTY_TOTAL, TASK_LOSS, TOTAL_LOSS, penalty_column
 from regrun.measure.capture import ActivationCapture
 from regrun.training.targets import Target
 
@@ -36,9 +37,9 @@ def forward(model: nn.Module, x: Tensor) -> Tensor:
 
 def loss_terms(targets: Sequence[Target]) -> list[str]:
     """Names of the figures one step returns, in order."""
-    names = ["train_task_loss"]
-    names += [f"penalty.{t.name}.raw" for t in targets]
-    names += [f"penalty.{t.name}.weighted" for t in targets]
+    names = [TASK_LOSS]
+    names += [penalty_column(t.name, "raw") for t in targets]
+    names += [penalty_column(t.name, "weighted") for t in targets]
     return names
 
 
@@ -113,8 +114,8 @@ def learning_rates(optimizer: torch.optim.Optimizer, params: Mapping[str, Tensor
 
 def with_totals(means: dict[str, float], targets: Sequence[Target]) -> dict[str, float]:
     """Add `train_penalty_total` and `train_total_loss` to the means of the loss terms."""
-    penalty = sum(means[f"penalty.{t.name}.weighted"] for t in targets)
-    return means | {"train_penalty_total": penalty, "train_total_loss": means["train_task_loss"] + penalty}
+    penalty = sum(means[penalty_column(t.name, "weighted")] for t in targets)
+    return means | {PENALTY_TOTAL: penalty, TOTAL_LOSS: means[TASK_LOSS] + penalty}
 
 
 class SoloStep:
