@@ -183,10 +183,74 @@ def returns_dict(shape, outputs):
 def explodes(shape, outputs):
     raise RuntimeError("out of memory\\nsecond line")
 '''
+# A model of the user's own that waits where the test wants to send its signal: in its
+# factory (start-up) while `slow_start` exists, in an evaluation batch (of 7 samples:
+# the check of the model's output uses 2) while `slow_eval` exists.
+SLOW_MODELS = '''
+import math
+import time
+from pathlib import Path
+
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self, shape, outputs):
+        super().__init__()
+        self.flatten, self.fc, self.act, self.head = nn.Flatten(), nn.Linear(math.prod(shape), 16), nn.ReLU(), \\
+            nn.Linear(16, outputs)
+
+    def forward(self, x):
+        if not self.training and x.shape[0] == 7 and Path("slow_eval").exists():
+            Path("evaluating").touch()
+            time.sleep(0.2)
+        return self.head(self.act(self.fc(self.flatten(x))))
+
+
+def net(shape, outputs):
+    if Path("slow_start").exists():
+        Path("starting").touch()
+        time.sleep(120)
+    return Net(shape, outputs)
+'''
+
+
+# Models that end the process their own way: sys.exit in a factory, at import, or in a
+# forward (in training at step `step`, in an evaluation, or on the example batch).
+EXITING_MODELS = '''
+import math
+import sys
+
+from torch import nn
+
+
+def exits(shape, outputs):
+    sys.exit(0)
+
+
+class Net(nn.Module):
+    def __init__(self, shape, outputs, where, step):
+        super().__init__()
+        self.fc = nn.Linear(math.prod(shape), outputs)
+        self.where, self.step, self.steps = where, step, 0
+
+    def forward(self, x):
+        self.steps += self.training
+        if self.where == "check" or (self.where == "train" and self.training and self.steps == self.step) or \\
+                (self.where == "eval" and not self.training and x.shape[0] > 2):
+            sys.exit(7)
+        return self.fc(x.flatten(1))
+
+
+def net(shape, outputs, where="train", step=3):
+    return Net(shape, outputs, where, step)
+'''
 FAILING_MODULES = {
     "needs_missing_package.py": "import package_that_is_not_installed\n",
     "fails_on_import.py": "raise RuntimeError('no GPU here')\n",
     "bad_syntax.py": "def make_net(:\n",
+    "exits_on_import.py": "import sys\n\nsys.exit(3)\n",
+    "exiting_models.py": EXITING_MODELS,
 }
 
 
@@ -206,16 +270,19 @@ def user_models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pat
         sys.modules.pop(name, None)
 
 
-def write_plugin(root: Path) -> Path:
-    """An installed package, as site-packages holds it, whose entry point registers model `tiny`."""
+TINY_PLUGIN = ("import math\nfrom torch import nn\n\n\n"
+               "def tiny(input_shape, num_outputs, width=1):\n"
+               "    return nn.Linear(width * math.prod(input_shape), num_outputs)\n")
+
+
+def write_plugin(root: Path, code: str = TINY_PLUGIN) -> Path:
+    """An installed package, as site-packages holds it, whose entry point registers model
+    `tiny` from a module of `code`."""
     site = root / "site"
     (site / "tiny_plugin-0.1.dist-info").mkdir(parents=True)
     (site / "tiny_plugin-0.1.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: tiny-plugin\nVersion: 0.1\n")
     (site / "tiny_plugin-0.1.dist-info" / "entry_points.txt").write_text("[regrun.models]\ntiny = tiny_plugin:tiny\n")
-    (site / "tiny_plugin.py").write_text(
-        "import math\nfrom torch import nn\n\n\n"
-        "def tiny(input_shape, num_outputs, width=1):\n"
-        "    return nn.Linear(width * math.prod(input_shape), num_outputs)\n")
+    (site / "tiny_plugin.py").write_text(code)
     return site
 
 

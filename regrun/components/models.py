@@ -29,7 +29,7 @@ from typing import Annotated, Any, Literal
 from torch import nn
 
 from regrun.components.registry import Choice, Registry, build, call_with_options, read_choice
-from regrun.errors import RegrunError, choices, is_number, one_line
+from regrun.errors import RegrunError, choices, contained, is_number, one_line
 from regrun.schema import AtLeast, Range, read_node
 
 # name → (module class, {parameter: default}). Never in-place, so hooks see the true output.
@@ -262,8 +262,9 @@ def custom(input_shape: Sequence[int], num_outputs: int, factory: object = None,
     """
     function = load_factory(factory)
     try:
-        model = call_with_options(function, options, "model", f"model factory {factory!r}",
-                                  (tuple(input_shape), num_outputs))
+        with contained(f"model.factory: {factory}"):
+            model = call_with_options(function, options, "model", f"model factory {factory!r}",
+                                      (tuple(input_shape), num_outputs))
     except RegrunError:
         raise
     except Exception as err:  # the user's code: any error is theirs to read, in one line
@@ -299,7 +300,10 @@ def import_user_module(name: str) -> ModuleType:
         # Kept there afterwards: the module may import its neighbours later, when it runs.
         sys.path.insert(0, cwd)
     try:
-        return importlib.import_module(name)
+        with contained(f"model.factory: importing {name!r}"):
+            return importlib.import_module(name)
+    except RegrunError:
+        raise
     except ModuleNotFoundError as err:
         if err.name and (name == err.name or name.startswith(f"{err.name}.")):
             raise RegrunError(f"model.factory: no module {name!r} in the current directory ({cwd}) "

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, Generic, TypeVar
 
-from regrun.errors import RegrunError, choices
+from regrun.errors import RegrunError, choices, contained
 from regrun.schema import OPTIONS, check_options, option_hints, parse
 
 log = logging.getLogger(__name__)
@@ -70,8 +70,9 @@ class Registry(Mapping[str, T], Generic[T]):
             if point.name in self._records:
                 continue  # regrun's own entries win over a plugin of the same name
             try:
-                loaded = point.load()
-                self.register(point.name, self._wrap(point.name, loaded) if self._wrap else loaded)
+                with contained("it"):  # a plugin that exits as it is imported: a broken plugin too
+                    loaded = point.load()
+                    self.register(point.name, self._wrap(point.name, loaded) if self._wrap else loaded)
             except Exception as err:  # a plugin must not take regrun down with it
                 log.warning("%s plugin %r (%s) not loaded: %s", self.kind, point.name, point.value, err)
 

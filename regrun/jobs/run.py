@@ -27,7 +27,8 @@ from regrun.components.models import build_model
 from regrun.components.optimizers import implementation
 from regrun.components.tasks import Task, check_output, resolve_task, task_summary, trivial_figures
 from regrun.console import shared_console
-from regrun.errors import RegrunError
+from regrun.errors import RegrunError, contained
+from regrun.jobs import signals
 from regrun.jobs.display import DIAGNOSTICS, GroupReporter, RichReporter, show_groups, show_summary, show_targets
 from regrun.jobs.objective import check_objective
 from regrun.jobs.settings import RunSettings, read_settings
@@ -249,10 +250,12 @@ def prepare(cfg: dict[str, Any], out: Path, resumed: tuple[dict[str, Any], Mappi
         checkpoint = None
         if resumed is not None:
             cfg, checkpoint = resumed
-        setup = build(cfg)
+        with contained("the run's set-up"):  # a plugin's or the user's code exiting
+            setup = build(cfg)
         if fused and (reason := not_fusable(setup.model, setup.optimizer)):
             raise NotFusable(reason)
-        data = _data(setup, data_cache if data_cache is not None else {})
+        with contained("loading the data"):
+            data = _data(setup, data_cache if data_cache is not None else {})
         rundir = RunDir(out)
         if resumed is not None:
             keep_rows(rundir, checkpoint)
@@ -309,7 +312,9 @@ def train(group: Sequence[Prepared], fused: bool = False, stop: Callable[[], boo
         for p in group:
             held.enter_context(p.held)
         try:
-            _train(group, fused, stop or STOP)
+            # The loop polls for stop signals (between steps, between evaluation batches).
+            with contained("training"), signals.STOP.polled():  # contained: what the loop does not place more closely
+                _train(group, fused, stop or STOP)
         except Exception as err:
             # Code that raised (the model's, a plugin's, torch's) leaves its traceback in the
             # log; a refusal or a full disk is said in its one line.
@@ -435,7 +440,7 @@ def check_model_output(model: torch.nn.Module, name: str, task_name: str, task: 
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), contained(f"model {name!r} forward on an example batch"):
             output = model(example)
     except (RuntimeError, ValueError, TypeError, IndexError) as err:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

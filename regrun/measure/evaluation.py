@@ -3,7 +3,7 @@ sparsity statistics of every layer, evaluated without gradients, and the headlin
 figures that become metrics columns."""
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -40,25 +40,39 @@ class Evaluation:
     weights: list[dict]
 
 
-def task_figures(model: nn.Module, task: Task, split: Split, batch_size: int) -> dict[str, float]:
-    """The task's figures over a whole split, in eval mode and without gradients."""
+class EvaluationStopped(Exception):
+    """A stop request came while a split was evaluated: the evaluation ends unfinished."""
+
+
+def task_figures(model: nn.Module, task: Task, split: Split, batch_size: int,
+                 stop: Callable[[], bool] = lambda: False) -> dict[str, float]:
+    """The task's figures over a whole split, in eval mode and without gradients.
+
+    `stop` is polled before each batch: once it is true, `EvaluationStopped` is raised, so
+    a stop signal waits for one batch, not for the whole split."""
     running = task.running()
     was_training = model.training
     model.eval()
-    with torch.no_grad():
-        for x, y in chunks(split, batch_size):
-            running.update(model(x), task.reference(x, y))
-    model.train(was_training)
+    try:
+        with torch.no_grad():
+            for x, y in chunks(split, batch_size):
+                if stop():
+                    raise EvaluationStopped
+                running.update(model(x), task.reference(x, y))
+    finally:
+        model.train(was_training)
     return running.result()
 
 
-def evaluate(model: nn.Module, task: Task, split: Split, batch_size: int, thresholds: Sequence[float]) -> Evaluation:
-    """The task's figures and the sparsity statistics over a whole split, without gradients."""
+def evaluate(model: nn.Module, task: Task, split: Split, batch_size: int, thresholds: Sequence[float],
+             stop: Callable[[], bool] = lambda: False) -> Evaluation:
+    """The task's figures and the sparsity statistics over a whole split, without gradients
+    (`stop`: as `task_figures` polls it)."""
     names = stat_modules(model)
     modules = dict(model.named_modules())
     stats = {name: ActivationStats() for name in names}
     with forward_hooks(model, names, lambda name, out: stats[name].update(out), strict=False):
-        figures = task_figures(model, task, split, batch_size)
+        figures = task_figures(model, task, split, batch_size, stop)
     return Evaluation(
         figures=figures,
         # A module that never ran, or whose output holds no tensor, has no row.

@@ -28,10 +28,10 @@ from torch import Tensor, nn
 
 from regrun.components.datasets import Data, Split
 from regrun.components.tasks import Task
-from regrun.errors import RegrunError, one_line
+from regrun.errors import RegrunError, contained, one_line
 from regrun.layout import COMPLETED, DIVERGED, EPOCH, EPOCH_TIME, INTERRUPTED, STEP, lambda_column, sparsity_column
 from regrun.measure.capture import ActivationCapture
-from regrun.measure.evaluation import Evaluation, evaluate, headline, split_row, task_figures
+from regrun.measure.evaluation import Evaluation, EvaluationStopped, evaluate, headline, split_row, task_figures
 from regrun.training.memory import reuse_freed_memory
 from regrun.training.settings import TrainerSettings
 from regrun.training.step import UserCodeFailed, loss_terms, with_totals
@@ -188,8 +188,12 @@ def _epoch(live: list[Member], stepper: Stepper, task: Task, data: Data, setting
                 member.done(outcome)
                 continue
             # The member's time: the group's training plus its own evaluation.
-            evaluation = end_epoch(member, task, data, settings, thresholds, progress,
-                                   time.perf_counter() - train_s, reporter, dead_window)
+            try:
+                evaluation = end_epoch(member, task, data, settings, thresholds, progress,
+                                       time.perf_counter() - train_s, reporter, dead_window, stop)
+            except EvaluationStopped:
+                member.done(stopped_in_evaluation(member.state, progress, per_epoch, member.save))
+                continue
             member.evaluation = evaluation or member.evaluation
             if checkpoint_due(settings, member.state.epoch, stop):
                 member.save()
@@ -246,7 +250,8 @@ def _step(stepper: Stepper, task: Task, x: Tensor, y: Tensor, capture: Activatio
     """One step of the stepper; what goes wrong in it is one line naming the step and, for
     the model or a penalty plugged in, which of them raised."""
     try:
-        return stepper.step(task, x, y, capture, lams)
+        with contained(_in_training(step, per_epoch)):
+            return stepper.step(task, x, y, capture, lams)
     except UserCodeFailed as err:
         raise RegrunError(f"{err.where} raised at {_at(step, per_epoch)}: {one_line(err.error)}") from err.error
     except RegrunError:
@@ -285,6 +290,23 @@ def _log_steps(live: list[Member], recent: list[Tensor], first: int, names: list
             member.on_step({STEP: step, EPOCH: (step - 1) // per_epoch + 1,
                             **with_totals(dict(zip(names, terms[m])), member.targets),
                             **{lambda_column(t.name): lam for t, lam in zip(member.targets, lams)}})
+
+
+def _in_training(step: int, per_epoch: int) -> Callable[[BaseException], str]:
+    """Where a training step's exit came from: 'the model's forward at step 3 (epoch 1,
+    batch 3/10)' when a module's forward called it, else 'the training step at ...' (a
+    penalty, a hook, an optimizer)."""
+
+    def where(err: BaseException) -> str:
+        tb = err.__traceback__
+        while tb is not None:
+            frame = tb.tb_frame
+            if frame.f_code.co_name == "forward" and isinstance(frame.f_locals.get("self"), nn.Module):
+                return f"the model's forward at {_at(step, per_epoch)}"
+            tb = tb.tb_next
+        return f"the training step at {_at(step, per_epoch)}"
+
+    return where
 
 
 def _end(members: Sequence[Member], outcome: Outcome) -> None:
@@ -355,12 +377,25 @@ def early_end(state: TrainState, progress: EpochProgress, per_epoch: int, save: 
     return None
 
 
+def stopped_in_evaluation(state: TrainState, progress: EpochProgress, per_epoch: int,
+                          save: Callable[[], None]) -> Outcome:
+    """How a stop during an epoch's evaluation ends the run: `interrupted`, its checkpoint
+    holding the epoch's steps, all done (`partial`), so that a resume evaluates the epoch
+    and goes on as if it had not stopped."""
+    state.partial = progress
+    save()
+    epoch = state.epoch + 1
+    return Outcome("interrupted", f"stopped during the evaluation of epoch {epoch} (after step {epoch * per_epoch}); "
+                                  "checkpoint saved")
+
+
 def end_epoch(member: Member, task: Task, data: Data, settings: TrainerSettings, thresholds: Sequence[float],
               progress: EpochProgress, started: float, reporter: Reporter,
-              dead_window: int = DEAD_WINDOW) -> Evaluation | None:
+              dead_window: int = DEAD_WINDOW, stop: Callable[[], bool] = lambda: False) -> Evaluation | None:
     """Complete the member's epoch `state.epoch + 1`: its metrics row (evaluated on the test
     set, and the validation set if any, when due), reported and recorded; returns the
-    evaluation, if there was one."""
+    evaluation, if there was one. A stop request during the evaluation (polled between its
+    batches) raises `EvaluationStopped` with the epoch not ended."""
     state, targets, model = member.state, member.targets, member.model
     epoch = state.epoch + 1
     per_epoch = steps_per_epoch(len(data.train), settings.batch_size)
@@ -372,10 +407,11 @@ def end_epoch(member: Member, task: Task, data: Data, settings: TrainerSettings,
     evaluation = None
     if epoch % settings.eval_every == 0 or epoch == settings.epochs:
         try:
-            evaluation = evaluate(model, task, data.test, settings.eval_batch_size, thresholds)
-            if data.val is not None:  # figures only: the statistics are the test set's
-                row |= split_row("val", task_figures(model, task, data.val, settings.eval_batch_size))
-        except RegrunError:
+            with contained(f"the model's forward in the evaluation after epoch {epoch}"):
+                evaluation = evaluate(model, task, data.test, settings.eval_batch_size, thresholds, stop)
+                if data.val is not None:  # figures only: the statistics are the test set's
+                    row |= split_row("val", task_figures(model, task, data.val, settings.eval_batch_size, stop))
+        except (RegrunError, EvaluationStopped):
             raise
         except Exception as err:  # the model's forward on data it has not trained on
             raise RegrunError(f"the evaluation after epoch {epoch} failed (the model's forward in eval mode): "

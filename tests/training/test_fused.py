@@ -125,7 +125,7 @@ def test_a_diverging_member_ends_as_alone_and_the_others_finish(make_cfg, tmp_pa
 def test_a_stop_checkpoints_every_member_and_each_resumes_alone_to_its_solo_figures(make_cfg, tmp_path: Path) -> None:
     cfgs = grid(make_cfg, "l1_activations", "reg=l1_activations", "optimizer=adam")
     calls = iter(range(1000))
-    fuse(cfgs, [tmp_path / f"fused{i}" for i in range(3)], stop=lambda: next(calls) >= 13)  # in epoch 2
+    fuse(cfgs, [tmp_path / f"fused{i}" for i in range(3)], stop=lambda: next(calls) >= 16)  # in epoch 2 (epoch 1 polls 14 times: 10 steps, 3 evaluations, its end)
     saved = [torch.load(tmp_path / f"fused{i}" / "checkpoint.pt", weights_only=True) for i in range(3)]
     batches = saved[0]["partial"]["batches"]
     assert 0 < batches < 10 and all(s["epoch"] == 1 and s["partial"]["batches"] == batches for s in saved)
@@ -145,7 +145,7 @@ def test_a_stopped_group_continues_as_a_group_to_the_figures_of_an_uninterrupted
     fuse(cfgs, [tmp_path / f"whole{i}" for i in range(3)])
     outs = [tmp_path / f"stopped{i}" for i in range(3)]
     calls = iter(range(1000))
-    fuse(cfgs, outs, stop=lambda: next(calls) >= 13)  # in epoch 2
+    fuse(cfgs, outs, stop=lambda: next(calls) >= 16)  # in epoch 2 (epoch 1 polls 14 times: 10 steps, 3 evaluations, its end)
     cache: dict = {}
     group = [prepare_member(cfg, out, cache) for cfg, out in zip(cfgs, outs)]
     assert {p.state.position for p in group} == {(1, group[0].state.position[1])} and group[0].state.position[1] > 0
