@@ -33,8 +33,8 @@ from omegaconf import OmegaConf
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from regrun.cli import conf_dir  # noqa: E402
 from regrun.components.datasets import Split  # noqa: E402
+from regrun.config import conf_dir  # noqa: E402
 from regrun.jobs.run import Setup, build, training_data  # noqa: E402
 from regrun.measure.capture import ActivationCapture  # noqa: E402
 from regrun.measure.evaluation import evaluate, task_figures  # noqa: E402

@@ -29,7 +29,9 @@ REGRUN = str(Path(sys.executable).parent / "regrun")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from conftest import SLOW_MODELS, write_dataset  # noqa: E402  (the tests' tiny data and slow model)
 
-PLACES = {"start-up": ("", ".hydra/config.yaml"), "factory": ("slow_start", "starting"),
+from regrun.layout import HYDRA, HYDRA_CONFIG  # noqa: E402
+
+PLACES = {"start-up": ("", f"{HYDRA}/{HYDRA_CONFIG}"), "factory": ("slow_start", "starting"),
           "evaluation": ("slow_eval", "evaluating")}
 
 

@@ -2,47 +2,108 @@
 
     import regrun
     summary = regrun.train(["reg=l1_activations", "trainer.epochs=1"])
+    summary = regrun.train(["reg=my_preset"], config_dir="my_configs")   # as --config-dir
     rows = regrun.compare(["outputs/runs"])
 
-`train` composes conf/ with Hydra's compose API and the same overrides the command takes,
-claims the same run directory (`outputs/runs/<date>/<time>`, or `hydra.run.dir=...`),
-writes the same files (`.hydra/`, `regrun.log` included) and returns summary.json's
-content. `compare` returns the rows `regrun compare --format json` prints. Bad input
-raises `RegrunError` with the command's one-line message, never `SystemExit`.
+`train` runs one job as the command does: Hydra composes conf/ with the same overrides,
+and its `run_job` runs the command's job (regrun/cli/job.py) in the same run directory
+(`outputs/runs/<date>/<time>`, or `hydra.run.dir=...`), writing the same files (Hydra's
+`.hydra/` and `regrun.log` included); it returns summary.json's content. `compare` returns
+the rows `regrun compare --format json` prints. Bad input raises `RegrunError` with the
+command's one-line message, never `SystemExit`. A sweep is a loop over `train`.
 """
 
 import logging
-import logging.config
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from hydra import compose, initialize_config_dir
-from hydra.errors import HydraException
-from omegaconf import DictConfig, OmegaConf, open_dict
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf import DictConfig
 
 from regrun.errors import RegrunError
-from regrun.layout import HYDRA, HYDRA_CONFIG, HYDRA_OVERRIDES
+
+# The command's flags, and what to do instead from Python.
+FLAGS = {"-m": "a sweep is a loop: [regrun.train([f'seed={s}', ...]) for s in (0, 1, 2)]",
+         "--multirun": "a sweep is a loop: [regrun.train([f'seed={s}', ...]) for s in (0, 1, 2)]",
+         "--config-dir": "pass train(overrides, config_dir=DIR)", "-cd": "pass train(overrides, config_dir=DIR)"}
 
 
-def train(overrides: Sequence[str] = ()) -> dict[str, Any]:
+def train(overrides: Sequence[str] = (), config_dir: str | Path | None = None) -> dict[str, Any]:
     """Train one run as `regrun OVERRIDE...` would; returns its summary (summary.json).
 
-    The summary's `status` says how it ended (`completed`, `diverged`, `interrupted`); its
-    run directory is `summary["run_dir"]`. A folder that already holds this run (a
-    `hydra.run.dir` given again) is continued, as the command does.
+    `overrides` is a list of the command's overrides (`["model=cnn", "trainer.epochs=3"]`);
+    `config_dir` adds a folder of presets as `--config-dir` does (DIR/reg/NAME.yaml is then
+    `reg=NAME`). The summary's `status` says how it ended (`completed`, `diverged`,
+    `interrupted`); its run directory is `summary["run_dir"]`. A folder that already holds
+    this run (a `hydra.run.dir` given again) is continued, as the command does. For a
+    sweep, call `train` in a loop.
     """
-    from regrun.cli.job import run_or_continue  # registers the unique_dir resolver the run dir needs
+    from regrun.cli.hydra_errors import explain, hydra_app, is_hydra_error
+    from regrun.cli.hydra_files import check_output_overrides, unwritten
 
-    cfg = _compose(list(overrides))
-    out = _claim_run_dir(cfg)
-    plain = _job_config(cfg)
-    _write_hydra_files(cfg, out, list(overrides))
-    with _job_logging(cfg, out):
-        summary = run_or_continue(plain, out)
-    return summary | {"run_dir": str(out)}
+    overrides = checked_overrides(overrides)
+    check_output_overrides(overrides)
+    try:
+        with _callers_logging(), hydra_app(config_dir) as hydra:
+            ret = hydra.run(config_name="config", task_function=_job_summary, overrides=list(overrides))
+    except RegrunError:
+        raise
+    except Exception as err:
+        if isinstance(err, OSError) and (message := unwritten(err)):  # a full disk as Hydra wrote .hydra/
+            raise RegrunError(message) from None
+        if is_hydra_error(err):
+            raise RegrunError(explain(err, overrides, config_dir)) from None
+        raise
+    return ret.return_value
+
+
+def checked_overrides(overrides: object) -> list[str]:
+    """`overrides` as a list of strings, or a one-line `RegrunError` saying what to pass."""
+    if isinstance(overrides, str | bytes):
+        raise RegrunError(f"overrides must be a list of strings, got the string {overrides!r}; "
+                          f"pass a list: train([{overrides!r}])")
+    if not isinstance(overrides, Iterable):
+        raise RegrunError(f"overrides must be a list of strings such as ['trainer.epochs=1'], got "
+                          f"{type(overrides).__name__} {overrides!r}")
+    items = list(overrides)
+    for item in items:
+        if not isinstance(item, str):
+            raise RegrunError(f"overrides must be a list of strings such as ['trainer.epochs=1']; {item!r} is "
+                              f"a {type(item).__name__}: write it as 'KEY={item}'")
+        if flag := next((f for f in FLAGS if item == f or item.startswith(f"{f}=")), None):
+            raise RegrunError(f"{item!r}: train() takes overrides, not the command's flags; {FLAGS[flag]}")
+        if item.startswith("-"):
+            raise RegrunError(f"{item!r}: train() takes overrides (KEY=VALUE, GROUP=OPTION), not the command's "
+                              "flags; run the `regrun` command for those")
+    return items
+
+
+def _job_summary(cfg: DictConfig) -> dict[str, Any]:
+    """Hydra's task function for `train`: the command's job, and its summary with `run_dir`."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from regrun.cli.job import run_job_config
+
+    ended = run_job_config(cfg)
+    assert ended.summary is not None  # a single run that is refused raises
+    return ended.summary | {"run_dir": str(HydraConfig.get().runtime.output_dir)}
+
+
+@contextmanager
+def _callers_logging() -> Iterator[None]:
+    """While Hydra sets up its logging for the job (rich on the console, regrun.log in the
+    run dir), keep the caller's: it is put back afterwards, the job's files closed."""
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        yield
+    finally:
+        for handler in root.handlers:
+            if handler not in saved[0]:
+                handler.close()
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
 
 
 def compare(paths: Iterable[str | Path], group_seeds: bool = False, baseline: str | None = None,
@@ -60,63 +121,3 @@ def compare(paths: Iterable[str | Path], group_seeds: bool = False, baseline: st
     comparison = compare_runs(find_runs(list(paths)), group_seeds=group_seeds, baseline=baseline)
     comparison.sort(resolve_column(sort, comparison.columns, "sort") if sort else None, descending)
     return records(comparison)
-
-
-def _compose(overrides: list[str]) -> DictConfig:
-    """conf/ with the overrides, Hydra's own node included (for the run dir and logging)."""
-    from regrun.cli import conf_dir
-
-    try:
-        with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-            return compose(config_name="config", overrides=overrides, return_hydra_config=True)
-    except (HydraException, OmegaConfBaseException) as err:  # a bad override or an unknown preset
-        raise RegrunError(str(err).strip().splitlines()[0]) from None
-
-
-def _claim_run_dir(cfg: DictConfig) -> Path:
-    """hydra.run.dir resolved (claiming a fresh folder through unique_dir), made absolute."""
-    try:
-        return Path(OmegaConf.select(cfg, "hydra.run.dir", throw_on_resolution_failure=True)).absolute()
-    except OmegaConfBaseException as err:
-        raise RegrunError(f"hydra.run.dir: {str(err).splitlines()[0]}") from None
-
-
-def _job_config(cfg: DictConfig) -> dict[str, Any]:
-    """The job's config as plain data, as the command's job gets it (Hydra's node left out)."""
-    job = cfg.copy()
-    with open_dict(job):
-        del job["hydra"]
-    try:
-        return OmegaConf.to_container(job, resolve=True, throw_on_missing=True)
-    except OmegaConfBaseException as err:  # a missing value (???) or a broken ${...}
-        raise RegrunError(str(err).splitlines()[0]) from None
-
-
-def _write_hydra_files(cfg: DictConfig, out: Path, overrides: list[str]) -> None:
-    """.hydra/config.yaml and overrides.yaml, as Hydra writes them (regrun compare reads them)."""
-    folder = out / HYDRA
-    folder.mkdir(parents=True, exist_ok=True)
-    job = cfg.copy()
-    with open_dict(job):
-        del job["hydra"]
-    OmegaConf.save(job, folder / HYDRA_CONFIG)
-    OmegaConf.save(OmegaConf.create(overrides), folder / HYDRA_OVERRIDES)
-
-
-@contextmanager
-def _job_logging(cfg: DictConfig, out: Path) -> Iterator[None]:
-    """conf/hydra/job_logging (rich on the console, regrun.log in the run dir) while the run
-    lasts; the caller's logging set-up is put back afterwards."""
-    root = logging.getLogger()
-    saved = root.handlers[:], root.level
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(out)
-    logging.config.dictConfig(OmegaConf.to_container(cfg.hydra.job_logging, resolve=True))
-    try:
-        yield
-    finally:
-        for handler in root.handlers:
-            if handler not in saved[0]:
-                handler.close()
-        root.handlers[:] = saved[0]
-        root.setLevel(saved[1])

@@ -4,7 +4,14 @@ Torch-free: readers of run directories and the command line use it.
 """
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
+
+
+def conf_dir() -> Path:
+    """The config folder: inside the installed package, or conf/ of a source checkout."""
+    packaged = Path(__file__).parent / "conf"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "conf"
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -17,7 +17,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from regrun.cli import conf_dir
+from regrun.config import conf_dir
 
 IDX_TYPE_UBYTE = 0x08
 

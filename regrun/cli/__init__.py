@@ -10,24 +10,22 @@ import atexit
 import gc
 import importlib
 import logging
+import os
 import sys
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import NoReturn
 
 import hydra
 from omegaconf import OmegaConf
 
+from regrun.cli.hydra_files import check_output_overrides, unwritten
 from regrun.cli.job import check_output_dirs, claim_output_dir, fail, job
+from regrun.config import conf_dir
 from regrun.errors import RegrunError
-from regrun.jobs.signals import STOP, exit_code
+from regrun.jobs.signals import STOP, StopNow, exit_code
 from regrun.layout import COMPLETED
-
-
-def conf_dir() -> Path:
-    """The config folder: inside the installed package, or conf/ of a source checkout."""
-    packaged = Path(__file__).parent.parent / "conf"
-    return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent.parent / "conf"
-
 
 # What `regrun --help` lists as registered: (words, module, registry). A registry that is a
 # `Registry` also loads the plugins of its entry-point group.
@@ -73,20 +71,32 @@ def main() -> None:
     # A full disk makes every log line fail: say it once (the error's one line), never as
     # one traceback per log record.
     logging.raiseExceptions = False
-    check_output_dirs(sys.argv[1:])
+    args = sys.argv[1:]
+    try:
+        check_command_line(args)
+    except RegrunError as err:
+        fail(str(err))
+    check_output_dirs(args)
     # config_path must be absolute: relative paths resolve against the package when the
     # app runs as a console script (hydra#2125).
     app = hydra.main(config_path=str(conf_dir()), config_name="config", version_base="1.3")(job)
     with ExitStack() as held:
         try:
-            held.enter_context(claim_output_dir(sys.argv[1:]))
+            held.enter_context(claim_output_dir(args))
         except RegrunError as err:
             fail(str(err))
         try:
-            app()
+            with hydra_errors_raised():
+                app()
+        except StopNow:  # before a job started: nothing of a run was written
+            print(f"regrun: interrupted by {STOP.name} before the run started; nothing was written", file=sys.stderr)
+            raise SystemExit(STOP.exit_code) from None
         except KeyboardInterrupt:  # a second Ctrl-C
             print("regrun: aborted by a second Ctrl-C; the last checkpoint is intact", file=sys.stderr)
             raise SystemExit(130) from None
+        except Exception as err:
+            fail_on_hydra_error(err, args)
+            raise
     from regrun.analysis.sweep import STATUSES, release_workers
 
     release_workers()  # a joblib sweep's idle worker processes
@@ -96,3 +106,59 @@ def main() -> None:
     STATUSES.clear()
     if exit_code(worst):
         raise SystemExit(exit_code(worst))
+
+
+def check_command_line(args: list[str]) -> None:
+    """Refuse, before Hydra runs, what Hydra would take and regrun must not: an empty
+    output folder (the run would be written into the current directory), and a sweep over
+    a config group's options with one that does not exist (Hydra finds it only when that
+    job starts, after the jobs before it ran)."""
+    from hydra._internal.utils import get_args_parser
+
+    from regrun.cli.hydra_errors import check_sweep_choices
+
+    check_output_overrides(args)
+    if not {"-m", "--multirun"} & set(args) or {"-h", "--help", "--hydra-help", "--version"} & set(args):
+        return
+    parser = get_args_parser()
+    parser.error = _unparsable  # type: ignore[method-assign]  # Hydra says it, as it parses them again
+    try:
+        parsed = parser.parse_args(args)
+    except ValueError:
+        return
+    if not parsed.config_dir or Path(parsed.config_dir).is_dir():
+        check_sweep_choices(parsed.overrides, parsed.config_dir)
+
+
+def _unparsable(message: str) -> NoReturn:
+    raise ValueError(message)
+
+
+@contextmanager
+def hydra_errors_raised() -> Iterator[None]:
+    """While Hydra runs, let its errors reach regrun instead of being printed by Hydra (in
+    6 to 14 lines, exit 1): HYDRA_FULL_ERROR makes Hydra re-raise them."""
+    saved = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ["HYDRA_FULL_ERROR"]
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = saved
+
+
+def fail_on_hydra_error(err: Exception, args: list[str]) -> None:
+    """Say Hydra's parse or composition error, or a full disk as Hydra wrote its files, in
+    one line and exit 2; return for any other error (a bug: its traceback follows)."""
+    from regrun.cli.hydra_errors import explain, is_hydra_error
+
+    if isinstance(err, OSError) and (message := unwritten(err)):
+        fail(message)
+    if is_hydra_error(err):
+        from hydra._internal.utils import get_args_parser
+
+        parsed = get_args_parser().parse_args(args)  # Hydra parsed them so, before it failed
+        config_dir = parsed.config_dir if parsed.config_dir and Path(parsed.config_dir).is_dir() else None
+        fail(explain(err, parsed.overrides, config_dir))

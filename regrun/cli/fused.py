@@ -27,7 +27,8 @@ from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrid
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from regrun.cli.job import job, job_label
+from regrun.cli.hydra_files import foreign
+from regrun.cli.job import job, job_label, not_started
 from regrun.config import flatten
 from regrun.errors import RegrunError, positive_int
 from regrun.jobs.settings import fusable_keys, read_settings
@@ -153,18 +154,24 @@ def _run_group(launcher: Any, group: Sequence[SweepJob], max_models: int | None)
 
     def prepare_or_run(cfg: DictConfig) -> Any:
         """A prepared member; or, for a job that cannot be fused, what the job alone returns."""
-        from regrun.jobs.signals import STOP
+        from regrun.jobs.signals import STOP, StopNow
 
-        if STOP():
-            return job(cfg)  # recorded as not started
         out = Path(HydraConfig.get().runtime.output_dir)
+        if STOP() or foreign(out, cfg):
+            return job(cfg)  # recorded as not started, or refused, as a job alone is
         plain = None
+        fresh = not holds_run(out)
         try:
             plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
-            with quiet_console():  # as a quiet sweep job: its tables go to its regrun.log
+            # as a quiet sweep job: its tables go to its regrun.log; a stop signal unwinds its start-up
+            with quiet_console(), STOP.immediate():
                 prepared = prepare_member(plain, out, data_cache)
             if prepared is None:  # its folder holds this run, completed: the job alone says so
                 return job(cfg)
+        except StopNow:
+            if fresh:
+                not_started(plain, out)
+            return None
         except NotFusable as err:
             log.info("this job trains alone: %s", err)
             return job(cfg)

@@ -10,18 +10,21 @@ import os
 import sys
 import threading
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from regrun.cli.hydra_files import detach_job_log, foreign
 from regrun.errors import RegrunError
-from regrun.jobs.signals import STOP, exit_code
+from regrun.jobs.signals import STOP, StopNow, exit_code
 from regrun.layout import COMPLETED, CONFIG, INTERRUPTED, SUMMARY
 from regrun.rundir.lock import FolderInUse, holder, one_writer
-from regrun.rundir.resume import holds_run
+from regrun.rundir.resume import holds_run, read_summary
 
 log = logging.getLogger(__name__)
 
@@ -33,55 +36,85 @@ def fail(message: str) -> None:
 
 
 def job(cfg: DictConfig) -> float | None:
-    """One Hydra job: resolve the config to plain data and run it in Hydra's output dir.
+    """The command's Hydra job: run the config in Hydra's output dir (`run_job_config`).
 
-    A single run exits non-zero unless it completed. In a sweep a job never raises: a bad
-    config or a crash is recorded as a `failed` run and the sweep goes on, so the summary
-    at its end lists every job. Returns the objective for an optimizing sweeper (Optuna).
-    The job holds its folder's lock throughout; a folder another process writes is
-    refused, and not a byte is written into it.
+    A single run exits non-zero unless it completed: 2 with one line when it is refused.
+    In a sweep a job never raises: a bad config or a crash is recorded as a `failed` run
+    and the sweep goes on, so the summary at its end lists every job. Returns the
+    objective for an optimizing sweeper (Optuna).
+    """
+    try:
+        ended = run_job_config(cfg)
+    except RegrunError as err:  # a single run refused
+        fail(str(err))
+    if not ended.sweeping and ended.summary is not None and ended.summary["status"] != COMPLETED:
+        raise SystemExit(exit_code(ended.summary["status"]))
+    return ended.score
+
+
+@dataclass
+class Ended:
+    """How a job ended: its summary (None for a sweep job refused or crashed) and its objective."""
+
+    summary: dict[str, Any] | None
+    score: float | None = None
+    sweeping: bool = False
+
+
+def run_job_config(cfg: DictConfig) -> Ended:
+    """One Hydra job, for the command (`job`) and the Python API: resolve the config to
+    plain data and run it in Hydra's output dir, or continue the run the folder holds.
+
+    A refused single run raises its one-line `RegrunError`; a refused sweep job is
+    recorded and logged. The job holds its folder's lock throughout; a folder another
+    process writes, or one holding another run, is refused and not a byte is written
+    into it (Hydra wrote nothing there either: see cli/hydra_files.py). A stop signal
+    before training starts ends the run `interrupted`, resumable from its first step.
     """
     out = Path(HydraConfig.get().runtime.output_dir)
     sweeping = HydraConfig.get().mode == RunMode.MULTIRUN
     if threading.current_thread() is threading.main_thread():
         STOP.install()  # again here: launchers run jobs in processes of their own (joblib, submitit)
+    refusing = foreign(out, cfg)
+    if refusing:
+        detach_job_log(out)  # the refusal's lines go to the console, not to the other run's log
     try:
-        with one_writer(out):
-            return _locked_job(cfg, out, sweeping)
+        with one_writer(out, keep=bool(refusing)):
+            return Ended(*_locked_job(cfg, out, sweeping), sweeping=sweeping)
     except FolderInUse as err:
-        return refused(str(err), out, sweeping, record=False)
+        refused(str(err), out, sweeping, record=False)
+        return Ended(None, sweeping=sweeping)
 
 
-def _locked_job(cfg: DictConfig, out: Path, sweeping: bool) -> float | None:
+def _locked_job(cfg: DictConfig, out: Path, sweeping: bool) -> tuple[dict[str, Any] | None, float | None]:
     from regrun.jobs.display import quiet_job
     from regrun.jobs.objective import objective  # torch imports late, so `regrun --help` stays quick
 
     # A folder that held a run before this job (a requeue, an old hydra.run.dir) is never
     # marked failed by it: its files stay as they were.
     fresh = not holds_run(out)
-    if STOP():  # a stop signal ended an earlier job of this sweep: this one does not start
-        if fresh:
-            not_started(cfg, out)
-        return None
     try:
         plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     except OmegaConfBaseException as err:  # a missing value (???) or a broken ${...}
-        return refused(str(err).splitlines()[0], out, sweeping, record=fresh)
+        refused(str(err).splitlines()[0], out, sweeping, record=fresh)
+        return None, None
+    pending = STOP()  # a stop signal ended an earlier job of this sweep: this one does not start
     try:
-        with quiet_job(job_label(out) if sweeping else None) as done:
+        # In start-up a stop signal unwinds it at once (the training loop polls for it).
+        with STOP.immediate(), quiet_job(job_label(out) if sweeping else None) as done:
             summary = run_or_continue(plain, out)
             done(summary)
-        score = objective(summary)
+    except StopNow:  # before training started: a continued run's files stay as they were
+        return (not_started(plain, out, sweeping and pending) if fresh else read_summary(out)), None
     except RegrunError as err:
-        return refused(str(err), out, sweeping, plain, record=fresh)
+        refused(str(err), out, sweeping, plain, record=fresh)
+        return None, None
     except Exception:
         if not sweeping:
             raise
         log.exception("job %s failed; the sweep goes on", out)
-        return None
-    if not sweeping and summary["status"] != COMPLETED:
-        raise SystemExit(exit_code(summary["status"]))
-    return score
+        return None, None
+    return summary, objective(summary)
 
 
 def job_label(out: Path) -> str:
@@ -100,26 +133,33 @@ def run_or_continue(cfg: dict, out: Path) -> dict:
 
 
 def refused(message: str, out: Path, sweeping: bool, cfg: dict | None = None, record: bool = True) -> None:
-    """A config error: one line and exit 2 in a single run; a `failed` job in a sweep,
-    recorded in its folder when `record` (never in a folder holding another run)."""
+    """A config error: a `RegrunError` in a single run (the command says it in one line and
+    exits 2); a `failed` job in a sweep, recorded in its folder when `record` (never in a
+    folder holding another run)."""
     from regrun.rundir.files import record_failure
 
     if not sweeping:
-        fail(message)
+        raise RegrunError(message)
     log.error("job failed: %s", message)
     if record and not (out / SUMMARY).exists():  # run() writes it when it got that far
         record_failure(out, message, cfg)
 
 
-def not_started(cfg: DictConfig, out: Path) -> None:
-    """Record a sweep job that a stop signal kept from starting, resumable from scratch."""
+def not_started(cfg: Any, out: Path, earlier: bool = False) -> dict[str, Any]:
+    """Record a run that a stop signal kept from training (`interrupted`, no checkpoint:
+    `regrun resume` starts it from its first step); `earlier`: the signal stopped an
+    earlier job of its sweep. Returns its summary."""
     from regrun.rundir.files import RunDir
 
-    plain = OmegaConf.to_container(cfg, resolve=True)
     rundir = RunDir(out)
-    rundir.write_json(CONFIG, plain)
-    rundir.write_json(SUMMARY, {"status": INTERRUPTED, "config": plain,
-                                "error": f"not started: {STOP.name} stopped the sweep before this job"})
+    why = f"{STOP.name} stopped the sweep before this job" if earlier else \
+        f"{STOP.name} stopped it before training started"
+    summary = {"status": INTERRUPTED, "config": cfg, "error": f"not started: {why}"}
+    with STOP.polled():  # written whole, whatever comes next
+        rundir.write_json(CONFIG, cfg)
+        rundir.write_json(SUMMARY, summary)
+    log.warning("interrupted by %s before training started. Continue with: regrun resume %s", STOP.name, out)
+    return summary
 
 
 # Flags with which Hydra prints something and runs no job: no folder is claimed for them.
@@ -160,7 +200,8 @@ def claim_output_dir(args: list[str]) -> AbstractContextManager:
         if "hydra.sweep.dir" in dirs:
             _refuse_live_jobs(Path(dirs["hydra.sweep.dir"]))
         return nullcontext()
-    return one_writer(Path(dirs["hydra.run.dir"])) if "hydra.run.dir" in dirs else nullcontext()
+    # Left as found (no lock file, no folder) unless the job goes on to write a run there.
+    return one_writer(Path(dirs["hydra.run.dir"]), keep=True) if "hydra.run.dir" in dirs else nullcontext()
 
 
 def _refuse_live_jobs(sweep: Path) -> None:

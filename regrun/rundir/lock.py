@@ -18,6 +18,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from regrun.errors import RegrunError
@@ -28,7 +29,18 @@ class FolderInUse(RegrunError):
     """The run folder belongs to another writer: refuse, and write nothing into it."""
 
 
-_HELD: dict[Path, tuple[int, int]] = {}  # folder → (open lock file descriptor, depth)
+@dataclass
+class _Held:
+    """A lock this process holds: its open file, how deep, and what to leave when it is released."""
+
+    fd: int
+    depth: int
+    before: bytes | None  # the lock file's bytes before this process took it; None: no file
+    created: bool  # the folder did not exist before this process took the lock
+    keep: bool = False  # leave the folder as it was found (a writer that refuses, writes nothing)
+
+
+_HELD: dict[Path, _Held] = {}  # folder → the lock held
 _GUARD = threading.Lock()
 
 
@@ -59,31 +71,58 @@ def holder(folder: Path) -> str | None:
 
 
 @contextmanager
-def one_writer(folder: Path) -> Iterator[None]:
+def one_writer(folder: Path, keep: bool | None = None) -> Iterator[None]:
     """Hold `folder`'s lock while the block runs; another process holding it is a
-    `FolderInUse` error naming the folder and the holder. Creates the folder."""
+    `FolderInUse` error naming the folder and the holder. Creates the folder.
+
+    `keep` (at any depth; None leaves it as it is): once the lock is released, leave the
+    folder as it was found: the lock file's bytes (the last holder's name), or no lock file
+    and, if the lock created the folder, no folder (when nothing else was written into it).
+    The command claims a folder so, before Hydra runs; the job that writes a run into it
+    turns `keep` off, and one that refuses the folder leaves it byte for byte."""
     key = folder.resolve()  # one key for every spelling of the folder (.., symbolic links)
     with _GUARD:
         if key in _HELD:
-            fd, depth = _HELD[key]
-            _HELD[key] = (fd, depth + 1)
+            _HELD[key].depth += 1
         else:
-            _HELD[key] = (_acquire(folder), 1)
+            _HELD[key] = _acquire(folder)
+        if keep is not None:
+            _HELD[key].keep = keep
     try:
         yield
     finally:
         with _GUARD:
-            fd, depth = _HELD.pop(key)
-            if depth > 1:
-                _HELD[key] = (fd, depth - 1)
-            else:
-                os.close(fd)  # closing the last descriptor releases the flock
+            held = _HELD[key]
+            held.depth -= 1
+            if not held.depth:
+                del _HELD[key]
+                _release(held, folder)
 
 
-def _acquire(folder: Path) -> int:
+def _release(held: _Held, folder: Path) -> None:
+    """Close the last descriptor (which releases the flock), leaving the file as it was found when `keep`."""
     try:
+        before = held.before
+        if held.keep and before is None:
+            (folder / LOCK).unlink(missing_ok=True)
+            if held.created:
+                folder.rmdir()  # only if empty: what another writer put there stays
+        elif held.keep and before is not None:
+            os.ftruncate(held.fd, 0)
+            os.pwrite(held.fd, before, 0)
+    except OSError:
+        pass  # the folder is gone, or the disk full: the lock is released all the same
+    finally:
+        os.close(held.fd)
+
+
+def _acquire(folder: Path) -> _Held:
+    path = folder / LOCK
+    try:
+        created = not folder.exists()
         folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        existed = path.is_file()
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as err:
         raise RegrunError(f"{folder} cannot be written ({err.strerror}); "
                           "allowed: a folder this user can write") from err
@@ -92,12 +131,13 @@ def _acquire(folder: Path) -> int:
         os.close(fd)
         raise FolderInUse(f"{folder} is in use by another regrun process ({who}); one writer per run "
                           "folder: wait until it ends, or choose another folder") from None
+    before = os.pread(fd, 1 << 16, 0) if existed else None  # read under the lock: no writer changes it now
     try:
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n{command_line()}\n".encode())
     except OSError:
         pass  # a full disk: the lock holds all the same, only its holder goes unnamed
-    return fd
+    return _Held(fd, 1, before, created)
 
 
 def _try_lock(fd: int) -> bool:

@@ -385,7 +385,7 @@ def stopped_in_evaluation(state: TrainState, progress: EpochProgress, per_epoch:
     state.partial = progress
     save()
     epoch = state.epoch + 1
-    return Outcome("interrupted", f"stopped during the evaluation of epoch {epoch} (after step {epoch * per_epoch}); "
+    return Outcome(INTERRUPTED, f"stopped during the evaluation of epoch {epoch} (after step {epoch * per_epoch}); "
                                   "checkpoint saved")
 
 

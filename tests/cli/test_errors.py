@@ -91,7 +91,7 @@ def places(tmp_path_factory: pytest.TempPathFactory, tiny_root: Path) -> dict[st
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from regrun.cli import conf_dir
+    from regrun.config import conf_dir
 
     tmp = tmp_path_factory.mktemp("bad")
     (tmp / "empty").mkdir()

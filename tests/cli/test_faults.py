@@ -340,3 +340,42 @@ def test_compare_reports_a_damaged_run(case: str, name: str, content: object, st
 
 def test_the_tables_hold_at_least_forty_cases() -> None:
     assert len(LOCKED) + len(DATA) + len(WRITES) + 2 * len(DAMAGE) + len(OVERRIDES) + len(COMPARED) >= 40
+
+
+class FullText:
+    """A text file that takes a few characters, then answers as a full disk does."""
+
+    def __init__(self, file):
+        self.file = file
+
+    def write(self, data: str) -> int:
+        self.file.write(data[:10])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def __enter__(self) -> "FullText":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.file.close()
+
+
+def test_a_full_disk_as_hydra_writes_its_files_is_one_line_and_leaves_nothing(
+        tiny_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    import hydra.core.utils as hydra_utils
+
+    out = tmp_path / "run"
+    argv = [f"dataset.root={tiny_root}", *RUN, "trainer.epochs=1", f"hydra.run.dir={out}"]
+
+    def full_disk(path: object, mode: str = "r", *args: object, **kwargs: object) -> object:
+        file = builtins.open(path, mode, *args, **kwargs)
+        return FullText(file) if Path(str(path)).parent.name == ".hydra" else file
+
+    with monkeypatch.context() as patch:
+        patch.setattr(hydra_utils, "open", full_disk, raising=False)
+        code, _, err = call(argv, patch, capsys)
+    one_line_error(code, err, f"cannot write {out}/.hydra/config.yaml: No space left on device; free some space "
+                              "and run it again", "regrun: error:")
+    assert not out.exists()  # no half-written .hydra/, no lock file, no folder
+    assert call(argv, monkeypatch, capsys)[0] == 0  # the same command, once there is room
+    assert json.loads((out / "summary.json").read_text())["status"] == "completed"
+    assert call(["resume", str(out), "trainer.epochs=2"], monkeypatch, capsys)[0] == 0

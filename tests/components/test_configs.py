@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from regrun.cli import conf_dir
 from regrun.components.datasets import load_data, open_dataset
 from regrun.components.models import build_model
 from regrun.components.tasks import resolve_task
+from regrun.config import conf_dir
 from regrun.errors import RegrunError
 from regrun.training.param_groups import build_grouped_optimizer
 from regrun.training.targets import resolve_targets

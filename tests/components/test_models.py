@@ -11,9 +11,9 @@ import torch
 from conftest import write_plugin
 from torch import nn
 
-from regrun.cli import conf_dir
 from regrun.components.models import MODELS, build_model
 from regrun.components.registry import Choice, Registry, build, read_choice
+from regrun.config import conf_dir
 from regrun.errors import RegrunError
 from regrun.jobs.run import run
 from regrun.measure.capture import output_shapes

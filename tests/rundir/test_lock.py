@@ -7,7 +7,9 @@ its luck, then let go (SIGCONT): the test never depends on how long anything tak
 """
 
 import csv
+import hashlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,8 +22,6 @@ import pytest
 
 from regrun.layout import LOCK
 from regrun.rundir.lock import FolderInUse, holder, one_writer
-
-pytestmark = pytest.mark.heavy  # many whole processes: `make test-heavy`
 
 TIMING = {"epoch_time_s"}
 PYTHON = [sys.executable, "-m", "regrun"]
@@ -44,6 +44,12 @@ def metrics(run: Path) -> list[dict]:
 
 def files(folder: Path) -> dict[Path, bytes]:
     return {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def hashes(folder: Path) -> dict[str, str]:
+    """Every file under `folder` (hidden ones included) → the SHA-256 of its bytes."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 @contextmanager
@@ -103,6 +109,7 @@ def one_epoch_done(tiny_root: Path, tmp_path: Path) -> Path:
     return out
 
 
+@pytest.mark.heavy  # whole processes: `make test-heavy`
 def test_run_then_run(tiny_root: Path, tmp_path: Path, left_alone: list[dict]) -> None:
     out = tmp_path / "run"
     with frozen_writer(base(tiny_root, f"hydra.run.dir={out}"), out, tmp_path) as first:
@@ -113,6 +120,7 @@ def test_run_then_run(tiny_root: Path, tmp_path: Path, left_alone: list[dict]) -
     assert metrics(out) == left_alone
 
 
+@pytest.mark.heavy  # whole processes: `make test-heavy`
 def test_run_then_resume(tiny_root: Path, tmp_path: Path, left_alone: list[dict]) -> None:
     out = tmp_path / "run"
     with frozen_writer(base(tiny_root, f"hydra.run.dir={out}"), out, tmp_path) as first:
@@ -122,6 +130,7 @@ def test_run_then_resume(tiny_root: Path, tmp_path: Path, left_alone: list[dict]
     assert metrics(out) == left_alone
 
 
+@pytest.mark.heavy  # whole processes: `make test-heavy`
 def test_resume_then_resume(one_epoch_done: Path, tmp_path: Path, left_alone: list[dict]) -> None:
     out = one_epoch_done
     with frozen_writer(["resume", str(out), "trainer.epochs=2"], out, tmp_path) as first:
@@ -131,6 +140,7 @@ def test_resume_then_resume(one_epoch_done: Path, tmp_path: Path, left_alone: li
     assert metrics(out) == left_alone
 
 
+@pytest.mark.heavy  # whole processes: `make test-heavy`
 def test_resume_then_run(one_epoch_done: Path, tiny_root: Path, tmp_path: Path, left_alone: list[dict]) -> None:
     out = one_epoch_done
     with frozen_writer(["resume", str(out), "trainer.epochs=2"], out, tmp_path) as first:
@@ -140,6 +150,7 @@ def test_resume_then_run(one_epoch_done: Path, tiny_root: Path, tmp_path: Path, 
     assert metrics(out) == left_alone
 
 
+@pytest.mark.heavy  # whole processes: `make test-heavy`
 def test_sweep_job_then_run(tiny_root: Path, tmp_path: Path, left_alone: list[dict]) -> None:
     sweep = tmp_path / "sweep"
     with frozen_writer(["-m", *base(tiny_root, f"hydra.sweep.dir={sweep}", "seed=0")], sweep / "0", tmp_path) as first:
@@ -150,6 +161,7 @@ def test_sweep_job_then_run(tiny_root: Path, tmp_path: Path, left_alone: list[di
     assert metrics(sweep / "0") == left_alone
 
 
+@pytest.mark.heavy  # whole processes: `make test-heavy`
 def test_run_then_sweep_job(tiny_root: Path, tmp_path: Path, left_alone: list[dict]) -> None:
     sweep = tmp_path / "sweep"
     with frozen_writer(base(tiny_root, f"hydra.run.dir={sweep / '0'}"), sweep / "0", tmp_path) as first:
@@ -160,6 +172,7 @@ def test_run_then_sweep_job(tiny_root: Path, tmp_path: Path, left_alone: list[di
     assert metrics(sweep / "0") == left_alone
 
 
+@pytest.mark.heavy  # whole processes: `make test-heavy`
 def test_a_refused_sweep_job_writes_nothing_into_the_other_run(tiny_root: Path, tmp_path: Path) -> None:
     """The job's folder holds a killed run of another config: the job is refused, and the
     folder keeps no `failed` summary of it (it stays resumable)."""
@@ -167,14 +180,13 @@ def test_a_refused_sweep_job_writes_nothing_into_the_other_run(tiny_root: Path, 
     killed = regrun(*base(tiny_root, f"hydra.run.dir={sweep / '0'}", "trainer.epochs=1"), cwd=tmp_path)
     assert killed.returncode == 0, killed.stderr
     (sweep / "0" / "summary.json").unlink()  # as a SIGKILL leaves it
-    kept = lambda: {p: b for p, b in files(sweep / "0").items()  # noqa: E731
-                    if ".hydra" not in p.parts and p.name not in ("regrun.log", LOCK)}  # Hydra's, and the lock's
-    before = kept()
+    before = hashes(sweep / "0")  # every file: Hydra's .hydra/, regrun.log and the lock's too
     sweeping = regrun("-m", *base(tiny_root, f"hydra.sweep.dir={sweep}", "seed=5"), cwd=tmp_path)
-    assert "already holds another run (seed differs)" in sweeping.stderr + (sweep / "0" / "regrun.log").read_text()
-    assert kept() == before and not (sweep / "0" / "summary.json").exists()
+    assert "already holds another run (seed differs)" in sweeping.stdout + sweeping.stderr
+    assert hashes(sweep / "0") == before and not (sweep / "0" / "summary.json").exists()
 
 
+@pytest.mark.heavy  # whole processes: `make test-heavy`
 def test_the_lock_is_released_when_its_holder_is_killed(tmp_path: Path) -> None:
     code = ("import sys, time; from pathlib import Path; from regrun.rundir.lock import one_writer\n"
             "with one_writer(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(600)")
@@ -194,8 +206,49 @@ def test_the_lock_is_released_when_its_holder_is_killed(tmp_path: Path) -> None:
         assert (tmp_path / LOCK).read_text().startswith(f"{os.getpid()}\n")
 
 
+@pytest.mark.heavy  # whole processes: `make test-heavy`
 def test_a_lock_file_of_any_bytes_names_no_one(tmp_path: Path) -> None:
     (tmp_path / LOCK).write_bytes(b"\xff\x00garbage\n\n\n")
     assert holder(tmp_path) is None  # nobody holds it: the bytes are not trusted
     with one_writer(tmp_path):
         assert (tmp_path / LOCK).read_text().startswith(f"{os.getpid()}\n")
+
+
+@pytest.mark.heavy  # whole processes: `make test-heavy`
+def test_two_concurrent_writers_and_refused_runs_leave_every_other_run_byte_identical(
+        tiny_root: Path, tmp_path: Path, left_alone: list[dict]) -> None:
+    """A run is being written (frozen) while a second run and a resume try its folder, and a
+    run of another config and a sweep job try a finished run's folder: all four are refused,
+    and both folders hash as they did, every file (.hydra/, regrun.log, .lock) included."""
+    busy, done = tmp_path / "busy", tmp_path / "done"
+    assert regrun(*base(tiny_root, f"hydra.run.dir={done}"), cwd=tmp_path).returncode == 0
+    shutil.copytree(done, tmp_path / "sweep" / "0")
+    with frozen_writer(base(tiny_root, f"hydra.run.dir={busy}"), busy, tmp_path) as first:
+        before = {folder: hashes(folder) for folder in (busy, done, tmp_path / "sweep" / "0")}
+        refused(regrun(*base(tiny_root, f"hydra.run.dir={busy}"), cwd=tmp_path), busy, first, "regrun: error:")
+        refused(regrun("resume", str(busy), cwd=tmp_path), busy, first, "regrun resume: error:")
+        other = regrun(*base(tiny_root, f"hydra.run.dir={done}", "seed=3"), cwd=tmp_path)
+        assert other.returncode == 2 and f"{done} already holds another run (seed differs)" in other.stderr
+        sweeping = regrun("-m", *base(tiny_root, f"hydra.sweep.dir={tmp_path / 'sweep'}", "seed=4"), cwd=tmp_path)
+        assert "already holds another run (seed differs)" in sweeping.stdout + sweeping.stderr
+        assert {folder: hashes(folder) for folder in before} == before
+    assert metrics(busy) == left_alone
+
+
+def test_a_folder_left_as_found_keeps_the_last_holders_name(tmp_path: Path) -> None:
+    with one_writer(tmp_path):
+        pass
+    named = (tmp_path / LOCK).read_bytes()
+    with one_writer(tmp_path, keep=True):  # a writer that looks, then refuses
+        assert (tmp_path / LOCK).read_text().startswith(f"{os.getpid()}\n")
+    assert (tmp_path / LOCK).read_bytes() == named
+
+
+def test_a_folder_claimed_and_left_as_found_is_gone_again(tmp_path: Path) -> None:
+    claimed = tmp_path / "new" / "run"
+    with one_writer(claimed, keep=True):
+        assert (claimed / LOCK).exists()
+    assert not claimed.exists()
+    with one_writer(claimed, keep=True), one_writer(claimed, keep=False):  # the job goes on to write a run
+        pass
+    assert (claimed / LOCK).read_text().startswith(f"{os.getpid()}\n")

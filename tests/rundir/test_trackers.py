@@ -10,7 +10,7 @@ from mlflow.tracking import MlflowClient
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from regrun.cli import conf_dir
+from regrun.config import conf_dir
 from regrun.errors import RegrunError
 from regrun.jobs.run import run
 from regrun.rundir.trackers import check_loggers, tag
