@@ -402,3 +402,57 @@ def test_val_split_is_held_out_of_the_training_set(tiny_root: Path, size: float,
 def test_bad_val_size_is_one_line(tiny_root: Path, size: object, message: str) -> None:
     with pytest.raises(RegrunError, match=message.replace("(", r"\(").replace(")", r"\)")):
         load_data(cfg(tiny_root, val_size=size), torch.device("cpu"))
+
+
+# what a file really is, and values that only go wrong once converted
+
+
+@pytest.mark.parametrize("content, kind", [
+    (b"x_train,y_train\n0.5,1\n", "text (starts with 'x_train,y_train')"),
+    (b"", "an empty file"),
+    (b"\x1f\x8b\x08\x00rest", "a gzip file"),
+    (b"\x93NUMPY\x01\x00rest", "a single .npy array"),
+    (b"\x00\x01\x02\x03\xff\xfe", "binary data of an unknown kind (starts with b'\\x00\\x01\\x02\\x03\\xff\\xfe')"),
+])
+def test_a_file_that_is_not_an_archive_is_named_for_what_it_is(tmp_path: Path, content: bytes, kind: str) -> None:
+    path = tmp_path / "data.npz"
+    path.write_bytes(content)
+    with pytest.raises(RegrunError) as info:
+        open_dataset({"name": "tensors", "path": str(path)})
+    assert str(info.value) == f"{path}: {kind}, not a .npz file of arrays; allowed: a file np.savez wrote"
+
+
+def test_a_directory_named_npz_is_said_to_be_a_directory(tmp_path: Path) -> None:
+    (tmp_path / "data.npz").mkdir()
+    with pytest.raises(RegrunError, match=r"dataset.path=\S+data.npz: a directory; allowed: a .npz file$"):
+        open_dataset({"name": "tensors", "path": str(tmp_path / "data.npz")})
+
+
+def test_float64_values_beyond_float32_are_refused_before_training(tmp_path: Path) -> None:
+    x = np.zeros((6, 2))
+    x[4, 1] = 1e300  # finite in float64, infinite in float32
+    path = tmp_path / "big.npz"
+    np.savez(path, **arrays(x_train=x))
+    with pytest.raises(RegrunError) as info:
+        open_dataset({"name": "tensors", "path": str(path)})
+    assert str(info.value) == (f"{path}: x_train holds values beyond float32's range (largest |value| 1e+300, "
+                               "first at sample 4); allowed: finite numbers within ±3.4e+38, since training runs "
+                               "in float32")
+
+
+def test_a_label_far_beyond_the_samples_is_refused_with_the_count(tmp_path: Path) -> None:
+    path = tmp_path / "ids.npz"
+    np.savez(path, **arrays(y_train=np.array([0, 1, 10**9, 0, 1, 0])))
+    with pytest.raises(RegrunError) as info:
+        open_dataset({"name": "tensors", "path": str(path)})
+    assert str(info.value) == (f"{path}: y_train/y_test's largest label is 1000000000: a head of 1000000001 "
+                               "classes for 10 samples; allowed: labels 0..C−1 with C at most 100000 (relabel "
+                               "the classes 0, 1, 2, ...)")
+
+
+def test_many_classes_are_allowed_when_the_samples_are_as_many(tmp_path: Path) -> None:
+    path = tmp_path / "many.npz"
+    n = 100_002
+    np.savez(path, x_train=np.zeros((n, 1), np.float32), y_train=np.arange(n), x_test=np.zeros((1, 1), np.float32),
+             y_test=np.zeros(1, np.int64))
+    assert open_dataset({"name": "tensors", "path": str(path)}).spec.num_classes == n

@@ -66,6 +66,18 @@ def check_dataset_node(cfg: Mapping[str, Any], own: Sequence[str]) -> None:
         raise RegrunError(f"dataset.val_seed must be an integer ≥ 0, got {seed!r}")
 
 
+# A classifier's head has one output per class: more classes than this and than samples is a
+# label that is not a class index (an id, a 10⁹), which would build a head the allocator cannot hold.
+MAX_CLASSES = 100_000
+
+
+def check_num_classes(where: str, classes: int, samples: int) -> None:
+    """Refuse `classes` classes when they exceed both MAX_CLASSES and the `samples` they are for."""
+    if classes > max(MAX_CLASSES, samples):
+        raise RegrunError(f"{where}: a head of {classes} classes for {samples} samples; allowed: labels "
+                          f"0..C−1 with C at most {max(MAX_CLASSES, samples)} (relabel the classes 0, 1, 2, ...)")
+
+
 def _check_val_size(value: object) -> None:
     if value is None or (is_number(value) and ((isinstance(value, int) and value >= 1) or 0 < value < 1)):
         return
@@ -84,6 +96,9 @@ def load_data(cfg: Mapping[str, Any], device: torch.device, source: Source | Non
     val = None
     if cfg.get("val_size") is not None:
         train, val = _hold_out(train, cfg["val_size"], cfg.get("val_seed", 0))
+    if source.spec.num_classes is not None:
+        check_num_classes(f"dataset {source.spec.name}: num_classes={source.spec.num_classes}",
+                          source.spec.num_classes, len(train) + len(test) + (len(val) if val is not None else 0))
     for which, split in (("training", train), ("validation", val), ("test", test)):
         if split is not None:
             _check_split(source.spec, split, which)

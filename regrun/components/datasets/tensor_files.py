@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from regrun.components.datasets.loading import register_dataset
+from regrun.components.datasets.loading import check_num_classes, register_dataset
 from regrun.components.datasets.types import DataSpec, Source, Split
 from regrun.errors import RegrunError
 
@@ -47,6 +47,9 @@ def open_tensors(path: str | None = None) -> Source:
                         _num_classes(path, arrays))
         targets = (y_train.long(), y_test.long())
     splits = {True: (x_train.float(), targets[0]), False: (x_test.float(), targets[1])}
+    for key, array in (("x_train", splits[True][0]), ("x_test", splits[False][0]),
+                       ("y_train", targets[0]), ("y_test", targets[1])):
+        _check_float32(path, key, arrays[key], array)
 
     def read(train: bool, limit: int | None, device: torch.device) -> Split:
         x, y = splits[train]
@@ -62,8 +65,13 @@ def _read_tensor_file(path: str | None) -> dict[str, Tensor]:
     file = Path(path).expanduser()
     if file.suffix not in (".npz", ".pt"):
         raise RegrunError(f"dataset.path={path}: unknown file type {file.suffix!r}; allowed: .npz, .pt")
+    if file.is_dir():
+        raise RegrunError(f"dataset.path={path}: a directory; allowed: a {file.suffix} file")
     if not file.is_file():
         raise RegrunError(f"dataset.path={path}: no such file")
+    if (kind := _file_kind(file)) != ZIP and not (file.suffix == ".pt" and kind == PICKLE):
+        raise RegrunError(f"{path}: {kind}, not a {file.suffix} file of arrays; allowed: a file "
+                          f"{'np.savez wrote' if file.suffix == '.npz' else 'torch.save wrote'}")
     try:
         if file.suffix == ".npz":
             with np.load(file, allow_pickle=False) as npz:
@@ -80,6 +88,31 @@ def _read_tensor_file(path: str | None) -> dict[str, Tensor]:
         raise RegrunError(f"{path}: lacks {', '.join(missing)}; a tensors file holds {', '.join(TENSOR_KEYS)} "
                           "(and optionally num_classes)")
     return loaded
+
+
+# What a file's first bytes say it is. np.savez and torch.save (since 1.6) write zip archives;
+# torch.save's legacy format is a pickle, which the weights-only loader reads safely.
+ZIP, PICKLE = "a zip archive", "a pickle"
+MAGIC = ((b"PK\x03\x04", ZIP), (b"PK\x05\x06", ZIP), (b"\x80", PICKLE), (b"\x93NUMPY", "a single .npy array"),
+         (b"\x1f\x8b", "a gzip file"), (b"\x89HDF", "an HDF5 file"), (b"BZh", "a bzip2 file"))
+
+
+def _file_kind(file: Path) -> str:
+    """What `file` holds, from its first bytes: one of MAGIC's kinds, an empty file, text
+    (quoted), or binary data of an unknown kind."""
+    with file.open("rb") as handle:
+        head = handle.read(64)
+    if not head:
+        return "an empty file"
+    for magic, kind in MAGIC:
+        if head.startswith(magic):
+            return kind
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"binary data of an unknown kind (starts with {head[:8]!r})"
+    first = text.strip().splitlines()[0][:30] if text.strip() else ""
+    return f"text (starts with {first!r})"
 
 
 def _describe(array: Tensor) -> str:
@@ -107,16 +140,29 @@ def _check_array(path: str, key: str, array: Any) -> None:
                           "class labels are one per sample, shape (N,), from 0 (float targets are regressed)")
 
 
+def _check_float32(path: str, key: str, given: Tensor, converted: Tensor) -> None:
+    """Training runs in float32: values that were finite as given but overflow it are refused
+    here, not blamed on training when the first step diverges."""
+    if converted.is_floating_point() and not (finite := torch.isfinite(converted.reshape(len(converted), -1)).all(1)).all():
+        first = int((~finite).nonzero()[0])
+        raise RegrunError(f"{path}: {key} holds values beyond float32's range (largest |value| "
+                          f"{given.abs().max().item():.3g}, first at sample {first}); allowed: finite numbers "
+                          f"within ±{torch.finfo(torch.float32).max:.3g}, since training runs in float32")
+
+
 def _num_classes(path: str, arrays: Mapping[str, Any]) -> int:
     """The `num_classes` entry, or the largest label + 1; it must exceed every label."""
     largest = max(int(arrays["y_train"].max()), int(arrays["y_test"].max()))
     given = arrays.get("num_classes")
     if given is None:
+        check_num_classes(f"{path}: y_train/y_test's largest label is {largest}", largest + 1,
+                          len(arrays["y_train"]) + len(arrays["y_test"]))
         return largest + 1
     value = given.item() if isinstance(given, Tensor) and given.numel() == 1 else given
     if not isinstance(value, int) or value <= largest:
         raise RegrunError(f"{path}: num_classes={value!r} but the labels reach {largest}; allowed: an integer "
                           f"above {largest}, or no num_classes entry")
+    check_num_classes(f"{path}: num_classes={value}", value, len(arrays["y_train"]) + len(arrays["y_test"]))
     return value
 
 
