@@ -10,6 +10,7 @@ the job's folder is not the job's to write; the job log opens its file only at i
 line (`delay: true`), and a refused job takes its log off that file (`detach_job_log`).
 """
 
+import contextlib
 import copy
 import logging
 import shutil
@@ -22,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import OmegaConfBaseException
 
 from regrun.errors import RegrunError
+from regrun.layout import HYDRA, HYDRA_CONFIG, HYDRA_OVERRIDES, HYDRA_SETTINGS, LOG
 from regrun.rundir.lock import holder
 from regrun.rundir.resume import differing_keys, holds_run, read_config
 
@@ -45,6 +47,28 @@ def foreign(out: Path, cfg: DictConfig) -> str | None:
     return f"holds another run ({differing[0]} differs)" if differing else None
 
 
+def resolved(cfg: DictConfig) -> dict[str, Any]:
+    """`cfg` resolved to plain data; a missing value (???) or a broken ${...} is a one-line
+    `RegrunError` naming its key: "model.activation=${nope}: Interpolation key 'nope' not found"."""
+    try:
+        plain: Any = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    except OmegaConfBaseException as err:
+        what = str(err).splitlines()[0]
+        key = getattr(err, "full_key", None)
+        raise RegrunError(f"{key}={_as_written(cfg, key)}: {what}" if key else what) from None
+    return plain
+
+
+def _as_written(cfg: DictConfig, key: str) -> str:
+    """The value of `key` as the config writes it (an interpolation unresolved)."""
+    parent, _, leaf = key.rpartition(".")
+    try:
+        node = OmegaConf.select(cfg, parent) if parent else cfg
+        return str(node._get_node(leaf)._value())  # the node's own text, not its resolution
+    except Exception:  # a key OmegaConf names but cannot walk back to
+        return "???"
+
+
 def job_files(subdir: str, *, _root_: DictConfig) -> str | None:
     """`hydra.output_subdir`: `subdir` (.hydra) where the job may write, None (Hydra then
     writes no file) where it may not."""
@@ -62,6 +86,17 @@ def detach_job_log(out: Path) -> None:
         if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename).parent == out.absolute():
             root.removeHandler(handler)
             handler.close()
+
+
+def discard_job_files(out: Path) -> None:
+    """Remove what Hydra and the job log wrote into `out` for a job that was refused before it
+    wrote anything of its own (`out` held no run): its .hydra/ files and regrun.log."""
+    detach_job_log(out)
+    for name in (HYDRA_CONFIG, HYDRA_OVERRIDES, HYDRA_SETTINGS):
+        (out / HYDRA / name).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # not empty: something else is there, and stays
+        (out / HYDRA).rmdir()
+    (out / LOG).unlink(missing_ok=True)
 
 
 def unwritten(err: OSError) -> str | None:

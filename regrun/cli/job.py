@@ -17,9 +17,8 @@ from typing import Any
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
-from regrun.cli.hydra_files import detach_job_log, foreign
+from regrun.cli.hydra_files import detach_job_log, discard_job_files, foreign, resolved
 from regrun.errors import RegrunError
 from regrun.jobs.signals import STOP, StopNow, exit_code
 from regrun.layout import COMPLETED, CONFIG, INTERRUPTED, SUMMARY
@@ -94,9 +93,9 @@ def _locked_job(cfg: DictConfig, out: Path, sweeping: bool) -> tuple[dict[str, A
     # marked failed by it: its files stay as they were.
     fresh = not holds_run(out)
     try:
-        plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
-    except OmegaConfBaseException as err:  # a missing value (???) or a broken ${...}
-        refused(str(err).splitlines()[0], out, sweeping, record=fresh)
+        plain = resolved(cfg)
+    except RegrunError as err:  # a missing value (???) or a broken ${...}
+        refused(str(err), out, sweeping, record=fresh)
         return None, None
     pending = STOP()  # a stop signal ended an earlier job of this sweep: this one does not start
     try:
@@ -134,11 +133,15 @@ def run_or_continue(cfg: dict, out: Path) -> dict:
 
 def refused(message: str, out: Path, sweeping: bool, cfg: dict | None = None, record: bool = True) -> None:
     """A config error: a `RegrunError` in a single run (the command says it in one line and
-    exits 2); a `failed` job in a sweep, recorded in its folder when `record` (never in a
+    exits 2; a folder that held no run is left as it was found); a `failed` job in a sweep, recorded in its folder when `record` (never in a
     folder holding another run)."""
     from regrun.rundir.files import record_failure
 
     if not sweeping:
+        if record:  # a refused run leaves no trace: Hydra's files go, the folder is as it was found
+            discard_job_files(out)
+            with one_writer(out, keep=True):
+                pass
         raise RegrunError(message)
     log.error("job failed: %s", message)
     if record and not (out / SUMMARY).exists():  # run() writes it when it got that far

@@ -14,6 +14,7 @@ import pytest
 from fake_runs import config, final, write_run
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from omegaconf import OmegaConf
 
 from regrun.cli import main
 from regrun.layout import LOCK
@@ -129,3 +130,78 @@ def test_any_override_ends_documented_and_touches_only_its_run_folder(
     assert_documented_end(code, output, "regrun: error:")
     assert snapshot(tiny_root) == data_before  # data folders are read-only to regrun
     assert {k: v for k, v in snapshot(work).items() if not k.startswith("run/")} == work_before
+
+
+def tree_keys() -> list[str]:
+    """Every leaf key of the composed default config and of the reg=l1_activations preset: the
+    keys a user can override, read from the config tree itself (so that a new key is drawn too)."""
+    from hydra import compose, initialize_config_dir
+
+    from regrun.config import conf_dir, flatten
+
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["reg=l1_activations"])
+    plain = OmegaConf.to_container(cfg, resolve=False)
+    return sorted(key for key in flatten(plain) if key.split(".")[0] not in ("hydra", "dataset"))
+
+
+def groups_and_options() -> list[str]:
+    """GROUP=OPTION for every preset in conf/ (reg=l1_weights, model=cnn, ...)."""
+    from regrun.config import conf_dir
+
+    return sorted(f"{p.parent.relative_to(conf_dir()).as_posix()}={p.stem}" for p in conf_dir().rglob("*.yaml")
+                  if p.parent != conf_dir() and "hydra" not in p.parts)
+
+
+def typo(word: str, draw: st.DrawFn) -> str:
+    """`word` with one letter dropped, doubled or swapped with its neighbour (a hurried hand)."""
+    i = draw(st.integers(0, len(word) - 2))
+    kind = draw(st.sampled_from(["drop", "double", "swap"]))
+    if kind == "drop":
+        return word[:i] + word[i + 1:]
+    if kind == "double":
+        return word[:i] + word[i] + word[i:]
+    return word[:i] + word[i + 1] + word[i] + word[i + 2:]
+
+
+@st.composite
+def hostile_overrides(draw: st.DrawFn) -> list[str]:
+    """One or two overrides from the config tree: a real key with a hostile value, a typo of a
+    real key, or a real group with a typo of one of its options (or of the group itself)."""
+    keys, choices_ = tree_keys(), groups_and_options()
+    lines = []
+    for _ in range(draw(st.integers(1, 2))):
+        kind = draw(st.sampled_from(["value", "key typo", "option typo", "group typo"]))
+        if kind == "value":
+            lines.append(f"{draw(st.sampled_from(keys))}={draw(st.sampled_from(VALUES))}")
+        elif kind == "key typo":
+            key = draw(st.sampled_from(keys))
+            lines.append(f"{typo(key, draw)}={draw(st.sampled_from(VALUES))}")
+        else:
+            group, option = draw(st.sampled_from(choices_)).split("=")
+            lines.append(f"{group}={typo(option, draw)}" if kind == "option typo" or len(group) < 3
+                         else f"{typo(group, draw)}={option}")
+    return lines
+
+
+@settings(max_examples=25, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(overrides=hostile_overrides())
+@example(overrides=["modle=mlp"])
+@example(overrides=["model=mpl"])
+@example(overrides=["trainer.epoch=1"])
+def test_overrides_drawn_from_the_config_tree_end_documented_and_a_refusal_writes_nothing(
+        overrides: list[str], tiny_root: Path, tmp_path_factory: pytest.TempPathFactory,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    work = tmp_path_factory.mktemp("work")
+    run = work / "run"
+    argv = [f"dataset.root={tiny_root}", "dataset.download=false", "trainer.device=cpu", "trainer.epochs=1",
+            "trainer.batch_size=32", "model.hidden=[16]", "reg=l1_activations", f"hydra.run.dir={run}", *overrides]
+    code, output = call(argv, monkeypatch, capsys)
+    assert code in {0, 2}, output  # completed, or refused / failed: never the exit of a diverged run's 1
+    assert "Traceback" not in output and "HYDRA_FULL_ERROR" not in output, output
+    if code == 2:
+        errors = [line for line in output.splitlines() if line.startswith("regrun: error:")]
+        assert len(errors) == 1 and len(output.strip().splitlines()) <= 3, output
+        if not (run / "summary.json").exists():  # refused before training: nothing of it on disk
+            assert not run.exists() or not any(run.rglob("*")), sorted(run.rglob("*"))
