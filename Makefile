@@ -8,7 +8,7 @@ TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 DATA_ROOT ?= ../shared/data
 ARGS ?=
 
-.PHONY: install run test test-heavy test-real test-slow bench bench-sweep bench-compare bench-fused clean
+.PHONY: install run lint test test-heavy test-real test-slow bench bench-sweep bench-compare bench-fused clean
 
 install: $(VENV)/.installed
 
@@ -20,6 +20,10 @@ $(VENV)/.installed: pyproject.toml
 
 run: install  ## the main job: an MLP on MNIST with L1 on its hidden activations
 	$(VENV)/bin/regrun model=mlp reg=l1_activations dataset.root=$(DATA_ROOT) $(ARGS)
+
+lint: install  ## ruff (pyproject's rules, imports sorted) and mypy over regrun/ and hydra_plugins/
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 test: install  ## the fast suite (generated data, no network)
 	$(PY) -m pytest $(ARGS)

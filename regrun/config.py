@@ -5,7 +5,10 @@ Torch-free: readers of run directories and the command line use it.
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
 
 def conf_dir() -> Path:
@@ -27,3 +30,10 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[name] = value
     return flat
+
+
+def to_plain(node: "DictConfig", resolve: bool = True, throw_on_missing: bool = False) -> dict[str, Any]:
+    """An OmegaConf mapping as plain dicts and lists (interpolations resolved when `resolve`)."""
+    from omegaconf import OmegaConf  # imported late: readers of run directories rarely need it
+
+    return cast(dict[str, Any], OmegaConf.to_container(node, resolve=resolve, throw_on_missing=throw_on_missing))

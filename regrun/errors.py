@@ -3,6 +3,7 @@ the small checks of config values that raise it."""
 
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from typing import TypeGuard
 
 
 class RegrunError(Exception):
@@ -15,7 +16,7 @@ def one_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
 
 
-def is_number(value: object) -> bool:
+def is_number(value: object) -> TypeGuard[int | float]:
     """An int or a float; a bool is not a number in a config (`lambda: true` is a mistake)."""
     return isinstance(value, int | float) and not isinstance(value, bool)
 

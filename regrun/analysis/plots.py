@@ -87,7 +87,7 @@ def default_x(runs: Sequence[Run]) -> str:
 
 def default_y(runs: Sequence[Run]) -> str:
     """The completed runs' headline figure (test_acc, test_r2, ...) when they share one, else test_loss."""
-    headlines = {run.headline for run in completed(runs)} - {None}
+    headlines = {run.headline for run in completed(runs) if run.headline is not None}
     return headlines.pop() if len(headlines) == 1 else split_figure("test", "loss")
 
 
@@ -403,8 +403,8 @@ def _draw_curves(ax: Any, groups: Mapping[str, list[Run]], column: str, colors: 
         by_epoch: dict[float, list[float]] = {}
         for run in runs:
             for row in run.metrics:
-                if is_finite(row.get(EPOCH)) and is_finite(row.get(column)):
-                    by_epoch.setdefault(row[EPOCH], []).append(row[column])
+                if is_finite(epoch := row.get(EPOCH)) and is_finite(value := row.get(column)):
+                    by_epoch.setdefault(epoch, []).append(value)
         if not by_epoch:
             continue
         epochs = sorted(by_epoch)

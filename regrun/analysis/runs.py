@@ -17,11 +17,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import yaml
 
-from regrun.config import flatten
+from regrun.config import flatten, to_plain
 from regrun.errors import RegrunError, is_number
 from regrun.layout import (
     BROKEN,
@@ -216,7 +216,7 @@ def _unfinished(path: Path, config: dict[str, Any], overrides: list[str]) -> Run
     if run.metrics:
         run.final = {key: value for key, value in run.metrics[-1].items() if value is not None}
         epochs = flatten(config).get("trainer.epochs", "?")
-        run.error += f"; last metrics row: epoch {run.final.get(EPOCH, 0):.0f} of {epochs}"
+        run.error = f"{run.error}; last metrics row: epoch {run.final.get(EPOCH, 0):.0f} of {epochs}"
     # Killed before the targets were resolved: no module is known to be penalized.
     with contextlib.suppress(OSError, UnicodeDecodeError, ValueError):
         run.targeted_modules = _targeted_modules(json.loads((path / TARGETS).read_text()))
@@ -240,16 +240,18 @@ def _hydra_config(path: Path) -> tuple[dict[str, Any], str | None]:
     file = path / HYDRA / HYDRA_CONFIG
     if not file.exists():
         return {}, None
-    from omegaconf import OmegaConf  # only runs without a readable summary.json need it
+    from omegaconf import DictConfig, OmegaConf  # only runs without a readable summary.json need it
 
     try:
         cfg = OmegaConf.load(file)
     except Exception as err:  # OmegaConf raises yaml's and its own errors alike
         return {}, f"{HYDRA}/{HYDRA_CONFIG} unreadable: {str(err).splitlines()[0]}"
+    if not isinstance(cfg, DictConfig):
+        return {}, f"{HYDRA}/{HYDRA_CONFIG} holds a list, not a config"
     try:
-        return OmegaConf.to_container(cfg, resolve=True), None
+        return to_plain(cfg), None
     except Exception:  # e.g. ${now:...} or ${hydra:...}, which resolve only inside Hydra
-        return OmegaConf.to_container(cfg, resolve=False), None
+        return to_plain(cfg, resolve=False), None
 
 
 def _warnings(warnings: Any) -> list[str]:
@@ -305,6 +307,6 @@ def short_names(keys: Sequence[str]) -> dict[str, str]:
     return names
 
 
-def is_finite(value: Any) -> bool:
+def is_finite(value: Any) -> TypeGuard[int | float]:
     """A number that is not NaN or infinite (the figures of a diverged run may be either)."""
     return is_number(value) and math.isfinite(value)

@@ -29,7 +29,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from regrun.cli.hydra_files import foreign
 from regrun.cli.job import job, job_label, not_started
-from regrun.config import flatten
+from regrun.config import flatten, to_plain
 from regrun.errors import RegrunError, positive_int
 from regrun.jobs.settings import fusable_keys, read_settings
 from regrun.layout import INTERRUPTED, SUMMARY
@@ -98,8 +98,8 @@ def fusion_key(config: DictConfig) -> str | None:
     reports it). Interrupted members of a group fuse again and continue together."""
     try:
         out = Path(str(config.hydra.sweep.dir)) / str(config.hydra.sweep.subdir)
-        task = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
-        plain = OmegaConf.to_container(task, resolve=True, throw_on_missing=True)
+        task = OmegaConf.masked_copy(config, [str(k) for k in config if k != "hydra"])
+        plain = to_plain(task, throw_on_missing=True)
     except OmegaConfBaseException:
         return None
     if holds_run(out) and not _interrupted(out):
@@ -162,7 +162,7 @@ def _run_group(launcher: Any, group: Sequence[SweepJob], max_models: int | None)
         plain = None
         fresh = not holds_run(out)
         try:
-            plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+            plain = to_plain(cfg, throw_on_missing=True)
             # as a quiet sweep job: its tables go to its regrun.log; a stop signal unwinds its start-up
             with quiet_console(), STOP.immediate():
                 prepared = prepare_member(plain, out, data_cache)

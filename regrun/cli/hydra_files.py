@@ -22,6 +22,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import OmegaConfBaseException
 
+from regrun.config import to_plain
 from regrun.errors import RegrunError
 from regrun.layout import HYDRA, HYDRA_CONFIG, HYDRA_OVERRIDES, HYDRA_SETTINGS, LOG
 from regrun.rundir.lock import holder
@@ -51,7 +52,7 @@ def resolved(cfg: DictConfig) -> dict[str, Any]:
     """`cfg` resolved to plain data; a missing value (???) or a broken ${...} is a one-line
     `RegrunError` naming its key: "model.activation=${nope}: Interpolation key 'nope' not found"."""
     try:
-        plain: Any = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+        plain = to_plain(cfg, throw_on_missing=True)
     except OmegaConfBaseException as err:
         what = str(err).splitlines()[0]
         key = getattr(err, "full_key", None)
@@ -63,7 +64,7 @@ def _as_written(cfg: DictConfig, key: str) -> str:
     """The value of `key` as the config writes it (an interpolation unresolved)."""
     parent, _, leaf = key.rpartition(".")
     try:
-        node = OmegaConf.select(cfg, parent) if parent else cfg
+        node: Any = OmegaConf.select(cfg, parent) if parent else cfg
         return str(node._get_node(leaf)._value())  # the node's own text, not its resolution
     except Exception:  # a key OmegaConf names but cannot walk back to
         return "???"

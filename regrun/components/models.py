@@ -165,8 +165,8 @@ def cnn(
         if (module := make_norm(norm, c_out, conv=True)) is not None:
             layers[f"norm{i}"] = module
         layers[f"act{i}"] = make_activation(activation)
-        if POOLS[pool] is not None:
-            layers[f"pool{i}"] = POOLS[pool]()
+        if (make_pool := POOLS[pool]) is not None:
+            layers[f"pool{i}"] = make_pool()
             height, width = height // 2, width // 2
         c_in = c_out
     if height < 1 or width < 1:
@@ -213,7 +213,7 @@ def autoencoder(
         raise RegrunError("model.channels: the autoencoder needs at least one conv layer, got []")
     padding = (kernel_size - 1) // 2
     encoder: OrderedDict[str, nn.Module] = OrderedDict()
-    decoder: list[tuple[str, nn.Module]] = []  # built level by level, then reversed
+    decoder: list[OrderedDict[str, nn.Module]] = []  # built level by level, then reversed
     height, width = shape[1:]
     for i, (c_in, c_out) in enumerate(itertools.pairwise(widths), 1):
         (h_out, h_pad), (w_out, w_pad) = _halved(height, kernel_size, padding), _halved(width, kernel_size, padding)

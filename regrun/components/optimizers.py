@@ -89,8 +89,8 @@ def build_optimizer(params: Iterable[Tensor] | Iterable[dict[str, Any]],
     `params`: tensors, or torch's parameter-group dicts, whose own options override the
     node's. On torch's fused kernel where it fits (`fused_kernel_fits`)."""
     choice = optimizer if isinstance(optimizer, Choice) else read_optimizer("optimizer", optimizer)
-    params = list(params)
-    tensors = [t for p in params for t in (p["params"] if isinstance(p, dict) else [p])]
+    groups: list[Any] = list(params)
+    tensors = [t for p in groups for t in (p["params"] if isinstance(p, dict) else [p])]
     if fused_kernel_fits(OPTIMIZERS[choice.name], tensors, choice.options):
         choice = Choice(choice.name, {**choice.options, "fused": True})
     return build(OPTIMIZERS, choice, params=params)

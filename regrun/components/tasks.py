@@ -169,8 +169,8 @@ class ReconstructionFigures:
     def result(self) -> dict[str, float]:
         """loss, psnr and fvu over the chunks added (fvu is NaN when every input is the same)."""
         sse, n, samples = self._sums.values()
+        assert self._low is not None and self._high is not None and self._centred is not None, "update comes first"
         error, peak = sse / n, (self._high - self._low).item()
-        assert self._centred is not None
         total, squares = self._centred
         variance = (squares - total * total / samples).sum().item()  # Σ‖x − x̄‖² over the split
         return {"loss": error, "psnr": _psnr(peak, error), "fvu": sse / variance if variance > 0 else math.nan}

@@ -17,7 +17,7 @@ from typing import Any
 
 from rich.console import Console, RenderableType
 from rich.logging import RichHandler
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from regrun.console import LOG_WIDTH, shared_console
@@ -108,9 +108,9 @@ def _show(renderable: RenderableType, console: Console) -> None:
     if not _QUIET:
         console.print(renderable)
         return
-    text = Console(file=io.StringIO(), width=LOG_WIDTH, color_system=None)
-    text.print(renderable)
-    log.info("\n%s", text.file.getvalue().rstrip())
+    buffer = io.StringIO()
+    Console(file=buffer, width=LOG_WIDTH, color_system=None).print(renderable)
+    log.info("\n%s", buffer.getvalue().rstrip())
 
 
 def _fmt(value: Any) -> str:
@@ -170,14 +170,20 @@ class RichReporter:
             TimeElapsedColumn(), TextColumn("{task.fields[breakdown]}"),
             console=console, disable=_QUIET or not console.is_terminal,
         )
-        self._task = None
+        self._task: TaskID | None = None
 
     def __enter__(self) -> "RichReporter":
         self.progress.__enter__()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, *exc: Any) -> None:
         self.progress.__exit__(*exc)
+
+    @property
+    def task(self) -> TaskID:
+        """The epoch's bar (one exists from the first start_epoch)."""
+        assert self._task is not None, "start_epoch comes first"
+        return self._task
 
     def start_epoch(self, epoch: int, steps: int) -> None:
         """Start a fresh bar for the epoch."""
@@ -187,11 +193,11 @@ class RichReporter:
 
     def step(self, done: int, figures: Sequence[Mapping[str, float]]) -> None:
         """Move the bar and show the running loss breakdown (of the run: a group of one)."""
-        self.progress.update(self._task, completed=done, breakdown=breakdown(figures[0], self.target_names))
+        self.progress.update(self.task, completed=done, breakdown=breakdown(figures[0], self.target_names))
 
     def end_epoch(self, label: str, row: Mapping[str, Any]) -> None:
         """Log the epoch's breakdown and test figures on one line."""
-        self.progress.update(self._task, completed=self.progress.tasks[-1].total,
+        self.progress.update(self.task, completed=self.progress.tasks[-1].total,
                              breakdown=breakdown(row, self.target_names))
         log.info("%s", epoch_line(row, self.epochs, self.target_names, self.figures))
 
@@ -221,7 +227,7 @@ class GroupReporter(RichReporter):
     def step(self, done: int, figures: Sequence[Mapping[str, float]]) -> None:
         """Move the bar; show the live members and their total losses."""
         totals = [f[TOTAL_LOSS] for f in figures]
-        self.progress.update(self._task, completed=done, breakdown=f"{len(figures)}/{self.size} members · total "
+        self.progress.update(self.task, completed=done, breakdown=f"{len(figures)}/{self.size} members · total "
                                                                     f"loss {min(totals):.4g}–{max(totals):.4g}")
 
     def end_epoch(self, label: str, row: Mapping[str, Any]) -> None:

@@ -21,6 +21,7 @@ statistics pool the outputs of all calls.
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -99,7 +100,7 @@ class ActivationCapture:
         self._hooks.__enter__()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, *exc: Any) -> None:
         self.take()
         self._hooks.__exit__(*exc)
 

@@ -12,7 +12,7 @@ import pickle
 import random
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -30,7 +30,7 @@ KEYS = ("format", "config", "model", "optimizer", "rng", "shuffle", "epoch", "ep
 
 def rng_states() -> dict[str, Any]:
     """The global RNG states, as plain data and tensors."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    kind, keys, pos, has_gauss, gauss = cast(tuple[str, np.ndarray, int, int, float], np.random.get_state())
     return {
         "python": random.getstate(),
         "numpy": [kind, keys.tolist(), pos, has_gauss, gauss],

@@ -21,7 +21,7 @@ import traceback
 from collections.abc import Callable, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import torch
 from torch import nn
@@ -53,7 +53,8 @@ class _Recording:
     only as "unexpected pos", and the reason is what a user needs."""
 
     def __init__(self, file: BinaryIO):
-        self.file, self.error = file, None
+        self.file = file
+        self.error: OSError | None = None
 
     def write(self, data: bytes) -> int:
         try:
@@ -75,7 +76,7 @@ def write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
     try:
         with open(tmp, "wb") as file:
             recording = _Recording(file)
-            write(recording)
+            write(cast(BinaryIO, recording))  # it writes as the file does
         os.replace(tmp, path)
     except (OSError, RuntimeError) as err:  # RuntimeError: torch.save's report of a failed write
         cause = recording.error if recording and recording.error else err
@@ -218,7 +219,7 @@ def environment(device: torch.device, seed: int, wall_time_s: float, optimizer: 
     """Versions, machine and device facts that make a run's figures interpretable;
     `optimizer`: how its optimizer stepped (fused, foreach, for-loop)."""
     packages = ("regrun", "torch", "torchvision", "hydra-core", "omegaconf", "rich", "numpy")
-    versions = {}
+    versions: dict[str, str | None] = {}
     for name in packages:
         try:
             versions[name] = metadata.version(name)

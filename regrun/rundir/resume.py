@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from regrun.config import flatten
+from regrun.config import flatten, to_plain
 from regrun.errors import RegrunError, choices, positive_int
 from regrun.layout import CHECKPOINT, COMPLETED, CONFIG, DIVERGED, FAILED, SEED, SUMMARY
 from regrun.rundir.lock import FolderInUse, holder
@@ -118,7 +118,8 @@ def _with_overrides(cfg: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         merged = OmegaConf.merge(OmegaConf.create(cfg), OmegaConf.from_dotlist(overrides))
     except (OmegaConfBaseException, yaml.YAMLError) as err:  # yaml's: an unclosed [ or {
         raise RegrunError(f"bad override {overrides}: {str(err).splitlines()[0]}") from err
-    return OmegaConf.to_container(merged)
+    assert isinstance(merged, DictConfig), "a mapping merged with dotted keys stays one"
+    return to_plain(merged, resolve=False)
 
 
 def differing_keys(saved: dict[str, Any], cfg: dict[str, Any]) -> list[str]:

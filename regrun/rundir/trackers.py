@@ -197,7 +197,7 @@ class MLflowLogger:
             self.client.set_terminated(self.run_id, "FAILED")
 
 
-TRACKERS: dict[str, type] = {"tensorboard": TensorBoardLogger, "mlflow": MLflowLogger}
+TRACKERS: dict[str, type[TensorBoardLogger] | type[MLflowLogger]] = {"tensorboard": TensorBoardLogger, "mlflow": MLflowLogger}
 
 
 class Loggers:

@@ -27,6 +27,7 @@ A member whose loss goes NaN/Inf is dropped from the stacks; the others go on.
 import copy
 import math
 from collections.abc import Sequence
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -109,8 +110,8 @@ class FusedModel:
         their parameters; fresh members have none."""
         for name, stacked in self.params.items():
             own = [dict(model.named_parameters())[name] for model in models]
-            states = [optimizer.state.get(p) for optimizer, p in zip(optimizers, own)]
-            if all(states):
+            states = [state for optimizer, p in zip(optimizers, own) if (state := optimizer.state.get(p))]
+            if len(states) == len(own):
                 self.optimizer.state[stacked] = {key: _stacked([s[key] for s in states], stacked)
                                                  for key in states[0]}
 
@@ -119,7 +120,7 @@ class FusedModel:
         param groups over the stacked parameters."""
         groups = [{**{k: v for k, v in group.items() if k != "params"}, "params": [self.params[n] for n in names]}
                   for group, names in zip(like.param_groups, self._names)]
-        return type(like)(groups)  # each group carries `like`'s fused/foreach choice, which its step reads
+        return cast(Any, type(like))(groups)  # each group carries `like`'s fused/foreach choice, which its step reads
 
     def step(self, task: Task, x: Tensor, y: Tensor, capture: ActivationCapture,
              lams: Sequence[Sequence[float]] | None = None) -> Tensor:
@@ -192,5 +193,5 @@ def _stacked(values: Sequence[object], param: Tensor) -> object:
     count is one scalar per tensor, the same for every member of a group)."""
     first = values[0]
     if isinstance(first, Tensor) and first.shape == param.shape[1:]:
-        return torch.stack([v.to(param.device) for v in values])  # type: ignore[union-attr]
+        return torch.stack([cast(Tensor, v).to(param.device) for v in values])
     return first.clone() if isinstance(first, Tensor) else copy.deepcopy(first)

@@ -321,6 +321,7 @@ def _permutation(state: TrainState, samples: int) -> Tensor:
     if state.partial is None:
         state.epoch_start = state.shuffle.get_state()
     else:
+        assert state.epoch_start is not None, "a partial epoch keeps its start"
         state.shuffle.set_state(state.epoch_start)
     return torch.randperm(samples, generator=state.shuffle)
 
@@ -336,7 +337,9 @@ def _sync(live: list[Member], stepper: Stepper, sums: Tensor, recent: list[Tenso
         progress = EpochProgress(batches, sums[i].clone(),
                                  non_finite=first_non_finite([terms[i] for terms in recent], batches, names))
         with member.context():
-            member.done(early_end(member.state, progress, per_epoch, member.save))
+            outcome = early_end(member.state, progress, per_epoch, member.save)
+            assert outcome is not None, "a non-finite step ends the epoch early"
+            member.done(outcome)
     if rows and len(rows) < len(live):
         stepper.keep(rows)
     recent.clear()

@@ -67,7 +67,7 @@ def train_step(model: nn.Module, task: Task, x: Tensor, y: Tensor, targets: Sequ
 
 
 def step_loss(task: Task, output: Tensor, reference: Tensor, targets: Sequence[Target], params: Mapping[str, Tensor],
-              activations: Mapping[str, list[Tensor]], lams: Sequence[float | Tensor]) -> tuple[Tensor, Tensor]:
+              activations: Mapping[str, list[Tensor]], lams: Sequence[float | Tensor] | Tensor) -> tuple[Tensor, Tensor]:
     """The loss to backpropagate (the task's loss + Σ λ·raw) and the detached loss terms in
     `loss_terms` order; `activations` is what the capture took for this step.
 
@@ -87,7 +87,7 @@ def firing(activations: Mapping[str, Sequence[Tensor]]) -> dict[str, Tensor]:
     """Which units of each captured module were non-zero on any sample (and position) of
     the step, (units,) booleans; a unit is an index of dim 1, as in the statistics. A pure
     function of the outputs, so that it also runs inside `vmap` for a fused group."""
-    fired = {}
+    fired: dict[str, Tensor] = {}
     with torch.no_grad():  # two kernels a call, not counting the OR of a second one: it runs every step
         for name, outputs in activations.items():
             for out in outputs:

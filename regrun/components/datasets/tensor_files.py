@@ -25,6 +25,8 @@ def open_tensors(path: str | None = None) -> Source:
     Every problem is a one-line error naming the file and the array. The file is read
     here, so that the model can be built to fit it.
     """
+    if not path:
+        raise RegrunError("dataset.path: dataset tensors needs a file; set dataset.path=FILE (.npz or .pt)")
     arrays = _read_tensor_file(path)
     x_train, y_train, x_test, y_test = (arrays[key] for key in TENSOR_KEYS)
     for key in TENSOR_KEYS:
@@ -58,10 +60,8 @@ def open_tensors(path: str | None = None) -> Source:
     return Source(spec, read)
 
 
-def _read_tensor_file(path: str | None) -> dict[str, Tensor]:
+def _read_tensor_file(path: str) -> dict[str, Tensor]:
     """The file's arrays as CPU tensors; a missing file, key or bad format is one line."""
-    if not path:
-        raise RegrunError("dataset.path: dataset tensors needs a file; set dataset.path=FILE (.npz or .pt)")
     file = Path(path).expanduser()
     if file.suffix not in (".npz", ".pt"):
         raise RegrunError(f"dataset.path={path}: unknown file type {file.suffix!r}; allowed: .npz, .pt")
