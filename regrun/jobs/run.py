@@ -132,7 +132,7 @@ def build(cfg: dict[str, Any], config: RunSettings | None = None) -> Setup:
     source = open_dataset(config.dataset)
     spec = source.spec
     task_name, task = resolve_task(config.task, spec)
-    splits = ["val", "test"] if config.dataset.get("val_size") is not None else ["test"]
+    splits = ["val", "test"] if config.dataset.val_size is not None else ["test"]
     goal = check_objective(config.objective, task, splits)
     seed_everything(config.seed)
     model = build_model(config.model, spec.input_shape, task.num_outputs(spec)).to(device)

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
+from regrun.components.datasets import DatasetSettings
 from regrun.components.models import ModelSettings
 from regrun.components.tasks import TaskSettings
 from regrun.errors import RegrunError
@@ -44,7 +45,7 @@ class RunSettings:
     seed: Seed
     trainer: TrainerSettings
     model: ModelSettings
-    dataset: dict[str, Any]
+    dataset: DatasetSettings
     optimizer: OptimizerSettings
     reg: RegSettings
     task: TaskSettings | None = None

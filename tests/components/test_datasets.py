@@ -392,10 +392,12 @@ def test_val_split_is_held_out_of_the_training_set(tiny_root: Path, size: float,
 
 
 @pytest.mark.parametrize("size, message", [
-    (0, "dataset.val_size must be a sample count (an integer ≥ 1), a fraction in (0, 1), or null; got 0"),
-    (1.0, "dataset.val_size must be a sample count"),
-    ("10", "dataset.val_size must be a sample count"),
-    (True, "dataset.val_size must be a sample count"),
+    (0, "dataset.val_size must be a sample count ≥ 1, a fraction in (0, 1), or null; got 0"),
+    (1.0, "dataset.val_size must be a sample count ≥ 1, a fraction in (0, 1), or null; got 1.0"),
+    ("10", "dataset.val_size must be an integer or a number (a sample count ≥ 1 or a fraction in (0, 1)) or null, "
+           "got '10'"),
+    (True, "dataset.val_size must be an integer or a number (a sample count ≥ 1 or a fraction in (0, 1)) or null, "
+           "got True"),
     (320, "dataset.val_size=320 holds out 320 of the 320 training samples; allowed: 1 to 319 samples"),
     (0.001, "dataset.val_size=0.001 holds out 0 of the 320 training samples"),
 ])

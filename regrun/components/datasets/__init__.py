@@ -18,9 +18,9 @@ imported only to download.
 # isort: off
 from regrun.components.datasets.types import Data, DataSpec, Source, Split
 from regrun.components.datasets.loading import (
-    COMMON_KEYS,
     DATASETS,
     DatasetRecord,
+    DatasetSettings,
     load_data,
     open_dataset,
     register_dataset,
@@ -45,8 +45,8 @@ from regrun.components.datasets.batching import batches, chunks
 
 __all__ = [
     "CIFAR_FOLDER", "CIFAR_MEAN", "CIFAR_META", "CIFAR_SHAPE", "CIFAR_STD", "CIFAR_TEST", "CIFAR_TRAIN",
-    "COMMON_KEYS", "DATASETS", "IDX_DATASETS", "IDX_UBYTE", "PICKLE_ALLOWED", "TENSOR_KEYS",
-    "Data", "DataSpec", "DatasetInfo", "DatasetRecord", "Source", "Split",
+    "DATASETS", "IDX_DATASETS", "IDX_UBYTE", "PICKLE_ALLOWED", "TENSOR_KEYS",
+    "Data", "DataSpec", "DatasetInfo", "DatasetRecord", "DatasetSettings", "Source", "Split",
     "batches", "chunks", "load_data", "open_cifar10", "open_dataset", "open_idx", "open_teacher",
     "open_tensors", "open_toy_regression", "read_idx", "read_pickle", "register_dataset", "unpack_dir",
 ]

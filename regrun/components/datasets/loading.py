@@ -8,16 +8,16 @@ checked and applied here, the same for all, and every split read is checked agai
 dataset's spec, so that a plugin's reader is held to its word.
 """
 
-import inspect
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 
 from regrun.components.datasets.types import Data, DataSpec, Source, Split
-from regrun.components.registry import Registry, call_with_options
-from regrun.errors import RegrunError, choices, is_number, positive_int
+from regrun.components.registry import Choice, Registry, builder_hints, call_with_options
+from regrun.errors import RegrunError
+from regrun.schema import AtLeast, parse, read_node
 
 
 @dataclass(frozen=True)
@@ -28,9 +28,6 @@ class DatasetRecord:
     task: str | None = None  # its natural task when the data does not decide it (tensors does)
 
 
-# Keys every dataset node may hold, besides the options its `open` takes.
-COMMON_KEYS = ("train_limit", "test_limit", "val_size", "val_seed")
-
 DATASETS: Registry[DatasetRecord] = Registry(
     "dataset", "regrun.datasets", wrap=lambda name, obj: obj if isinstance(obj, DatasetRecord) else DatasetRecord(obj))
 
@@ -40,30 +37,37 @@ def register_dataset(name: str, record: DatasetRecord | Callable[..., Source], r
     DATASETS.register(name, record if isinstance(record, DatasetRecord) else DatasetRecord(record), replace)
 
 
-def open_dataset(cfg: Mapping[str, Any]) -> Source:
-    """The dataset a `dataset` config node names, opened: its keys and values checked, its
-    spec known; a bad one is a one-line error. Reads no sample (but a tensors file)."""
-    name = cfg.get("name")
-    record = DATASETS.entry(name)
-    own = [key for key in inspect.signature(record.open).parameters]
-    check_dataset_node(cfg, own)
-    options = {key: value for key, value in cfg.items() if key in own}
-    return call_with_options(record.open, options, "dataset", f"dataset {name!r}")
+@dataclass(frozen=True)
+class DatasetSettings(Choice):
+    """The `dataset` node: a registered dataset, the options its `open` takes, and the keys
+    every dataset takes (limits, the validation hold-out), the same for all."""
+
+    train_limit: Annotated[int, AtLeast(1)] | None = None  # the first N training samples (null: all)
+    test_limit: Annotated[int, AtLeast(1)] | None = None
+    # samples held out of training for validation: a count, or a fraction of the training set
+    val_size: Annotated[int | float, "a sample count ≥ 1 or a fraction in (0, 1)"] | None = None
+    val_seed: Annotated[int, AtLeast(0)] = 0  # draws the validation samples (not the run's seed)
+
+    @classmethod
+    def from_node(cls, where: str, node: object) -> "DatasetSettings":
+        """Read with the registered dataset's `open` signature as the options' schema."""
+        name = node.get("name") if isinstance(node, Mapping) else None
+        record = DATASETS.entry(name, f"{where}.name") if isinstance(node, Mapping) else None
+        return parse(where, node, cls, options=builder_hints(record.open) if record else {})
+
+    def validate(self, where: str) -> None:
+        """A validation size is a sample count (≥ 1) or a fraction in (0, 1)."""
+        size = self.val_size
+        if size is None or (isinstance(size, int) and size >= 1) or (isinstance(size, float) and 0 < size < 1):
+            return
+        raise RegrunError(f"{where}.val_size must be a sample count ≥ 1, a fraction in (0, 1), or null; got {size!r}")
 
 
-def check_dataset_node(cfg: Mapping[str, Any], own: Sequence[str]) -> None:
-    """A dataset node holds only `name`, the dataset's `own` options and COMMON_KEYS, and its
-    common keys are in range; its own options are checked by `call_with_options`."""
-    allowed = ["name", *own, *COMMON_KEYS]
-    for key in cfg:
-        if key not in allowed:
-            raise RegrunError(f"dataset.{key}: unknown key; allowed: {choices(allowed)}")
-    for key in ("train_limit", "test_limit"):
-        positive_int(f"dataset.{key}", cfg.get(key), or_null=True)
-    _check_val_size(cfg.get("val_size"))
-    seed = cfg.get("val_seed", 0)
-    if not is_number(seed) or not isinstance(seed, int) or seed < 0:
-        raise RegrunError(f"dataset.val_seed must be an integer ≥ 0, got {seed!r}")
+def open_dataset(cfg: DatasetSettings | Mapping[str, Any]) -> Source:
+    """The dataset a `dataset` node names (checked settings, or a mapping read as them),
+    opened: its spec known. Reads no sample (but a tensors file)."""
+    settings = read_node("dataset", cfg, DatasetSettings)
+    return call_with_options(DATASETS[settings.name].open, settings.options, "dataset", f"dataset {settings.name!r}")
 
 
 # A classifier's head has one output per class: more classes than this and than samples is a
@@ -78,31 +82,24 @@ def check_num_classes(where: str, classes: int, samples: int) -> None:
                           f"0..C−1 with C at most {max(MAX_CLASSES, samples)} (relabel the classes 0, 1, 2, ...)")
 
 
-def _check_val_size(value: object) -> None:
-    if value is None or (is_number(value) and ((isinstance(value, int) and value >= 1) or 0 < value < 1)):
-        return
-    raise RegrunError(f"dataset.val_size must be a sample count (an integer ≥ 1), a fraction in (0, 1), "
-                      f"or null; got {value!r}")
-
-
-def load_data(cfg: Mapping[str, Any], device: torch.device, source: Source | None = None) -> Data:
+def load_data(cfg: DatasetSettings | Mapping[str, Any], device: torch.device, source: Source | None = None) -> Data:
     """Read the splits of the dataset `cfg` names onto `device`: the first `train_limit` /
     `test_limit` samples (null: all), then `val_size` samples of the training set held out
     as a validation split, drawn with `val_seed` (not the run's seed, so that runs of
     several seeds are judged on the same samples)."""
-    source = source or open_dataset(cfg)
-    train, test = (source.read(is_train, cfg.get(limit), device)
-                   for is_train, limit in ((True, "train_limit"), (False, "test_limit")))
+    settings = read_node("dataset", cfg, DatasetSettings)
+    source = source or open_dataset(settings)
+    train, test = source.read(True, settings.train_limit, device), source.read(False, settings.test_limit, device)
     val = None
-    if cfg.get("val_size") is not None:
-        train, val = _hold_out(train, cfg["val_size"], cfg.get("val_seed", 0))
+    if settings.val_size is not None:
+        train, val = _hold_out(train, settings.val_size, settings.val_seed)
     if source.spec.num_classes is not None:
         check_num_classes(f"dataset {source.spec.name}: num_classes={source.spec.num_classes}",
                           source.spec.num_classes, len(train) + len(test) + (len(val) if val is not None else 0))
     for which, split in (("training", train), ("validation", val), ("test", test)):
         if split is not None:
             _check_split(source.spec, split, which)
-    return Data(cfg["name"], train, test, val)
+    return Data(settings.name, train, test, val)
 
 
 def _hold_out(train: Split, size: int | float, seed: int) -> tuple[Split, Split]:
