@@ -22,6 +22,7 @@ Kept free of torch.
 """
 
 import dataclasses
+import functools
 import inspect
 import math
 import types
@@ -238,8 +239,11 @@ def _plural(text: str) -> str:
 
 def option_hints(builder: Callable[..., Any]) -> dict[str, Any]:
     """Each keyword option's type: its annotation, else the type of its default (None: any)."""
-    try:  # a class's options are its __init__'s (torch's optimizers annotate them there)
-        target = typing.cast(Any, builder).__init__ if isinstance(builder, type) else builder
+    # A class's options are its __init__'s (torch's optimizers annotate them there); a
+    # partial's are its function's (get_type_hints refuses a partial).
+    target: Any = builder.func if isinstance(builder, functools.partial) else builder
+    try:
+        target = typing.cast(Any, target).__init__ if isinstance(target, type) else target
         annotations = typing.get_type_hints(target, include_extras=True)
     except Exception:  # a builder whose annotations do not resolve: fall back to defaults
         annotations = {}

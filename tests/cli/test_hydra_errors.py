@@ -28,7 +28,8 @@ CASES = [
      "did you mean logger=tensorboard? allowed: csv, mlflow, tensorboard (logger/NAME.yaml in conf/ or --config-dir)"),
     ("typo in an experiment", ["experiment=sparse_autoencodr"], "experiment=sparse_autoencodr: no option "
      "'sparse_autoencodr' in group experiment; did you mean experiment=sparse_autoencoder? allowed: "
-     "l1_all_params_collapse, l1_and_l2_norm_two_layers, per_layer_decay_regression, sparse_autoencoder, "
+     "l1_all_params_collapse, l1_and_l2_norm_two_layers, l1_relu_outputs_hook, per_layer_decay_regression, "
+     "sparse_autoencoder, "
      "sparse_conv_autoencoder (experiment/NAME.yaml in conf/ or --config-dir)"),
     ("typo in one option of a list", ["reg=[l1_activations,l1_wieghts]"], "reg=[l1_activations,l1_wieghts]: no option "
      f"'l1_wieghts' in group reg; did you mean reg=[l1_activations,l1_weights]? {REG}"),

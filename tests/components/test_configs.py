@@ -121,3 +121,36 @@ def test_every_config_file_starts_with_a_comment() -> None:
 
 def test_conf_dir_is_the_checkout_conf() -> None:
     assert conf_dir() == Path(__file__).resolve().parents[2] / "conf"
+
+
+# The one-layer commands the README and the presets' comments show: (model, preset, layer).
+ONE_LAYER = [("mlp", "l1_weights", "fc1"), ("mlp", "l2_weights", "fc2"), ("cnn", "l1_weights", "conv2"),
+             ("mlp", "l1_activations", "act1"), ("mlp", "elastic_net", "fc1"), ("mlp", "group_lasso", "fc1"),
+             ("autoencoder", "l1_code", "code")]
+
+
+@pytest.mark.parametrize("model, preset, layer", ONE_LAYER)
+def test_every_reg_preset_takes_one_layer_as_written(make_cfg: Callable[..., dict], model: str, preset: str,
+                                                      layer: str) -> None:
+    """`regrun reg=PRESET 'reg.targets.PRESET.layers=[LAYER]'`, with no `+`: the presets hold the key."""
+    cfg = make_cfg(f"model={model}", f"reg={preset}", f"reg.targets.{preset}.layers=[{layer}]")
+    _, (target,) = build_all(cfg)
+    assert target.modules == (layer,)
+
+
+@pytest.mark.parametrize("preset", [p for p in options("reg") if p != "none"])
+def test_every_reg_preset_takes_types_and_exclude(make_cfg: Callable[..., dict], preset: str) -> None:
+    """`types` and `exclude` are keys of every preset's target too: a class filter and a left-out layer."""
+    model = "autoencoder" if preset == "l1_code" else "mlp"
+    cfg = make_cfg(f"model={model}", f"reg={preset}")
+    (name, spec), = cfg["reg"]["targets"].items()
+    assert {"layers", "types", "exclude"} <= set(spec), preset
+    kinds = "[ReLU,LeakyReLU]" if spec["site"] == "activations" else "[Linear]"
+    every = make_cfg(f"model={model}", f"reg={preset}", f"reg.targets.{name}.layers=['*']",
+                     f"reg.targets.{name}.types={kinds}", f"reg.targets.{name}.exclude=[]")
+    _, (target,) = build_all(every)
+    left_out = target.modules[0]
+    fewer = make_cfg(f"model={model}", f"reg={preset}", f"reg.targets.{name}.layers=['*']",
+                     f"reg.targets.{name}.types={kinds}", f"reg.targets.{name}.exclude=[{left_out}]")
+    _, (narrowed,) = build_all(fewer)
+    assert narrowed.modules == target.modules[1:]

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from regrun.components.datasets.loading import DatasetRecord, register_dataset
-from regrun.components.datasets.types import DataSpec, Source, Split
+from regrun.components.datasets.types import DataSpec, Scaling, Source, Split, scale_pixels
 from regrun.errors import RegrunError
 
 # CIFAR-10 in torchvision's layout: Python 2 pickles of dicts holding "data" (N×3072
@@ -62,8 +62,9 @@ def read_pickle(path: Path) -> dict[str, Any]:
     return {key.decode("latin1") if isinstance(key, bytes) else key: value for key, value in loaded.items()}
 
 
-def open_cifar10(root: str = "data", download: bool = False) -> Source:
-    """CIFAR-10 from `<root>/cifar-10-batches-py/`, downloaded by torchvision when missing and `download`."""
+def open_cifar10(root: str = "data", download: bool = False, scaling: Scaling = "standardize") -> Source:
+    """CIFAR-10 from `<root>/cifar-10-batches-py/`, downloaded by torchvision when missing and
+    `download`, its pixels scaled as `scaling` says."""
     spec = DataSpec("cifar10", CIFAR_SHAPE, "classification", "labels", 10)
     folder = Path(root).expanduser() / CIFAR_FOLDER
 
@@ -77,9 +78,9 @@ def open_cifar10(root: str = "data", download: bool = False) -> Source:
             labels.append(batch_labels)
             if limit is not None and sum(map(len, labels)) >= limit:
                 break  # the first batches hold the first samples
-        x = torch.tensor(np.concatenate(images)[:limit], device=device).view(-1, *CIFAR_SHAPE).float().div_(255)
+        x = torch.tensor(np.concatenate(images)[:limit], device=device).view(-1, *CIFAR_SHAPE)
         mean, std = (torch.tensor(v, device=device).view(1, 3, 1, 1) for v in (CIFAR_MEAN, CIFAR_STD))
-        return Split(x.sub_(mean).div_(std), torch.tensor(np.concatenate(labels)[:limit], device=device))
+        return Split(scale_pixels(x, scaling, mean, std), torch.tensor(np.concatenate(labels)[:limit], device=device))
 
     return Source(spec, read)
 

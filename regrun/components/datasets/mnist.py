@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from regrun.components.datasets.loading import DatasetRecord, register_dataset
-from regrun.components.datasets.types import DataSpec, Source, Split
+from regrun.components.datasets.types import DataSpec, Scaling, Source, Split, scale_pixels
 from regrun.errors import RegrunError
 
 
@@ -60,14 +60,16 @@ IDX_DATASETS: dict[str, DatasetInfo] = {
 }
 
 
-def open_idx(name: str, info: DatasetInfo, root: str = "data", download: bool = False) -> Source:
-    """An IDX dataset under `root` (torchvision's layout), downloaded when missing and `download`."""
+def open_idx(name: str, info: DatasetInfo, root: str = "data", download: bool = False,
+             scaling: Scaling = "standardize") -> Source:
+    """An IDX dataset under `root` (torchvision's layout), downloaded when missing and `download`,
+    its pixels scaled as `scaling` says."""
     spec = DataSpec(name, info.input_shape, "classification", "labels", info.num_classes)
     path = Path(root).expanduser()
 
     def read(train: bool, limit: int | None, device: torch.device) -> Split:
         raw = _ensure_raw_files(name, info, path, bool(download))
-        return _load_split(info, raw, train, limit, device)
+        return _load_split(info, raw, train, limit, device, scaling)
 
     return Source(spec, read)
 
@@ -172,7 +174,8 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
 
 
-def _load_split(info: DatasetInfo, raw: Path, train: bool, limit: int | None, device: torch.device) -> Split:
+def _load_split(info: DatasetInfo, raw: Path, train: bool, limit: int | None, device: torch.device,
+                scaling: Scaling) -> Split:
     prefix = raw / ("train" if train else "t10k")
     images = read_idx(Path(f"{prefix}-images-idx3-ubyte"))
     labels = read_idx(Path(f"{prefix}-labels-idx1-ubyte"))
@@ -181,7 +184,7 @@ def _load_split(info: DatasetInfo, raw: Path, train: bool, limit: int | None, de
                           "expected N×28×28 images and N labels")
     if labels.max(initial=0) >= info.num_classes:
         raise RegrunError(f"{prefix}-labels-idx1-ubyte: label {labels.max()} outside 0..{info.num_classes - 1}")
-    x = torch.tensor(images[:limit], device=device).unsqueeze(1).float().div_(255).sub_(info.mean).div_(info.std)
+    x = scale_pixels(torch.tensor(images[:limit], device=device).unsqueeze(1), scaling, info.mean, info.std)
     return Split(x, torch.tensor(labels[:limit], device=device).long())
 
 

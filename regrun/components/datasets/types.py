@@ -11,6 +11,16 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+# How image pixels reach the model: standardised per channel with the training set's mean
+# and std (torchvision's ToTensor() then Normalize), or as ToTensor() gives them, in [0, 1].
+Scaling = Literal["standardize", "unit"]
+
+
+def scale_pixels(x: Tensor, scaling: Scaling, mean: Tensor | float, std: Tensor | float) -> Tensor:
+    """Byte pixels as floats scaled by `scaling`, in place where `x` is already float."""
+    x = x.float().div_(255)
+    return x.sub_(mean).div_(std) if scaling == "standardize" else x
+
 
 @dataclass(frozen=True)
 class DataSpec:
