@@ -1,0 +1,84 @@
+"""Each thread's preset run as its thread runs it, regrun's figures beside the ones the
+thread printed (where it printed any). The README and the docs quote this file's output.
+
+    python bench/thread_figures.py --data-root ../shared/data
+
+Thread 004 prints "Loss after mini-batch 500: L (of which P L1 loss)" once per epoch;
+regrun's figures are each epoch's mean training loss and L1 term (metrics.csv), which on
+the plateau of epochs 3 to 5 is what a minibatch late in the epoch shows. The other threads
+print no figures: their rows give regrun's final figures. Results go to
+bench/results/thread_figures.json (git ignores bench/results/).
+"""
+
+import argparse
+import csv
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from regrun import api  # noqa: E402
+from regrun.layout import METRICS  # noqa: E402
+
+HEADLINES = ("test_acc", "test_r2", "test_psnr")  # the tasks' headline figures, shown in the table
+# Presets on generated data (dataset=teacher, toy_regression) take no data root.
+GENERATED = {"l1_and_l2_norm_two_layers", "l1_relu_outputs_hook", "per_layer_decay_regression"}
+# preset → (thread, {epoch: (total loss, L1 term)} as the thread printed them)
+THREADS: dict[str, tuple[str, dict[int, tuple[float, float]]]] = {
+    "l1_and_l2_norm_two_layers": ("000", {}),
+    "l1_relu_outputs_hook": ("001", {}),
+    "sparse_conv_autoencoder": ("002", {}),
+    "per_layer_decay_regression": ("003", {}),
+    "l1_all_params_collapse": ("004", {3: (2.94135, 0.63876), 4: (2.94091, 0.63833), 5: (2.94062, 0.63803)}),
+}
+
+
+def run_preset(preset: str, data_root: str, out: Path) -> list[dict[str, str]]:
+    """Train the preset as it stands; its metrics.csv rows."""
+    root = [] if preset in GENERATED else [f"dataset.root={data_root}"]
+    summary = api.train([f"experiment={preset}", *root, f"hydra.run.dir={out / preset}"])
+    with open(Path(summary["run_dir"]) / METRICS) as f:
+        return list(csv.DictReader(f))
+
+
+def penalty_terms(row: dict[str, str]) -> float:
+    return sum(float(v) for k, v in row.items() if k.startswith("penalty.") and k.endswith(".weighted"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-root", default="../shared/data")
+    parser.add_argument("--presets", nargs="*", default=list(THREADS))
+    args = parser.parse_args()
+    results = {}
+    table = Table("thread", "preset", "epoch", "regrun loss", "regrun penalty", "thread loss", "thread penalty", "test")
+    with tempfile.TemporaryDirectory() as tmp:
+        for preset in args.presets:
+            thread, printed = THREADS[preset]
+            rows = run_preset(preset, args.data_root, Path(tmp))
+            results[preset] = {"thread": thread, "epochs": [
+                {"epoch": int(r["epoch"]), "train_total_loss": float(r["train_total_loss"]),
+                 "penalty": penalty_terms(r), "test": {k: float(v) for k, v in r.items() if k.startswith("test_") and v}}
+                for r in rows], "thread_printed": {str(e): {"loss": loss, "l1": l1} for e, (loss, l1) in printed.items()}}
+            shown = [r for r in results[preset]["epochs"] if r["epoch"] in printed] or results[preset]["epochs"][-1:]
+            for r in shown:
+                loss, l1 = printed.get(r["epoch"], (None, None))
+                headline = next(k for k in (*HEADLINES, "test_loss") if k in r["test"])
+                test = f"{headline.removeprefix('test_')} {r['test'][headline]:.4g}"
+                table.add_row(thread, preset, str(r["epoch"]), f"{r['train_total_loss']:.4f}", f"{r['penalty']:.4f}",
+                              "" if loss is None else f"{loss:.4f}", "" if l1 is None else f"{l1:.4f}", test)
+    out = ROOT / "bench" / "results" / "thread_figures.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(results, indent=1))
+    Console(width=max(Console().width, 120)).print(table)  # readable when piped to a file
+    print(f"written {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
