@@ -24,9 +24,10 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from regrun import api  # noqa: E402
-from regrun.layout import METRICS  # noqa: E402
+from regrun.layout import EPOCH, METRICS, PENALTY_TOTAL, TOTAL_LOSS, split_figure  # noqa: E402
 
-HEADLINES = ("test_acc", "test_r2", "test_psnr")  # the tasks' headline figures, shown in the table
+TEST = split_figure("test", "")
+HEADLINES = tuple(split_figure("test", f) for f in ("acc", "r2", "psnr"))  # the tasks' headline figures, shown in the table
 # Presets on generated data (dataset=teacher, toy_regression) take no data root.
 GENERATED = {"l1_and_l2_norm_two_layers", "l1_relu_outputs_hook", "per_layer_decay_regression"}
 # preset → (thread, {epoch: (total loss, L1 term)} as the thread printed them)
@@ -47,10 +48,6 @@ def run_preset(preset: str, data_root: str, out: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def penalty_terms(row: dict[str, str]) -> float:
-    return sum(float(v) for k, v in row.items() if k.startswith("penalty.") and k.endswith(".weighted"))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-root", default="../shared/data")
@@ -63,15 +60,15 @@ def main() -> None:
             thread, printed = THREADS[preset]
             rows = run_preset(preset, args.data_root, Path(tmp))
             results[preset] = {"thread": thread, "epochs": [
-                {"epoch": int(r["epoch"]), "train_total_loss": float(r["train_total_loss"]),
-                 "penalty": penalty_terms(r), "test": {k: float(v) for k, v in r.items() if k.startswith("test_") and v}}
+                {EPOCH: int(r[EPOCH]), "loss": float(r[TOTAL_LOSS]), "penalty": float(r[PENALTY_TOTAL]),
+                 "test": {k: float(v) for k, v in r.items() if k.startswith(TEST) and v}}
                 for r in rows], "thread_printed": {str(e): {"loss": loss, "l1": l1} for e, (loss, l1) in printed.items()}}
-            shown = [r for r in results[preset]["epochs"] if r["epoch"] in printed] or results[preset]["epochs"][-1:]
+            shown = [r for r in results[preset]["epochs"] if r[EPOCH] in printed] or results[preset]["epochs"][-1:]
             for r in shown:
-                loss, l1 = printed.get(r["epoch"], (None, None))
-                headline = next(k for k in (*HEADLINES, "test_loss") if k in r["test"])
-                test = f"{headline.removeprefix('test_')} {r['test'][headline]:.4g}"
-                table.add_row(thread, preset, str(r["epoch"]), f"{r['train_total_loss']:.4f}", f"{r['penalty']:.4f}",
+                loss, l1 = printed.get(r[EPOCH], (None, None))
+                headline = next(k for k in (*HEADLINES, split_figure("test", "loss")) if k in r["test"])
+                test = f"{headline.removeprefix(TEST)} {r['test'][headline]:.4g}"
+                table.add_row(thread, preset, str(r[EPOCH]), f"{r['loss']:.4f}", f"{r['penalty']:.4f}",
                               "" if loss is None else f"{loss:.4f}", "" if l1 is None else f"{l1:.4f}", test)
     out = ROOT / "bench" / "results" / "thread_figures.json"
     out.parent.mkdir(exist_ok=True)
