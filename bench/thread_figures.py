@@ -54,7 +54,7 @@ def main() -> None:
     parser.add_argument("--presets", nargs="*", default=list(THREADS))
     args = parser.parse_args()
     results = {}
-    table = Table("thread", "preset", "epoch", "regrun loss", "regrun penalty", "thread loss", "thread penalty", "test")
+    table = Table("thread", "preset", EPOCH, "regrun loss", "regrun penalty", "thread loss", "thread penalty", "test")
     with tempfile.TemporaryDirectory() as tmp:
         for preset in args.presets:
             thread, printed = THREADS[preset]
