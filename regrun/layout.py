@@ -13,6 +13,8 @@ that `regrun compare` starts in a blink.
     summary.json   status, final figures, loss breakdown, per-layer sparsity, targets,
                    environment, config
     model.pt       the model's state dict, when the run completed
+    prune.json     with prune.at_end, or after `regrun prune`: the task's test figures with the
+                   smallest weights zeroed at each sparsity level, globally and per layer
     regrun.log     the job's log (Hydra's job logging)
     .lock          held (flock) by the one process writing the run; names its pid and command
     .hydra/        Hydra's record of the job: config.yaml (the composed config), overrides.yaml
@@ -23,6 +25,7 @@ A sweep's folder holds one run directory per job, and:
 
     summary.csv    one row per job (the sweep's summary)
     tradeoff.png   the trade-off plot of the sweep
+    tradeoff_prune.png   its pruning curves, when some job has a prune.json
     mlruns/        MLflow's file store, with logger=mlflow and no tracking_uri (beside the runs)
 """
 
@@ -36,6 +39,7 @@ STEPS = "steps.csv"
 CHECKPOINT = "checkpoint.pt"
 SUMMARY = "summary.json"
 MODEL = "model.pt"
+PRUNE = "prune.json"
 LOG = "regrun.log"
 LOCK = ".lock"
 HYDRA = ".hydra"
@@ -46,6 +50,17 @@ TENSORBOARD = "tb"
 SWEEP_SUMMARY = "summary.csv"
 TRADEOFF_PLOT = "tradeoff.png"
 MLFLOW = "mlruns"
+
+# summary.json's per-layer sparsity tables (thresholds, weights, activations).
+LAYER_SPARSITY = "sparsity"
+
+# The keys of a prune.json row, besides the task's `test_<figure>`: the weights it prunes
+# (`global`: all chosen weights under one threshold, else one layer alone), the fraction
+# of them asked to be zero (0: the model as it is), and the fraction that is zero.
+SCOPE = "scope"
+PRUNE_GLOBAL = "global"
+LEVEL = "level"
+PRUNE_SPARSITY = "sparsity"
 
 # How a run ended (summary.json's `status`). A reader adds two of its own for folders
 # without a readable summary: INCOMPLETE (still running, or killed) and BROKEN.
@@ -103,3 +118,14 @@ def sparsity_column(scope: str, figure: str) -> str:
 def split_figure(split: str, figure: str) -> str:
     """`test_acc`, `val_mse`: a task figure measured on a split."""
     return f"{split}_{figure}"
+
+
+def prune_column(level: float, figure: str) -> str:
+    """`prune90_test_acc`: a figure of the model with 90% of its chosen weights zeroed globally."""
+    return f"prune{100 * level:.4g}_{figure}"
+
+
+def prune_plot(plot: str) -> str:
+    """The file name of the pruning curves beside a plot: 'tradeoff.png' → 'tradeoff_prune.png'."""
+    stem, dot, suffix = plot.rpartition(".")
+    return f"{stem}_prune.{suffix}" if dot else f"{plot}_prune"

@@ -36,6 +36,7 @@ from regrun.analysis.runs import (
     differing_keys,
     is_finite,
     natural_key,
+    prune_figures,
     short_names,
 )
 from regrun.console import format_value
@@ -131,7 +132,7 @@ def figure_columns(runs: Sequence[Run]) -> list[str]:
     """The final figures to show: the task's, task loss, each penalty, headline sparsity.
 
     The task's: per split, its loss, the runs' headline figures, then any other figure of
-    the split. Headline sparsity: all weights, each target, and each module whose outputs
+    the split; the headline figure of the runs pruned globally at each level (prune.json). Headline sparsity: all weights, each target, and each module whose outputs
     a target penalizes; only columns that some run has.
     """
     present = dict.fromkeys(key for run in runs for key in run.final)
@@ -142,6 +143,7 @@ def figure_columns(runs: Sequence[Run]) -> list[str]:
     for split in SPLITS:
         wanted += [split_figure(split, name) for name in ("loss", *headlines)]
         wanted += [key for key in present if key.startswith(split_figure(split, ""))]
+    wanted += [key for run in runs for key in prune_figures(run.pruning, run.headline)]
     wanted.append(TASK_LOSS)
     for target in targets:
         wanted += [penalty_column(target, "raw"), penalty_column(target, "weighted")]
@@ -326,14 +328,18 @@ def _header_lines(header: str) -> str:
 def column_priority(comparison: Comparison) -> list[str]:
     """The columns in the order a narrow table keeps them: the run, what a sweep varies (λ
     first, then the seed), the headline figure and the test loss, the other config values,
-    the status when some run did not complete, the seeds' count, then the other figures."""
+    the status when some run did not complete, the seeds' count, the headline figure of the
+    pruned models, then the other figures."""
     headline = [f for f in comparison.figure_keys if any(f == run.headline for row in comparison.rows
                                                              for run in row.runs)]
     lambdas = [k for k in comparison.config_keys if LAMBDA_KEY.fullmatch(k)]
+    runs = [run for row in comparison.rows for run in row.runs]
+    pruned = {key for run in runs for key in prune_figures(run.pruning, run.headline)}
     incomplete = any(not run.completed for row in comparison.rows for run in row.runs)
     ordered = ["run", *lambdas, *([SEED] if SEED in comparison.config_keys else []), *headline,
                *[f for f in comparison.figure_keys if f == split_figure("test", "loss")], *comparison.config_keys,
-               *(["status"] if incomplete else []), *(["n"] if comparison.grouped else []), *comparison.figure_keys]
+               *(["status"] if incomplete else []), *(["n"] if comparison.grouped else []),
+               *[f for f in comparison.figure_keys if f in pruned], *comparison.figure_keys]
     return [c for c in dict.fromkeys(ordered) if c in comparison.columns]
 
 

@@ -248,13 +248,14 @@ def draw_runs(runs: Sequence[Run], x: str, y: str | None = None, config_keys: Se
                                  baseline if column == y else None)
     for column in (y, TASK_LOSS, x):
         _draw_curves(next(axes), groups, column, colors, names)
-    fig.suptitle(sweep_title(runs, config_keys, points), fontsize="x-large")
+    fig.suptitle(sweep_title(runs, config_keys, [p.runs for p in points]), fontsize="x-large")
     return fig
 
 
-def sweep_title(runs: Sequence[Run], config_keys: Sequence[str], points: Sequence[Point]) -> str:
-    """What varies between the runs, and over how many: 'λ ∈ {0, 0.001, 0.01} × seed ∈ {0, 1, 2}:
-    9 completed runs, 3 configs (mean ± std over 3 seeds)'."""
+def sweep_title(runs: Sequence[Run], config_keys: Sequence[str], configs: Sequence[Sequence[Run]]) -> str:
+    """What varies between the runs, and over how many (`configs`: the runs of each config
+    drawn): 'λ ∈ {0, 0.001, 0.01} × seed ∈ {0, 1, 2}: 9 completed runs, 3 configs (mean ± std
+    over 3 seeds)'."""
     short = short_names(config_keys)
     if (lam := lambda_key(config_keys)) and [k for k in config_keys if LAMBDA_KEY.fullmatch(k)] == [lam]:
         short[lam] = "λ"
@@ -264,10 +265,10 @@ def sweep_title(runs: Sequence[Run], config_keys: Sequence[str], points: Sequenc
         values = sorted({format_value(v) for v in config_values_of(runs, key)}, key=_natural)
         listed = "{" + ", ".join(values) + "}" if len(values) <= 6 else f"{len(values)} values"
         parts.append(f"{short[key]} ∈ {listed}")
-    seeds = max((len(p.runs) for p in points), default=1)
+    seeds = max((len(group) for group in configs), default=1)
     over = f" (mean ± std over {seeds} seeds)" if seeds > 1 else ""
     varies = " × ".join(parts) + ": " if parts else ""
-    return f"{varies}{len(runs)} completed runs, {len(points)} configs{over}" if len(points) != len(runs) else \
+    return f"{varies}{len(runs)} completed runs, {len(configs)} configs{over}" if len(configs) != len(runs) else \
         f"{varies}{len(runs)} completed runs"
 
 

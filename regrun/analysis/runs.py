@@ -35,10 +35,16 @@ from regrun.layout import (
     HYDRA_SETTINGS,
     INCOMPLETE,
     INTERRUPTED,
+    LEVEL,
     METRICS,
+    PRUNE,
+    PRUNE_GLOBAL,
+    PRUNE_SPARSITY,
+    SCOPE,
     SUMMARY,
     TARGETS,
     penalty_targets,
+    prune_column,
     split_figure,
 )
 
@@ -64,6 +70,7 @@ class Run:
     targeted_modules: list[str] = field(default_factory=list)  # modules whose outputs a target penalizes
     warnings: list[str] = field(default_factory=list)  # the run's diagnostics (measure/diagnostics.py)
     task: dict[str, Any] = field(default_factory=dict)  # summary.json's `task`: name, figures, headline
+    pruning: list[dict[str, Any]] = field(default_factory=list)  # prune.json's rows (regrun prune)
 
     @property
     def headline(self) -> str | None:
@@ -193,9 +200,31 @@ def read_run(path: Path) -> Run:
     error = summary.get("error")
     final = {key: value for key, value in (summary.get("final") or {}).items() if is_number(value)}
     task = summary.get("task")
-    return Run(path, summary["status"], None if error is None else str(error), config, overrides,
-               final, _targeted_modules(summary.get("targets")), _warnings(summary.get("warnings")),
-               task if isinstance(task, dict) else {})
+    run = Run(path, summary["status"], None if error is None else str(error), config, overrides,
+              final, _targeted_modules(summary.get("targets")), _warnings(summary.get("warnings")),
+              task if isinstance(task, dict) else {})
+    if run.completed:
+        run.pruning = read_pruning(path)
+        run.final |= prune_figures(run.pruning, run.headline)
+    return run
+
+
+def read_pruning(path: Path) -> list[dict[str, Any]]:
+    """The rows of a run's prune.json that have a scope, a level and a sparsity; [] when
+    it has none (never pruned) or it is unreadable."""
+    try:
+        rows = json.loads((path / PRUNE).read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return []
+    return [row for row in rows if isinstance(row, dict) and isinstance(row.get(SCOPE), str)
+            and is_finite(row.get(LEVEL)) and is_finite(row.get(PRUNE_SPARSITY))] if isinstance(rows, list) else []
+
+
+def prune_figures(rows: Sequence[dict[str, Any]], headline: str | None) -> dict[str, float]:
+    """The headline figure at each level of global pruning, as compare's columns
+    (`prune90_test_acc`)."""
+    return {prune_column(row[LEVEL], headline): row[headline] for row in rows if headline and
+            row[SCOPE] == PRUNE_GLOBAL and row[LEVEL] > 0 and is_number(row.get(headline))}
 
 
 def _check_summary(summary: Any) -> None:

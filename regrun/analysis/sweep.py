@@ -5,6 +5,7 @@ Hydra calls `SweepSummary.on_multirun_end` once every job of a multirun has retu
 
     summary.csv    one row per job: job number, path, overrides, status, error, final figures
     tradeoff.png   the plots of `regrun compare --plot` over the completed jobs
+    tradeoff_prune.png   their pruning curves, when the jobs were pruned (prune.at_end=true)
 
 and prints the comparison table. Jobs that did not complete are rows with their status
 and error, never dropped; nothing here may fail the sweep, whose runs are already written.
@@ -23,7 +24,7 @@ from omegaconf import DictConfig
 from regrun.analysis.compare import compare_runs, render_table
 from regrun.analysis.runs import Run, differing_keys, find_runs
 from regrun.console import shared_console
-from regrun.layout import SWEEP_SUMMARY, TRADEOFF_PLOT
+from regrun.layout import SWEEP_SUMMARY, TRADEOFF_PLOT, prune_plot
 
 log = logging.getLogger(__name__)
 JOB_COLUMNS = ("job", "path", "overrides", "status", "error")
@@ -58,7 +59,22 @@ def summarize_sweep(sweep_dir: Path) -> list[Run]:
         log.info("trade-off plot: %s", sweep_dir / TRADEOFF_PLOT)
     except Exception as err:  # a plot is a bonus: the CSV above is the record
         log.warning("%s not written: %s", TRADEOFF_PLOT, err)
+    _plot_pruning(runs, sweep_dir)
     return runs
+
+
+def _plot_pruning(runs: Sequence[Run], sweep_dir: Path) -> None:
+    """tradeoff_prune.png, when some job has pruning rows (prune.at_end)."""
+    out = sweep_dir / prune_plot(TRADEOFF_PLOT)
+    try:
+        from regrun.analysis.plots import default_y
+        from regrun.analysis.prune_plots import plot_pruning, pruned_runs
+
+        if pruned := pruned_runs(runs):
+            plot_pruning(pruned, out, default_y(pruned), differing_keys(runs))
+            log.info("pruning curves: %s", out)
+    except Exception as err:  # a plot is a bonus, as above
+        log.warning("%s not written: %s", out.name, err)
 
 
 def write_summary_csv(runs: Sequence[Run], root: Path, out: Path) -> None:

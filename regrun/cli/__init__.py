@@ -4,6 +4,7 @@
     regrun -m reg.targets.l1_activations.lambda=0,1e-4,1e-3   a sweep (Hydra multirun)
     regrun compare PATH...                     tables and plots over finished runs
     regrun resume RUN_DIR                      continue a run from its last checkpoint
+    regrun prune PATH...                       evaluate finished runs with their smallest weights zeroed
 """
 
 import atexit
@@ -56,7 +57,7 @@ OmegaConf.register_new_resolver("regrun_registered", registered)
 
 # Subcommand name → module with a `main(argv) -> int`. Hydra owns the rest of the command
 # line, so these are dispatched before it parses sys.argv (hydra#409).
-SUBCOMMANDS = {"compare": "regrun.cli.compare", "resume": "regrun.cli.resume"}
+SUBCOMMANDS = {"compare": "regrun.cli.compare", "resume": "regrun.cli.resume", "prune": "regrun.cli.prune"}
 
 
 def main() -> None:

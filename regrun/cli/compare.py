@@ -6,7 +6,8 @@ each penalty, headline sparsity. Printed as a rich table, CSV, Markdown or JSON,
 an optional PNG of the trade-offs.
 
 The runs are read by regrun/analysis/runs.py, compared by regrun/analysis/compare.py and
-plotted by regrun/analysis/plots.py.
+plotted by regrun/analysis/plots.py; with --plot, runs pruned by `regrun prune` also get
+their pruning curves beside it (FILE_prune.png, regrun/analysis/prune_plots.py).
 """
 
 import argparse
@@ -29,6 +30,7 @@ from regrun.analysis.compare import (
 from regrun.analysis.runs import Run, differing_keys, find_runs
 from regrun.console import shared_console
 from regrun.errors import RegrunError
+from regrun.layout import prune_plot
 
 
 class _Parser(argparse.ArgumentParser):
@@ -52,7 +54,8 @@ def parser() -> argparse.ArgumentParser:
                    help="table: show these columns (full names or unique suffixes) beside the run's; by default "
                         "as many as fit the terminal, the sweep's λ and the headline figure first (csv, markdown "
                         "and json always hold every column)")
-    p.add_argument("--plot", metavar="FILE.png", type=Path, help="write the trade-off, λ and training-curve plots")
+    p.add_argument("--plot", metavar="FILE.png", type=Path, help="write the trade-off, λ and training-curve plots "
+                                                              "(and FILE_prune.png: pruning curves of pruned runs)")
     p.add_argument("--x", metavar="COL", help="plot: the sparsity figure (default: the first target's zero fraction)")
     p.add_argument("--y", metavar="COL", help="plot: the figure to trade off (default: the runs' headline "
                                              "figure, e.g. test_acc, test_r2, test_psnr)")
@@ -86,6 +89,7 @@ def main(argv: list[str]) -> int:
             order = [run for row in comparison.rows for run in row.runs]
             plot_runs(order, args.plot, x=plot[0], y=plot[1], config_keys=differing_keys(runs))
             print(f"plot written to {args.plot}", file=sys.stderr)
+            _plot_pruning(order, args.plot, differing_keys(runs))
     except RegrunError as err:
         print(f"regrun compare: error: {err}", file=sys.stderr)
         return 2
@@ -103,6 +107,17 @@ def _plot_settings(args: argparse.Namespace, runs: Sequence[Run]) -> tuple[str, 
         raise RegrunError("--plot: no completed run to plot")
     x = resolve_column(args.x, columns, "--x") if args.x else default_x(runs)
     return x, resolve_column(args.y, columns, "--y") if args.y else default_y(runs)
+
+
+def _plot_pruning(runs: Sequence[Run], plot: Path, config_keys: Sequence[str]) -> None:
+    """The pruning curves beside the plot, when some run has pruning rows (prune.json)."""
+    from regrun.analysis.plots import default_y
+    from regrun.analysis.prune_plots import plot_pruning, pruned_runs
+
+    if pruned := pruned_runs(runs):
+        out = plot.with_name(prune_plot(plot.name))
+        plot_pruning(pruned, out, default_y(pruned), config_keys)
+        print(f"pruning curves written to {out}", file=sys.stderr)
 
 
 def _emit(comparison: Comparison, fmt: str, columns: Sequence[str] | None) -> None:

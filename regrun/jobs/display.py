@@ -25,6 +25,11 @@ from regrun.layout import (
     COMPLETED,
     EPOCH,
     EPOCH_TIME,
+    LAYER_SPARSITY,
+    LEVEL,
+    PRUNE_GLOBAL,
+    PRUNE_SPARSITY,
+    SCOPE,
     TASK_LOSS,
     TOTAL_LOSS,
     penalty_column,
@@ -252,7 +257,7 @@ def show_summary(summary: Mapping[str, Any], console: Console) -> None:
                 bold = "[bold]" if column == task["headline"] else ""
                 table.add_row(f"{bold}{split} {label}", "", "", f"{bold}{_fmt(final[column])}")
     _show(table, console)
-    _show(_layer_table(summary["sparsity"]), console)
+    _show(_layer_table(summary[LAYER_SPARSITY]), console)
 
 
 def _layer_table(sparsity: Mapping[str, Any]) -> Table:
@@ -276,3 +281,25 @@ def _layer_table(sparsity: Mapping[str, Any]) -> Table:
         cells += [f"{w[key]:.3f}" if w else "" for key in weight_columns.values()]
         table.add_row(*cells)
     return table
+
+
+def show_pruning(rows: Sequence[Mapping[str, Any]], headline: str, console: Console) -> None:
+    """prune.json's rows as a table: the headline figure at each level, globally and per
+    layer (one column per level); each cell with the sparsity it reached where that differs."""
+    levels = sorted({row[LEVEL] for row in rows if row[LEVEL] > 0})
+    table = Table(title=f"{headline} with the smallest weights zeroed (level: fraction of the scope's weights)",
+                  title_justify="left")
+    table.add_column(SCOPE)
+    dense = next(row for row in rows if row[LEVEL] == 0)
+    table.add_column(f"as trained ({dense[PRUNE_SPARSITY]:.3f} zero)", justify="right")
+    for level in levels:
+        table.add_column(f"{level:g}", justify="right")
+    for scope in dict.fromkeys(row[SCOPE] for row in rows):
+        by_level = {row[LEVEL]: row for row in rows if row[SCOPE] == scope}
+        cells = [_fmt(dense[headline]) if scope == PRUNE_GLOBAL else ""]
+        for level in levels:
+            row = by_level.get(level)
+            reached = f" ({row[PRUNE_SPARSITY]:.3f})" if row and abs(row[PRUNE_SPARSITY] - level) > 5e-4 else ""
+            cells.append(f"{_fmt(row[headline])}{reached}" if row else "")
+        table.add_row(scope, *cells)
+    _show(table, console)

@@ -29,8 +29,17 @@ from regrun.components.tasks import Task, check_output, resolve_task, task_summa
 from regrun.console import shared_console
 from regrun.errors import RegrunError, contained
 from regrun.jobs import signals
-from regrun.jobs.display import DIAGNOSTICS, GroupReporter, RichReporter, show_groups, show_summary, show_targets
+from regrun.jobs.display import (
+    DIAGNOSTICS,
+    GroupReporter,
+    RichReporter,
+    show_groups,
+    show_pruning,
+    show_summary,
+    show_targets,
+)
 from regrun.jobs.objective import check_objective
+from regrun.jobs.pruning import evaluate_pruning, pruned_tensors
 from regrun.jobs.settings import RunSettings, read_settings
 from regrun.jobs.signals import STOP
 from regrun.layout import (
@@ -40,7 +49,9 @@ from regrun.layout import (
     EPOCH,
     GROUPS,
     INTERRUPTED,
+    LAYER_SPARSITY,
     LOG,
+    PRUNE,
     SUMMARY,
     TARGETS,
     lambda_column,
@@ -140,6 +151,8 @@ def build(cfg: dict[str, Any], config: RunSettings | None = None) -> Setup:
     targets = resolve_targets(model, config.targets)
     optimizer, groups = build_grouped_optimizer(model, config.optimizer)
     _check_targets(targets, config.trainer.epochs, optimizer, config.optimizer.name)
+    if config.prune.at_end:  # its selection refused now, not after training
+        pruned_tensors(model, config.prune)
     example = torch.zeros((1, *spec.input_shape), device=device)
     return Setup(cfg, config, device, source, task_name, task, goal, model, targets, optimizer, groups, example)
 
@@ -410,10 +423,20 @@ def finish(setup: Setup, outcome: Outcome, rundir: RunDir, tables: Tables, data:
         summary["objective"] = setup.goal
     summary["environment"] = environment(setup.device, setup.seed, time.perf_counter() - started,
                                          implementation(setup.optimizer))
+    pruned = prune(setup, data, rundir) if summary["status"] == COMPLETED and setup.config.prune.at_end else None
     rundir.write_json(SUMMARY, summary)
     loggers.log_summary(summary)
     _report(summary, rundir.path, console)
+    if pruned:
+        show_pruning(pruned, split_figure("test", setup.task.headline), console)
     return summary
+
+
+def prune(setup: Setup, data: Data, rundir: RunDir) -> list[dict[str, Any]]:
+    """Evaluate the trained model pruned as its `prune` node says; writes prune.json."""
+    rows = evaluate_pruning(setup.model, setup.task, data.test, setup.settings.eval_batch_size, setup.config.prune)
+    rundir.write_json(PRUNE, rows)
+    return rows
 
 
 def _check_targets(targets: list, epochs: int, optimizer: torch.optim.Optimizer, optimizer_name: str) -> None:
@@ -475,7 +498,7 @@ def _summary(outcome: Outcome, rundir: RunDir, model: torch.nn.Module, targets: 
         rundir.save_model(model)
         final = outcome.evaluation
         mark_targeted(final.activations, final.weights, targets)
-        summary["sparsity"] = {"thresholds": thresholds, "weights": final.weights, "activations": final.activations}
+        summary[LAYER_SPARSITY] = {"thresholds": thresholds, "weights": final.weights, "activations": final.activations}
     return summary | {"targets": target_rows, "config": cfg}
 
 
@@ -488,7 +511,7 @@ def _diagnostics(summary: Mapping[str, Any], rows: list[dict], setup: Setup, dat
     chance = None if figures is None else Chance(split_figure("test", task.headline), figures[task.headline],
                                                  task.higher_is_better, task.trivial_is, figures["loss"])
     optimizer = setup.config.optimizer
-    warnings = diagnose(rows, summary["targets"], summary.get("sparsity"), chance,
+    warnings = diagnose(rows, summary["targets"], summary.get(LAYER_SPARSITY), chance,
                         optimizer.options.get("weight_decay") or 0.0, bool(optimizer.groups))
     for warning in warnings:
         logging.getLogger(DIAGNOSTICS).warning("%s", warning["message"])

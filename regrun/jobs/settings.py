@@ -17,6 +17,7 @@ from regrun.components.models import ModelSettings
 from regrun.components.tasks import TaskSettings
 from regrun.errors import RegrunError
 from regrun.jobs.objective import ObjectiveSettings
+from regrun.jobs.pruning import PruneSettings
 from regrun.layout import SEED
 from regrun.rundir.trackers import check_loggers
 from regrun.schema import POSITIVE, AtLeast, Range, parse
@@ -51,6 +52,7 @@ class RunSettings:
     task: TaskSettings | None = None
     sparsity: SparsitySettings = field(default_factory=SparsitySettings)
     objective: ObjectiveSettings | None = None
+    prune: PruneSettings = field(default_factory=PruneSettings)
     logger: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from regrun.errors import RegrunError
+from regrun.layout import CHECKPOINT, MODEL
 from regrun.rundir.files import write_atomically
 from regrun.training.loop import EpochProgress, TrainState
 
@@ -118,3 +119,20 @@ def restore(payload: Mapping[str, Any], model: nn.Module, optimizer: torch.optim
         # absent from checkpoints written before units' firing was tracked: counted afresh
         last_fired={name: steps.to(device) for name, steps in (payload.get("last_fired") or {}).items()},
     )
+
+
+def final_model_state(run_dir: Path) -> dict[str, torch.Tensor]:
+    """A completed run's final model as a state dict: its model.pt, else its last checkpoint's
+    model (a checkpoint is written after the last epoch). Read safely, as `load_checkpoint` does."""
+    path = run_dir / MODEL
+    if not path.exists() and not (run_dir / CHECKPOINT).exists():
+        raise RegrunError(f"{run_dir} holds no trained model (neither {MODEL} nor {CHECKPOINT})")
+    if not path.exists():
+        return load_checkpoint(run_dir / CHECKPOINT)["model"]
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
+        raise RegrunError(f"{path}: not a readable model state ({_load_failure(err)})") from err
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise RegrunError(f"{path}: not a model state dict (a mapping of names to tensors)")
+    return state

@@ -22,7 +22,8 @@ from regrun.rundir.lock import FolderInUse, holder
 
 # Keys a resume may override: none of them changes the training trajectory so far.
 RESUMABLE = ("trainer.epochs", "trainer.device", "trainer.log_every", "trainer.log_steps", "trainer.eval_every",
-             "trainer.eval_batch_size", "trainer.checkpoint_every", "dataset.root", "dataset.download")
+             "trainer.eval_batch_size", "trainer.checkpoint_every", "dataset.root", "dataset.download",
+             "prune.at_end", "prune.levels", "prune.per_layer", "prune.layers", "prune.types", "prune.exclude")
 # The sections of config.json a run reads; one missing means the file is not a run's config.
 SECTIONS = ("trainer", "dataset", "model", "optimizer", "reg")
 

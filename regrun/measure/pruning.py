@@ -1,0 +1,79 @@
+"""Magnitude pruning evaluated without retraining: a model's figures with the smallest
+entries of some weight tensors set to zero, at several sparsity levels.
+
+Globally, one magnitude threshold over all the chosen tensors together: level s zeroes the
+round(s·N) smallest of their N entries. Per layer (the sensitivity analysis of Distiller
+and NNI): one tensor at a time, the others as they are. Entries are ranked by magnitude
+once per scope (ties in order of position, so a level zeroes exactly its count); a level
+zeroes those of rank below its count in place, the figures are evaluated, and the tensors
+are put back from one saved copy: no copy of the model per level, no statistics.
+
+One row per scope and level: `scope` (`global`, or the layer), `level` (the fraction asked;
+0 for the model as it is, evaluated once for every scope), `sparsity` (the fraction of the scope's entries that are zero,
+which an already sparse tensor makes larger than its level) and the figures of the split.
+"""
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from regrun.layout import LEVEL, PRUNE_GLOBAL, PRUNE_SPARSITY, SCOPE, split_figure
+
+
+def layer_of(param: str) -> str:
+    """The layer a weight tensor belongs to, as a row's scope: 'fc1.weight' → 'fc1'."""
+    return param.removesuffix(".weight")
+
+
+def magnitude_ranks(tensors: Sequence[Tensor]) -> list[Tensor]:
+    """Each entry's rank by |w| among all the tensors' entries (0: the smallest; ties in
+    order of position), one flat tensor of ranks per tensor."""
+    magnitude = torch.cat([t.detach().abs().flatten() for t in tensors])
+    order = magnitude.argsort(stable=True)
+    ranks = torch.empty_like(order)
+    ranks[order] = torch.arange(order.numel(), device=order.device)
+    return list(ranks.split([t.numel() for t in tensors]))
+
+
+def prune_rows(tensors: Mapping[str, Tensor], figures: Callable[[], Mapping[str, float]], levels: Sequence[float],
+               per_layer: bool = True, split: str = "test") -> list[dict[str, Any]]:
+    """The figures of the model as it is, then at each level pruned globally over `tensors`
+    (parameter name → the model's own tensor) and, with `per_layer`, each tensor alone.
+
+    `figures()` evaluates the model on `split`. The tensors are zeroed in place and always
+    put back as they were, even when an evaluation raises."""
+    saved = {name: t.detach().clone() for name, t in tensors.items()}
+    scopes: list[tuple[str, list[str]]] = [(PRUNE_GLOBAL, list(tensors))]
+    if per_layer:
+        scopes += [(layer_of(name), [name]) for name in tensors]
+    trained = figures()  # one evaluation as it is: each scope's first row
+    rows = []
+    try:
+        with torch.no_grad():
+            for scope, names in scopes:
+                chosen = [tensors[name] for name in names]
+                ranks = magnitude_ranks(chosen)  # ranked once per scope, for every level
+                total = sum(t.numel() for t in chosen)
+                rows.append(_row(scope, 0.0, chosen, trained, split))
+                for level in levels:
+                    count = round(level * total)
+                    for t, rank in zip(chosen, ranks):
+                        t.masked_fill_((rank < count).view_as(t), 0)
+                    rows.append(_row(scope, level, chosen, figures(), split))
+                    for name, t in zip(names, chosen):
+                        t.copy_(saved[name])
+    finally:
+        with torch.no_grad():
+            for name, t in tensors.items():
+                t.copy_(saved[name])
+    return rows
+
+
+def _row(scope: str, level: float, tensors: Sequence[Tensor], figures: Mapping[str, float],
+         split: str) -> dict[str, Any]:
+    zeros = sum(int((t == 0).sum()) for t in tensors)
+    total = sum(t.numel() for t in tensors)
+    return {SCOPE: scope, LEVEL: level, PRUNE_SPARSITY: zeros / total,
+            **{split_figure(split, name): value for name, value in figures.items()}}
