@@ -4,7 +4,7 @@ entries of some weight tensors set to zero, at several sparsity levels.
 Globally, one magnitude threshold over all the chosen tensors together: level s zeroes the
 round(s·N) smallest of their N entries. Per layer (the sensitivity analysis of Distiller
 and NNI): one tensor at a time, the others as they are. Entries are ranked by magnitude
-once per scope (ties in order of position, so a level zeroes exactly its count); a level
+once (ties in order of position, so a level zeroes exactly its count); a level
 zeroes those of rank below its count in place, the figures are evaluated, and the tensors
 are put back from one saved copy: no copy of the model per level, no statistics.
 
@@ -27,14 +27,19 @@ def layer_of(param: str) -> str:
     return param.removesuffix(".weight")
 
 
-def magnitude_ranks(tensors: Sequence[Tensor]) -> list[Tensor]:
-    """Each entry's rank by |w| among all the tensors' entries (0: the smallest; ties in
-    order of position), one flat tensor of ranks per tensor."""
-    magnitude = torch.cat([t.detach().abs().flatten() for t in tensors])
-    order = magnitude.argsort(stable=True)
-    ranks = torch.empty_like(order)
-    ranks[order] = torch.arange(order.numel(), device=order.device)
-    return list(ranks.split([t.numel() for t in tensors]))
+def magnitude_order(tensors: Sequence[Tensor]) -> Tensor:
+    """The positions of all the tensors' entries (flattened, one after another) from the
+    smallest |w| to the largest; ties in order of position."""
+    return torch.cat([t.detach().abs().flatten() for t in tensors]).argsort(stable=True)
+
+
+def ranks_within(order: Tensor, start: int, size: int) -> Tensor:
+    """Each of the entries start..start+size's rank by |w| among themselves alone (0: the
+    smallest), read off the `magnitude_order` of all: the one sort serves every scope."""
+    positions = order[(order >= start) & (order < start + size)] - start if size < len(order) else order
+    ranks = torch.empty_like(positions)
+    ranks[positions] = torch.arange(size, device=order.device)
+    return ranks
 
 
 def prune_rows(tensors: Mapping[str, Tensor], figures: Callable[[], Mapping[str, float]], levels: Sequence[float],
@@ -50,12 +55,16 @@ def prune_rows(tensors: Mapping[str, Tensor], figures: Callable[[], Mapping[str,
         scopes += [(layer_of(name), [name]) for name in tensors]
     trained = figures()  # one evaluation as it is: each scope's first row
     rows = []
+    sizes = [t.numel() for t in tensors.values()]
+    starts = dict(zip(tensors, [sum(sizes[:i]) for i in range(len(sizes))]))
     try:
         with torch.no_grad():
+            order = magnitude_order(list(tensors.values()))
             for scope, names in scopes:
                 chosen = [tensors[name] for name in names]
-                ranks = magnitude_ranks(chosen)  # ranked once per scope, for every level
                 total = sum(t.numel() for t in chosen)
+                start = starts[names[0]]  # a scope's tensors follow one another
+                ranks = ranks_within(order, start, total).split([t.numel() for t in chosen])
                 rows.append(_row(scope, 0.0, chosen, trained, split))
                 for level in levels:
                     count = round(level * total)

@@ -3,14 +3,16 @@
 import pytest
 import torch
 
-from regrun.measure.pruning import magnitude_ranks, prune_rows
+from regrun.measure.pruning import magnitude_order, prune_rows, ranks_within
 
 
-def test_ranks_order_entries_by_magnitude_over_all_tensors_ties_by_position() -> None:
-    a, b = torch.tensor([[0.5, -0.1], [0.0, 2.0]]), torch.tensor([-0.1, 0.3])
-    ranks = magnitude_ranks([a, b])
-    # |entries| in order: 0.5, 0.1, 0.0, 2.0 | 0.1, 0.3 → 0.0 first, then the two 0.1 by position
-    assert ranks[0].tolist() == [4, 1, 0, 5] and ranks[1].tolist() == [2, 3]
+def test_ranks_order_entries_by_magnitude_over_all_tensors_or_one_ties_by_position() -> None:
+    a, b = torch.tensor([[0.5, -0.1], [0.0, 2.0]]), torch.tensor([-0.1, 0.3, 0.1])
+    order = magnitude_order([a, b])
+    # |entries| in order: 0.5, 0.1, 0.0, 2.0 | 0.1, 0.3, 0.1 → 0.0 first, then the three 0.1 by position
+    assert ranks_within(order, 0, 7).tolist() == [5, 1, 0, 6, 2, 4, 3]
+    assert ranks_within(order, 0, 4).tolist() == [2, 1, 0, 3]
+    assert ranks_within(order, 4, 3).tolist() == [0, 2, 1]
 
 
 def test_each_level_zeroes_its_count_of_smallest_entries_globally_and_per_layer() -> None:
