@@ -88,6 +88,11 @@ PENALTY = "penalty."
 LAMBDA = "lambda."
 SPARSITY = "sparsity."
 
+# Structured sparsity of a weight tensor (`sparsity.<parameter>.<figure>`): the fraction of
+# all-zero rows and columns of a matrix (a Linear's outputs and inputs), and of all-zero
+# filters (output channels), input channels and kernels of a convolution's weight.
+STRUCTURE_FIGURES = ("zero_rows", "zero_cols", "zero_filters", "zero_channels", "zero_kernels")
+
 # The config key of a run's seed (config.json, summary.json's environment); compare and the
 # trade-off plot tell the seeds of a sweep apart by it.
 SEED = "seed"

@@ -41,7 +41,16 @@ from regrun.analysis.runs import (
 )
 from regrun.console import format_value
 from regrun.errors import RegrunError, choices, is_number
-from regrun.layout import PENALTY, SEED, SPARSITY, TASK_LOSS, penalty_column, sparsity_column, split_figure
+from regrun.layout import (
+    PENALTY,
+    SEED,
+    SPARSITY,
+    STRUCTURE_FIGURES,
+    TASK_LOSS,
+    penalty_column,
+    sparsity_column,
+    split_figure,
+)
 
 FORMATS = ("table", "csv", "markdown", "json")
 SPLITS = ("test", "val")  # the task's figures on each split the runs evaluate, in this order
@@ -150,6 +159,7 @@ def figure_columns(runs: Sequence[Run]) -> list[str]:
     for prefix in ["weights", *targets]:
         wanted += [key for key in present if key.startswith(sparsity_column(prefix, ""))]
     wanted += [sparsity_column(module, "zero_frac") for module in modules]
+    wanted += [key for key in present if key.startswith(SPARSITY) and key.rsplit(".", 1)[-1] in STRUCTURE_FIGURES]
     return [key for key in dict.fromkeys(wanted) if key in present]
 
 
@@ -235,6 +245,9 @@ def figure_header(column: str) -> str:
         return f"{match[1]} zero"
     if match := re.fullmatch(rf"{re.escape(SPARSITY)}(.+)\.below_(.+)", column):
         return f"{match[1]} <{match[2]}"
+    if (match := re.fullmatch(rf"{re.escape(SPARSITY)}(.+)\.zero_(\w+)", column)) and \
+            match[0].rsplit(".", 1)[-1] in STRUCTURE_FIGURES:  # 'fc1.weight zero rows'
+        return f"{match[1]} zero {match[2]}"
     if match := re.fullmatch(rf"{re.escape(SPARSITY)}(.+)\.(l0|dead_frac|train_dead_frac)", column):
         return f"{match[1]} {SAE_HEADERS[match[2]]}"
     return column.replace("train_", "").replace("_", " ")
@@ -249,7 +262,10 @@ HEADER_NOTES = (("zero", "zero: fraction exactly 0"), ("<", "<t: fraction of |w|
                 ("raw", "raw, weighted: a penalty before and after λ"), ("L0", "L0: non-zero outputs per sample"),
                 ("dead", "dead: fraction of units zero on every test sample"),
                 ("(train)", "dead (train): fraction that fired on no training sample in the last "
-                            "sparsity.dead_window steps"))
+                            "sparsity.dead_window steps"),
+                ("rows", "zero rows, cols: fraction of a matrix's rows (outputs) or columns (inputs) all 0"),
+                ("filters", "zero filters, channels, kernels: fraction of a kernel's filters, input channels "
+                            "or (out, in) kernels all 0"))
 
 
 def header_note(headers: Sequence[str]) -> str:

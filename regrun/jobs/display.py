@@ -30,6 +30,7 @@ from regrun.layout import (
     PRUNE_GLOBAL,
     PRUNE_SPARSITY,
     SCOPE,
+    STRUCTURE_FIGURES,
     TASK_LOSS,
     TOTAL_LOSS,
     penalty_column,
@@ -268,8 +269,12 @@ def _layer_table(sparsity: Mapping[str, Any]) -> Table:
         first = sparsity["thresholds"][0]
         weight_columns[f"|w|<{first:g}"] = threshold_key(first)
     weight_columns["w hoyer"] = "hoyer"
-    columns = ["layer", "type", "targeted by", "act zero", "dead units", "act hoyer", *weight_columns]
-    table = Table(title="sparsity per layer (test set outputs; weight tensors)", title_justify="left")
+    columns = ["layer", "type", "targeted by", "act zero", "dead units", "act hoyer", *weight_columns,
+               "w zero rows/cols", "could become"]
+    table = Table(title="sparsity per layer (test set outputs; weight tensors)", title_justify="left",
+                  caption="w zero rows/cols: fractions of the weight's all-zero rows (outputs) / columns (inputs); "
+                          "of a convolution's filters / input channels / kernels. could become: its shape without "
+                          "them", caption_justify="left")
     for column in columns:
         table.add_column(column, justify="left" if column in ("layer", "type", "targeted by") else "right")
     weights = {row["name"].removesuffix(".weight"): row for row in sparsity["weights"] if row["name"].endswith(".weight")}
@@ -279,6 +284,9 @@ def _layer_table(sparsity: Mapping[str, Any]) -> Table:
         cells = [name, act["type"], ", ".join(targeted), f"{act['zero_frac']:.3f}",
                  f"{act['dead_units']}/{act['units']}", f"{act['hoyer']:.3f}"]
         cells += [f"{w[key]:.3f}" if w else "" for key in weight_columns.values()]
+        structured = [w[key] for key in STRUCTURE_FIGURES if key in w] if w else []
+        cells += [" / ".join(f"{f:.3f}" for f in structured),
+                  "×".join(map(str, w["could_become"])) if w and "could_become" in w else ""]
         table.add_row(*cells)
     return table
 

@@ -13,7 +13,7 @@ from torch import nn
 from regrun.components.datasets import Split, chunks
 from regrun.components.models import ACTIVATION_TYPES
 from regrun.components.tasks import Task
-from regrun.layout import sparsity_column, split_figure
+from regrun.layout import STRUCTURE_FIGURES, sparsity_column, split_figure
 from regrun.measure.capture import forward_hooks
 from regrun.measure.sparsity import ActivationStats, stat_modules, threshold_key, weight_stats
 
@@ -86,6 +86,8 @@ def headline(evaluation: Evaluation, targets: Sequence[Targeted], thresholds: Se
     """The sparsity figures worth a column in metrics.csv.
 
     - `sparsity.weights.*`: over all weight matrices and kernels (tensors of ≥ 2 dims);
+    - `sparsity.<parameter>.zero_rows`, `.zero_cols` of each matrix, `.zero_filters`,
+      `.zero_channels`, `.zero_kernels` of each kernel: its structured sparsity;
     - `sparsity.<module>.zero_frac`: test-set zero fraction of each activation-function
       module and of every module an activation target names;
     - `sparsity.<target>.*`: pooled over the tensors a target penalizes: for activations
@@ -99,6 +101,8 @@ def headline(evaluation: Evaluation, targets: Sequence[Targeted], thresholds: Se
     figures = {sparsity_column("weights", "zero_frac"): _pooled(matrices, "zero_frac", "numel")}
     if first:
         figures[sparsity_column("weights", first)] = _pooled(matrices, first, "numel")
+    for row in matrices:
+        figures |= {sparsity_column(row["name"], key): row[key] for key in STRUCTURE_FIGURES if key in row}
     acts = evaluation.activations
     targeted = {m for t in targets if t.on_activations for m in t.modules}
     for name in acts:

@@ -1,7 +1,9 @@
 """Sparsity statistics of weights and activations, computed without gradients.
 
 Weights (every parameter tensor): exact-zero fraction, fraction with |w| below each
-threshold, L1 norm Σ|w|, L2 norm sqrt(Σw²), normalised Hoyer sparsity.
+threshold, L1 norm Σ|w|, L2 norm sqrt(Σw²), normalised Hoyer sparsity; for matrices and
+kernels also their structure (Distiller's sparsity table): the fractions of all-zero rows
+and columns, or filters, input channels and kernels, and the shape without them.
 
 Activations (every leaf module but Flatten, Dropout and Identity, over a whole split):
 exact-zero fraction of all output elements and L0, the mean count of non-zero entries per
@@ -17,9 +19,12 @@ vector of one entry, count as 1 (nothing in them is spread out).
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from regrun.layout import STRUCTURE_FIGURES
 
 UNSTATED = (nn.Flatten, nn.Dropout, nn.Identity)  # outputs that only repeat their inputs
 
@@ -61,8 +66,33 @@ def weight_stats(model: nn.Module, thresholds: Sequence[float]) -> list[dict]:
                 "zero_frac": figures[0],
                 **{threshold_key(t): f for t, f in zip(thresholds, figures[1:-3])},
                 "l1_norm": figures[-3], "l2_norm": figures[-2], "hoyer": figures[-1],
+                **structure(param.detach()),
             })
     return rows
+
+
+def structure(weight: Tensor) -> dict[str, Any]:
+    """What of a matrix or kernel is zero as a whole, and the shape it could shrink to.
+
+    A matrix (out, in), a Linear's: the fractions of all-zero rows (outputs) and columns
+    (inputs). A kernel (out, in, *k), a convolution's: of all-zero filters (out), input
+    channels (in) and kernels (each (out, in) slice). `could_become`: the shape with the
+    zero rows and columns, or filters and channels, removed (this layer alone: the next
+    layer's inputs shrink with its outputs). Nothing for a tensor of fewer dimensions."""
+    if weight.ndim < 2:
+        return {}
+    alive = weight != 0  # a NaN is not a zero
+    outputs = alive.flatten(1).any(1)
+    inputs = alive.transpose(0, 1).flatten(1).any(1)
+    counts = [outputs.sum(), inputs.sum()]
+    if weight.ndim > 2:
+        counts.append(alive.flatten(2).any(2).sum())
+    kept = torch.stack(counts).tolist()  # one device sync
+    out, inp = weight.shape[:2]
+    names = STRUCTURE_FIGURES[:2] if weight.ndim == 2 else STRUCTURE_FIGURES[2:]
+    totals = [out, inp, out * inp][:len(kept)]
+    fractions = [(total - k) / total for k, total in zip(kept, totals)]
+    return {**dict(zip(names, fractions)), "could_become": [int(kept[0]), int(kept[1]), *weight.shape[2:]]}
 
 
 def stat_modules(model: nn.Module) -> list[str]:

@@ -152,3 +152,39 @@ def test_activation_stats_of_a_bfloat16_output_equal_the_float32_ones() -> None:
 @pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc", reason="glibc only")
 def test_freed_memory_is_kept_for_reuse_on_glibc() -> None:
     assert reuse_freed_memory()
+
+
+def test_structure_of_a_crafted_matrix_rows_columns_and_could_become() -> None:
+    linear = nn.Linear(5, 4)  # weight (4 outputs, 5 inputs)
+    with torch.no_grad():
+        linear.weight.copy_(torch.arange(1.0, 21.0).reshape(4, 5))
+        linear.weight[1] = 0.0  # output 1: a zero row
+        linear.weight[3] = 0.0  # output 3 too
+        linear.weight[:, 2] = 0.0  # input 2: a zero column
+        linear.weight[0, 4] = 0.0  # one more zero: column 4 is not all zero (row 2 holds one)
+    row = {r["name"]: r for r in weight_stats(linear, [])}["weight"]
+    assert row["zero_rows"] == 2 / 4 and row["zero_cols"] == 1 / 5
+    assert row["could_become"] == [2, 4]
+    assert "zero_filters" not in row and "zero_rows" not in {r["name"]: r for r in weight_stats(linear, [])}["bias"]
+
+
+def test_structure_of_a_crafted_kernel_filters_channels_kernels() -> None:
+    conv = nn.Conv2d(3, 4, kernel_size=(2, 3))  # weight (4 filters, 3 channels, 2, 3)
+    with torch.no_grad():
+        conv.weight.fill_(0.5)
+        conv.weight[2] = 0.0  # filter 2: zero
+        conv.weight[:, 1] = 0.0  # input channel 1: zero in every filter
+        conv.weight[0, 0] = 0.0  # one more whole kernel (filter 0, channel 0)
+        conv.weight[3, 2, 1, 2] = 0.0  # an entry alone makes no kernel zero
+    row = {r["name"]: r for r in weight_stats(conv, [])}["weight"]
+    # kernels: filter 2's 3, channel 1's in the other 3 filters, and (0, 0): 7 of 12
+    assert (row["zero_filters"], row["zero_channels"], row["zero_kernels"]) == (1 / 4, 1 / 3, 7 / 12)
+    assert row["could_become"] == [3, 2, 2, 3]
+    assert "zero_rows" not in row
+
+
+def test_a_nan_entry_keeps_its_row_and_column() -> None:
+    weight = torch.zeros(2, 2)
+    weight[0, 1] = math.nan
+    structure = sparsity.structure(weight)
+    assert (structure["zero_rows"], structure["zero_cols"], structure["could_become"]) == (0.5, 0.5, [1, 1])
