@@ -89,13 +89,23 @@ def group_lasso(x: Tensor, dims: Dims = None) -> Tensor:
     return torch.linalg.vector_norm(rows, dim=1).sum()
 
 
-def soft_threshold(x: Tensor, threshold: float | Tensor) -> Tensor:
+def soft_threshold(x: Tensor, threshold: float | Tensor, stacked: bool = False) -> Tensor:
     """The proximal operator of threshold·Σ|x|: sign(x)·max(|x| − threshold, 0).
 
     Entries within the threshold of 0 become exactly 0, which subgradient steps on Σ|x|
-    almost never produce.
+    almost never produce. Elementwise, so the same for `stacked` copies (a fused group's).
     """
     return x.sign() * (x.abs() - threshold).clamp_min(0.0)
+
+
+def group_soft_threshold(x: Tensor, threshold: float | Tensor, stacked: bool = False) -> Tensor:
+    """The proximal operator of threshold·Σ_g ‖x_g‖₂ over group_lasso's groups (the slices
+    along dim 0; along dim 1 of `stacked` copies, one per slice of dim 0): each group scaled
+    by max(1 − threshold/‖x_g‖₂, 0), so that a group within the threshold of 0 becomes
+    exactly 0 as a whole (block soft-thresholding)."""
+    lead = 2 if stacked else 1
+    norms = torch.linalg.vector_norm(x, dim=tuple(range(lead, x.ndim)), keepdim=True) if x.ndim > lead else x.abs()
+    return x * (1.0 - threshold / norms.clamp_min(torch.finfo(x.dtype).tiny)).clamp_min(0.0)
 
 
 @dataclass(frozen=True)
@@ -115,6 +125,9 @@ class Penalty:
     parameter_only: bool = False
     # Options beyond (x, dims), each a number in [lo, hi]; a target gives them as keys.
     options: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    # Its proximal operator, prox(x, threshold, stacked): what `proximal: true` applies after
+    # each step instead of the gradient; None: the penalty has none here.
+    prox: Callable[..., Tensor] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "options", MappingProxyType(dict(self.options)))  # truly frozen
@@ -141,22 +154,24 @@ PENALTIES: Registry[Penalty] = Registry("penalty", "regrun.penalties", wrap=as_p
 
 def register_penalty(name: str, fn: Callable[..., Tensor], formula: str, *, additive: bool = False,
                      parameter_only: bool = False, options: Mapping[str, tuple[float, float]] | None = None,
-                     replace: bool = False) -> Penalty:
+                     prox: Callable[..., Tensor] | None = None, replace: bool = False) -> Penalty:
     """Make `penalty: NAME` in a target compute `fn(x, dims, **options)`; returns the record.
 
     `additive`: fn is a sum over elements (Σ f(x_i)); `parameter_only`: fn makes sense on
     parameters only; `options`: name → (lo, hi), the keyword options fn takes and their
-    allowed range, given in a target as keys of their own (`l1_ratio: 0.3`).
+    allowed range, given in a target as keys of their own (`l1_ratio: 0.3`); `prox`: its
+    proximal operator `prox(x, threshold, stacked)`, for `proximal: true`.
     """
-    record = Penalty(fn, formula, additive, parameter_only, options or {})
+    record = Penalty(fn, formula, additive, parameter_only, options or {}, prox)
     return PENALTIES.register(name, record, replace)
 
 
-register_penalty("l1", l1, "Σ|x|", additive=True)
+register_penalty("l1", l1, "Σ|x|", additive=True, prox=soft_threshold)
 register_penalty("l2", l2, "Σx²", additive=True)
 register_penalty("l2_norm", l2_norm, "sqrt(Σx²)")
 register_penalty("elastic_net", elastic_net, "ρ·Σ|x| + (1−ρ)·Σx²", additive=True,
                  options={"l1_ratio": (0.0, 1.0)})
 register_penalty("hoyer", hoyer, "Σ|x| / sqrt(Σx²)")
 register_penalty("hoyer_square", hoyer_square, "(Σ|x|)² / Σx²")
-register_penalty("group_lasso", group_lasso, "Σ_rows sqrt(Σ_row x²)", parameter_only=True)
+register_penalty("group_lasso", group_lasso, "Σ_rows sqrt(Σ_row x²)", parameter_only=True,
+                 prox=group_soft_threshold)

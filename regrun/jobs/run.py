@@ -450,9 +450,9 @@ def _check_targets(targets: list, epochs: int, optimizer: torch.optim.Optimizer,
             raise RegrunError(f"reg.targets.{t.name}.proximal=adaptive scales the threshold by Adam's per-coordinate "
                               f"step; optimizer {optimizer_name!r} has none; allowed: adam, adamw (or proximal=true)")
         if t.proximal and not t.adaptive and adam:
-            log.warning("%s: proximal L1 with %s: the threshold lr·λ is not scaled like Adam's per-coordinate "
-                        "steps, so it zeroes far less than with optimizer=sgd at the same λ; "
-                        "proximal=adaptive scales it", t.name, optimizer_name)
+            log.warning("%s: proximal %s with %s: the threshold lr·λ is not scaled like Adam's per-coordinate "
+                        "steps, so it zeroes far less than with optimizer=sgd at the same λ%s", t.name, t.penalty,
+                        optimizer_name, "; proximal=adaptive scales it" if t.record.additive else "")
 
 
 def check_model_output(model: torch.nn.Module, name: str, task_name: str, task: Task, spec: DataSpec) -> None:

@@ -9,9 +9,10 @@ penalty registry (components/penalties.py), with that penalty's options as keys.
 A resolved `Target` computes its raw penalty as a pure function of a parameter mapping
 and the captured activations, so that the same code serves a vectorized multi-λ model.
 
-`proximal: true` (L1 on parameters only) applies the penalty as a proximal step instead of
-a gradient: after each optimizer step every targeted tensor is soft-thresholded by lr·λ,
-which sets small entries to exactly 0. Its penalty is still reported in the breakdown.
+`proximal: true` (L1 or group lasso on parameters) applies the penalty as a proximal step
+instead of a gradient: after each optimizer step every targeted tensor is soft-thresholded
+by lr·λ (group lasso: each row or filter as a whole, block soft-thresholding), which sets
+small entries, or whole small groups, to exactly 0. Its penalty is still reported in the breakdown.
 
 A spec is read as a `TargetSpec` when the config is checked (regrun/schema.py's `parse`:
 every mistake a one-line `RegrunError` naming the bad value and what is allowed), and
@@ -26,7 +27,7 @@ from typing import Annotated, Any, Literal
 import torch
 from torch import Tensor, nn
 
-from regrun.components.penalties import PENALTIES, Penalty, soft_threshold
+from regrun.components.penalties import PENALTIES, Penalty
 from regrun.errors import RegrunError, choices
 from regrun.measure.capture import output_shapes
 from regrun.schema import FLATTEN, OPTIONS, AtLeast, Range, parse, read_node
@@ -83,9 +84,13 @@ class TargetSpec:
                               "site weights, biases or params")
         if self.reduction is not None and self.site != "activations":
             raise RegrunError(f"{where}.reduction applies to site 'activations' only, not {self.site!r}")
-        if self.proximal and (self.penalty != "l1" or self.site == "activations"):
-            raise RegrunError(f"{where}.proximal applies to penalty 'l1' on weights, biases or params, not "
-                              f"{self.penalty!r} on {self.site!r}")
+        if self.proximal and (PENALTIES[self.penalty].prox is None or self.site == "activations"):
+            with_prox = [name for name, record in PENALTIES.items() if record.prox is not None]
+            raise RegrunError(f"{where}.proximal applies to penalty {choices(with_prox)} on weights, biases or "
+                              f"params, not {self.penalty!r} on {self.site!r}")
+        if self.proximal == "adaptive" and not PENALTIES[self.penalty].additive:
+            raise RegrunError(f"{where}.proximal=adaptive scales each entry's threshold by Adam's step for it; "
+                              f"{self.penalty!r} thresholds groups of entries: use proximal=true")
 
 
 @dataclass(frozen=True)
@@ -153,12 +158,16 @@ class Target:
 
     def shrink_(self, params: Mapping[str, Tensor], lr_of: Mapping[str, float], lam: float | Tensor,
                 optimizer: torch.optim.Optimizer | None = None) -> None:
-        """Soft-threshold each targeted parameter in place (a proximal L1 step) by lr·λ, or,
+        """Apply the penalty's proximal operator to each targeted parameter in place (a
+        proximal step: L1's soft-thresholding, group lasso's per group) by lr·λ, or,
         when adaptive, by λ times Adam's per-coordinate step size lr/(√v̂ + ε).
 
         For stacked parameters (a fused group, one member per slice of dim 0) `lam` holds each
         member's λ, in float64 as a Python float is, so that lr·λ rounds as it does alone.
         """
+        prox = self.record.prox
+        assert prox is not None, "a proximal target's penalty has a proximal operator (TargetSpec.validate)"
+        stacked = isinstance(lam, Tensor)
         with torch.no_grad():
             for name in self.params:
                 p = params[name]
@@ -167,7 +176,7 @@ class Target:
                     threshold = threshold.to(p.dtype).reshape(-1, *[1] * (p.ndim - 1))
                 if self.adaptive and optimizer is not None:
                     threshold = threshold / adam_denominator(optimizer, p)
-                p.copy_(soft_threshold(p, threshold))
+                p.copy_(prox(p, threshold, stacked=stacked))
 
     def _reduced(self, out: Tensor) -> Tensor:
         fn = self.record.fn

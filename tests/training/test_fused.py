@@ -75,6 +75,8 @@ CASES = {
     "cnn with batchnorm, L1 on activations": ("l1_activations", "model=cnn", "model.channels=[4,8]", "model.hidden=[16]",
                                               "reg=l1_activations"),
     "mlp with batchnorm, sgd, group lasso": ("group_lasso", "model.norm=batch", "optimizer=sgd", "reg=group_lasso"),
+    "sgd, proximal group lasso on rows": ("group_lasso", "optimizer=sgd", "reg=group_lasso",
+                                          "reg.targets.group_lasso.proximal=true"),
     "adam on torch's foreach implementation": ("l1_activations", "optimizer=adam", "+optimizer.foreach=true",
                                                "reg=l1_activations"),
     "adamw, adaptive proximal L1 warmed up then decayed": (

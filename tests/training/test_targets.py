@@ -119,7 +119,8 @@ def test_activation_penalty_sums_repeated_calls_of_a_module(mlp: nn.Module) -> N
     (spec(layers=["act1"], site="activations", reduction="max"), "reg.targets.t.reduction: unknown reduction 'max'; allowed: batch_mean, sum, mean"),
     (spec(layers=[1]), "reg.targets.t.layers must be a string or a list of strings or null, got [1]"),
     ("l1", "reg.targets.t must be a mapping"),
-    (spec(layers=["fc1"], penalty="l2", proximal=True), "reg.targets.t.proximal applies to penalty 'l1' on weights, biases or params, not 'l2' on 'weights'"),
+    (spec(layers=["fc1"], penalty="l2", proximal=True), "reg.targets.t.proximal applies to penalty l1, group_lasso on weights, biases or params, not 'l2' on 'weights'"),
+    (spec(layers=["fc1"], penalty="group_lasso", proximal="adaptive"), "reg.targets.t.proximal=adaptive scales each entry's threshold by Adam's step for it; 'group_lasso' thresholds groups of entries: use proximal=true"),
     (spec(layers=["act1"], site="activations", proximal=True), "not 'l1' on 'activations'"),
     (spec(layers=["fc1"], proximal="yes"), "reg.targets.t.proximal must be one of true, false, adaptive, got 'yes'"),
 ])
