@@ -28,6 +28,7 @@ from regrun.layout import (
     INTERRUPTED,
     METRICS,
     MLFLOW,
+    PRUNE,
     STEP,
     SUMMARY,
     TARGETS,
@@ -136,7 +137,7 @@ class MLflowLogger:
     figures as metrics, the run's files as artifacts, the status as the run's end."""
 
     DEFAULTS: ClassVar[dict[str, Any]] = {"tracking_uri": None, "experiment": "regrun", "artifacts": True}
-    ARTIFACTS = (CONFIG, TARGETS, METRICS, SUMMARY)
+    ARTIFACTS = (CONFIG, TARGETS, METRICS, SUMMARY, PRUNE)
 
     def __init__(self, out: Path, options: Mapping[str, Any], cfg: Mapping[str, Any], model: nn.Module):
         _require("mlflow", "mlflow", "mlflow")

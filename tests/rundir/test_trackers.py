@@ -48,7 +48,7 @@ def test_tensorboard_and_mlflow_hold_every_epoch_and_the_final_figures(
         make_cfg: Callable[..., dict], tmp_path: Path) -> None:
     out = tmp_path / "runs" / "one"
     cfg = make_cfg("logger=[tensorboard,mlflow]", "reg=l1_activations", "trainer.epochs=2",
-                   f"reg.targets.l1_activations.lambda={LAMBDA}")
+                   f"reg.targets.l1_activations.lambda={LAMBDA}", "prune.at_end=true")
     summary = run(cfg, out)
     with open(out / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
@@ -57,7 +57,8 @@ def test_tensorboard_and_mlflow_hold_every_epoch_and_the_final_figures(
     for key, name in (("penalty.l1_activations.raw", "penalty/l1_activations.raw"),
                       ("penalty.l1_activations.weighted", "penalty/l1_activations.weighted"),
                       ("train_task_loss", "train/task_loss"), ("test_acc", "test/acc"),
-                      ("sparsity.act1.zero_frac", "sparsity/act1.zero_frac")):
+                      ("sparsity.act1.zero_frac", "sparsity/act1.zero_frac"),
+                      ("sparsity.fc1.weight.zero_rows", "sparsity/fc1.weight.zero_rows")):
         points = tb.Scalars(name)
         assert [p.step for p in points] == [int(r["step"]) for r in rows]
         assert [p.value for p in points] == pytest.approx([float(r[key]) for r in rows], rel=1e-6)
@@ -75,7 +76,7 @@ def test_tensorboard_and_mlflow_hold_every_epoch_and_the_final_figures(
     assert [(m.step, m.value) for m in history] == [(int(r["step"]), pytest.approx(float(r["test_acc"]))) for r in rows]
     assert found.data.metrics["lambda.l1_activations"] == LAMBDA
     artifacts = {a.path for a in client.list_artifacts(found.info.run_id)}
-    assert {"metrics.csv", "summary.json", "config.json"} <= artifacts
+    assert {"metrics.csv", "summary.json", "config.json", "prune.json"} <= artifacts
 
 
 def test_a_sweep_root_shows_each_job_with_its_hyperparameters(make_cfg: Callable[..., dict], tmp_path: Path) -> None:
