@@ -10,7 +10,7 @@ from regrun.analysis.compare import compare_runs, display_rows
 from regrun.analysis.runs import find_runs
 from regrun.jobs.run import run
 
-ROWS = ("optimizer=sgd", "reg=group_lasso", "reg.targets.group_lasso.layers=[fc1]",
+ROWS = ("optimizer=sgd", "optimizer.momentum=0.9", "reg=group_lasso", "reg.targets.group_lasso.layers=[fc1]",
         "reg.targets.group_lasso.lambda=0.6", "trainer.epochs=3")
 
 
