@@ -16,10 +16,11 @@ while training is healthy. A member whose loss went non-finite ends `diverged` a
 others go on.
 """
 
+import logging
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -30,7 +31,7 @@ from regrun.components.datasets import Data, Split
 from regrun.components.tasks import Task
 from regrun.errors import RegrunError, contained, one_line
 from regrun.layout import COMPLETED, DIVERGED, EPOCH, EPOCH_TIME, INTERRUPTED, STEP, lambda_column, sparsity_column
-from regrun.measure.capture import ActivationCapture
+from regrun.measure.capture import ActivationCapture, overwrite_note, overwritten_in_place
 from regrun.measure.evaluation import Evaluation, EvaluationStopped, evaluate, headline, split_row, task_figures
 from regrun.training.memory import reuse_freed_memory
 from regrun.training.settings import TrainerSettings
@@ -40,6 +41,8 @@ from regrun.training.targets import Target
 # Steps without firing after which a unit counts as dead in training (SAELens's default
 # dead_feature_window); the config's sparsity.dead_window sets it.
 DEAD_WINDOW = 1000
+
+log = logging.getLogger(__name__)
 
 
 def steps_per_epoch(samples: int, batch_size: int) -> int:
@@ -157,7 +160,8 @@ def fit(members: Sequence[Member], stepper: Stepper, task: Task, data: Data, set
     targets = members[0].targets  # their structure, shared by all members; each one's λ is its own
     captured = sorted({m for t in targets if t.on_activations for m in t.modules})
     live = list(members)
-    with ActivationCapture(stepper.module, captured) as capture:
+    copied = _overwritten(members, data.train, settings, captured)
+    with ActivationCapture(stepper.module, captured, copied) as capture:
         while live and live[0].state.epoch < settings.epochs:
             live = _epoch(live, stepper, task, data, settings, thresholds, reporter, capture, stop, dead_window)
             epoch = live[0].state.epoch if live else 0
@@ -168,6 +172,30 @@ def fit(members: Sequence[Member], stepper: Stepper, task: Task, data: Data, set
                 return
     for member in live:
         _end([member], Outcome(COMPLETED, evaluation=member.evaluation))
+
+
+def _overwritten(members: Sequence[Member], split: Split, settings: TrainerSettings,
+                 captured: Sequence[str]) -> list[str]:
+    """The captured modules whose output an in-place operation later in the forward
+    overwrites, from one probing forward of the first training batch on the first member's
+    own model (a fused group's members share its code); said in every member's log."""
+    if not captured:
+        return []
+    member = members[0]
+    first_step = member.state.epoch * steps_per_epoch(len(split), settings.batch_size) + 1
+    try:
+        with contained(f"the model's forward before step {first_step}"):
+            found = overwritten_in_place(member.model, split.x[:settings.batch_size], captured)
+    except RegrunError:
+        raise
+    except Exception as err:  # the forward of step 1 would fail alike
+        raise RegrunError(f"the model's forward raised before step {first_step}: {one_line(err)}") from err
+    if found:
+        with ExitStack() as logs:
+            for m in members:
+                logs.enter_context(m.context())
+            log.info(overwrite_note(found))
+    return list(found)
 
 
 def _epoch(live: list[Member], stepper: Stepper, task: Task, data: Data, settings: TrainerSettings,
