@@ -3,7 +3,11 @@ operation follows it in the forward: the output is copied in the hook where a pr
 training found it overwritten (and only there), and an overwrite the probe missed is refused
 in one line. Solo and fused training go through the same loop."""
 
+import copy
+import csv
 import logging
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,6 +16,8 @@ from torch import Tensor, nn
 from regrun.components.datasets import Data, Split
 from regrun.components.tasks import CLASSIFICATION
 from regrun.errors import RegrunError
+from regrun.jobs.fused_group import prepare_member, train_group
+from regrun.jobs.run import run
 from regrun.layout import penalty_column
 from regrun.measure.capture import ActivationCapture, overwritten_in_place
 from regrun.training.fused import FusedModel
@@ -200,3 +206,37 @@ def test_an_overwrite_the_probe_missed_is_refused_in_one_line(fused: bool) -> No
     message = str(err.value)
     assert "\n" not in message
     assert message.startswith("activation fc1: its output was overwritten in place") and "inplace=False" in message
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+@pytest.mark.parametrize("fused", [False, True], ids=["solo", "fused"])
+def test_a_run_of_the_in_place_example_reports_the_penalty_of_its_out_of_place_twin(
+        make_cfg, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+        fused: bool) -> None:
+    """examples/inplace_mlp.py as its docstring runs it, with inplace true and false."""
+    monkeypatch.setattr(sys, "path", [str(EXAMPLES), *sys.path])
+    figures = {}
+    for inplace in ("true", "false"):
+        caplog.clear()
+        out = tmp_path / inplace
+        cfg = make_cfg("model=custom", "model.factory=inplace_mlp:mlp", f"+model.inplace={inplace}",
+                       "+model.hidden=[16,8]", "reg=l1_activations", "reg.targets.l1_activations.layers=[fc1]")
+        if fused:  # a group of two λ through the same loop
+            other = copy.deepcopy(cfg)
+            other["reg"]["targets"]["l1_activations"]["lambda"] = 1e-3
+            cache: dict = {}
+            outs = [out, tmp_path / f"{inplace}-2"]
+            with caplog.at_level(logging.INFO):
+                train_group([prepare_member(c, o, cache) for c, o in zip([cfg, other], outs)])
+            for o in outs:  # each member's own log says it
+                assert ("fc1 by act1 (ReLU)" in (o / "regrun.log").read_text()) == (inplace == "true")
+        else:
+            with caplog.at_level(logging.INFO):
+                run(cfg, out)
+        with open(out / "metrics.csv") as f:
+            row = list(csv.DictReader(f))[-1]
+        figures[inplace] = float(row[penalty_column("l1_activations", "raw")])
+        assert ("fc1 by act1 (ReLU)" in caplog.text) == (inplace == "true")
+    assert figures["true"] == pytest.approx(figures["false"], rel=1e-6)
