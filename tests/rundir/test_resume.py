@@ -77,21 +77,30 @@ def test_sigkill_then_resume_ends_with_the_figures_of_an_unbroken_run(mid_root: 
     assert ours["sparsity"] == theirs["sparsity"]
 
 
-def test_sigterm_stops_mid_epoch_and_resume_is_exact(mid_root: Path, unbroken: Path, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def long_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Epochs long enough (300 steps) that a stop sent once training has begun lands inside the first."""
+    return write_dataset(tmp_path_factory.mktemp("long"), n_train=4800, n_test=200)
+
+
+def test_sigterm_stops_mid_epoch_and_resume_is_exact(long_root: Path, tmp_path: Path) -> None:
+    reference = tmp_path / "reference"
+    assert regrun(*args(long_root, reference, "trainer.epochs=2"), cwd=tmp_path).returncode == 0
     out = tmp_path / "run"
-    proc = start(args(mid_root, out, "trainer.epochs=4"), tmp_path)
-    # config.json is written before the data loads: the stop lands within the first epoch's steps.
-    wait_for(lambda: (out / "config.json").exists(), proc)
+    # steps.csv gets its first row at the first step: the stop is sent once training has begun,
+    # not during start-up (a stop there ends the run before training, another test's case).
+    proc = start(args(long_root, out, "trainer.epochs=2", "trainer.log_steps=10"), tmp_path)
+    wait_for(lambda: (out / "steps.csv").exists(), proc)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 128 + signal.SIGTERM
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "interrupted" and "stopped at step" in summary["error"]
     saved = torch.load(out / "checkpoint.pt", weights_only=True)
-    assert saved["partial"] is not None and 0 < saved["partial"]["batches"] < 75  # part-way through an epoch
+    assert saved["partial"] is not None and 0 < saved["partial"]["batches"] < 300  # part-way through an epoch
     assert saved["epoch"] == 0 and not (out / "metrics.csv").exists()
     resumed = regrun("resume", str(out), cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
-    assert metrics(out) == metrics(unbroken)
+    assert metrics(out) == metrics(reference)
 
 
 def test_resume_with_more_epochs_extends_the_run_and_keeps_its_rows(mid_root: Path, unbroken: Path,
