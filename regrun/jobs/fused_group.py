@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from regrun.jobs.run import Prepared, prepare, train
-from regrun.training.fused import available_bytes, chunk_size, member_bytes
+from regrun.training.memory import available_bytes, chunk_size, member_bytes
 
 log = logging.getLogger(__name__)
 

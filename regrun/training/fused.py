@@ -25,7 +25,6 @@ A member whose loss goes NaN/Inf is dropped from the stacks; the others go on.
 """
 
 import copy
-import math
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -34,15 +33,13 @@ from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from regrun.components.tasks import Task
-from regrun.measure.capture import ActivationCapture, output_shapes
-from regrun.measure.sparsity import stat_modules
+from regrun.measure.capture import ActivationCapture
 from regrun.training.loop import Member
 from regrun.training.step import UserCodeFailed, firing, learning_rates, step_loss
 
 # Optimizers whose update of an element depends on that element's gradient and state only:
 # one of them over stacked tensors steps every member as its own would.
 ELEMENTWISE_OPTIMIZERS = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW)
-STATE_SLOTS = {torch.optim.SGD: 1, torch.optim.Adam: 2, torch.optim.AdamW: 2}  # tensors of state per parameter
 
 
 def not_fusable(model: nn.Module, optimizer: torch.optim.Optimizer) -> str | None:
@@ -53,36 +50,6 @@ def not_fusable(model: nn.Module, optimizer: torch.optim.Optimizer) -> str | Non
         return (f"its optimizer {type(optimizer).__name__} is not one known to update each element on its own "
                 f"({', '.join(o.__name__ for o in ELEMENTWISE_OPTIMIZERS)})")
     return None
-
-
-def member_bytes(model: nn.Module, optimizer: torch.optim.Optimizer, example: Tensor, batch_size: int) -> int:
-    """About how much memory one member takes in a group: parameters, their gradients and
-    optimizer state, buffers, and one batch's input and every layer's output, kept for the
-    backward pass and its gradient."""
-    params = sum(p.numel() * p.element_size() for p in model.parameters())
-    buffers = sum(b.numel() * b.element_size() for b in model.buffers())
-    leaves = stat_modules(model)
-    per_sample = example[0].numel() + sum(math.prod(s) for s in output_shapes(model, example, leaves).values())
-    return params * (2 + STATE_SLOTS.get(type(optimizer), 2)) + buffers + 2 * batch_size * per_sample * example.element_size()
-
-
-def available_bytes(device: torch.device) -> int | None:
-    """Free memory of the device (CUDA), or the memory the OS can give (Linux); None if unknown."""
-    if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
-    try:
-        with open("/proc/meminfo") as f:
-            fields = dict(line.split(":", 1) for line in f)
-        return int(fields["MemAvailable"].split()[0]) * 1024
-    except (OSError, KeyError, ValueError):
-        return None
-
-
-def chunk_size(per_member: int, available: int | None, max_models: int | None) -> int:
-    """Members per chunk: at most `max_models`, and as many as fit in half the free memory."""
-    fits = max(1, available // 2 // max(per_member, 1)) if available else None
-    limits = [n for n in (fits, max_models) if n]
-    return min(limits) if limits else 1 << 30
 
 
 class FusedModel:

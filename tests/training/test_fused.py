@@ -21,8 +21,9 @@ from regrun.jobs.fused_group import prepare_member, train_group
 from regrun.jobs.run import NotFusable, build, run
 from regrun.rundir.lock import FolderInUse
 from regrun.rundir.resume import prepare as prepare_resume
-from regrun.training.fused import FusedModel, chunk_size, not_fusable
+from regrun.training.fused import FusedModel, not_fusable
 from regrun.training.loop import Member
+from regrun.training.memory import chunk_size
 
 # Largest differences seen between a member and its run alone on these tiny runs: 1e-4
 # relative in a loss (test loss of an MLP with BatchNorm after 2 epochs; usually under 1e-5),
