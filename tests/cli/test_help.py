@@ -20,4 +20,6 @@ def test_help_lists_the_registries_with_plugins(tmp_path: Path) -> None:
     assert "models (model.name): mlp, cnn, autoencoder, custom, tiny   [plugins: entry points regrun.models]" in lines
     assert any(line.startswith("penalties (reg.targets.*.penalty): l1, l2,") for line in lines)
     assert any(line.startswith("optimizers (optimizer.name): sgd, adam, adamw") for line in lines)
+    for command in ("compare", "resume", "prune"):  # the subcommands are found from the main help
+        assert any(line.strip().startswith(f"regrun {command} ") for line in lines), command
     assert not (tmp_path / "outputs").exists()  # help runs nothing
