@@ -6,12 +6,19 @@ imported on first use, so that `import regrun` stays light (no torch, no Hydra).
 
 from typing import Any
 
-__version__ = "0.1.0"
-__all__ = ["compare", "train"]
+__all__ = ["__version__", "compare", "train"]
 
 
 def __getattr__(name: str) -> Any:
-    """`regrun.train` and `regrun.compare`, loaded from regrun.api when first asked for."""
+    """`regrun.__version__` (the installed package's, written once in pyproject.toml), and
+    `regrun.train` and `regrun.compare`, loaded from regrun.api when first asked for."""
+    if name == "__version__":
+        from importlib import metadata
+
+        try:
+            return metadata.version("regrun")
+        except metadata.PackageNotFoundError:  # a checkout on the path, never installed
+            return "0+unknown"
     if name in __all__:
         from regrun import api
 

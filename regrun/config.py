@@ -12,9 +12,9 @@ if TYPE_CHECKING:
 
 
 def conf_dir() -> Path:
-    """The config folder: inside the installed package, or conf/ of a source checkout."""
-    packaged = Path(__file__).parent / "conf"
-    return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "conf"
+    """The config folder, regrun/conf: in a source checkout a link to the top-level conf/,
+    resolved so that paths in messages name the files as they lie."""
+    return (Path(__file__).parent / "conf").resolve()
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -12,9 +12,11 @@ import gc
 import importlib
 import logging
 import os
+import platform
 import sys
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from importlib import metadata
 from pathlib import Path
 from typing import NoReturn
 
@@ -73,6 +75,9 @@ def main() -> None:
     # one traceback per log record.
     logging.raiseExceptions = False
     args = sys.argv[1:]
+    if "--version" in args:  # Hydra's own flag would print Hydra's version
+        print(version_line())
+        return
     try:
         check_command_line(args)
     except RegrunError as err:
@@ -109,17 +114,34 @@ def main() -> None:
         raise SystemExit(exit_code(worst))
 
 
+def version_line() -> str:
+    """`regrun --version`: regrun's version (from the installed package's metadata, the one
+    pyproject.toml writes), then Hydra's and Python's."""
+    from regrun import __version__
+
+    return f"regrun {__version__} (hydra-core {metadata.version('hydra-core')}, Python {platform.python_version()})"
+
+
+# Hydra's flags that print something instead of running: one config, not a sweep's.
+PRINT_FLAGS = ("--cfg", "-c", "--info", "-i", "--shell-completion", "-sc")
+
+
 def check_command_line(args: list[str]) -> None:
     """Refuse, before Hydra runs, what Hydra would take and regrun must not: an empty
-    output folder (the run would be written into the current directory), and a sweep over
-    a config group's options with one that does not exist (Hydra finds it only when that
-    job starts, after the jobs before it ran)."""
+    output folder (the run would be written into the current directory), a printing flag
+    with a sweep (Hydra's traceback), and a sweep over a config group's options with one
+    that does not exist (Hydra finds it only when that job starts, after the jobs before
+    it ran)."""
     from hydra._internal.utils import get_args_parser
 
     from regrun.cli.hydra_errors import check_sweep_choices
 
     check_output_overrides(args)
-    if not {"-m", "--multirun"} & set(args) or {"-h", "--help", "--hydra-help", "--version"} & set(args):
+    sweeping = {"-m", "--multirun"} & set(args)
+    if sweeping and (flag := next((a for a in args if a in PRINT_FLAGS), None)):
+        raise RegrunError(f"{flag} prints one run's config and cannot be combined with {sweeping.pop()}; "
+                          f"allowed: {flag} without -m, with one value per swept key")
+    if not sweeping or {"-h", "--help", "--hydra-help"} & set(args):
         return
     parser = get_args_parser()
     parser.error = _unparsable  # type: ignore[method-assign]  # Hydra says it, as it parses them again
