@@ -39,10 +39,11 @@ TARGET_ROWS = [{"target": "l1_act", "site": "activations", "penalty": "l1", "lam
 def write_run(path: Path, cfg: dict[str, Any] | None = None, last: dict[str, float] | None = None,
               status: str | None = "completed", error: str | None = None,
               metrics: Sequence[dict[str, Any]] | None = None, overrides: Sequence[str] = (),
-              job_num: int | None = None, task: dict[str, Any] | None = CLASSIFICATION) -> Path:
+              job_num: int | None = None, task: dict[str, Any] | None = CLASSIFICATION,
+              targets: Sequence[dict[str, Any]] = TARGET_ROWS) -> Path:
     """A run directory: .hydra/ (config, overrides, hydra), metrics.csv, and summary.json
-    (with `task` unless None: runs written before tasks existed) unless `status` is None
-    (a run still going, or killed)."""
+    (with `task` unless None: runs written before tasks existed, and the `targets` rows)
+    unless `status` is None (a run still going, or killed)."""
     cfg = cfg if cfg is not None else config()
     hydra_dir = path / ".hydra"
     hydra_dir.mkdir(parents=True)
@@ -56,7 +57,7 @@ def write_run(path: Path, cfg: dict[str, Any] | None = None, last: dict[str, flo
             writer.writeheader()
             writer.writerows(rows)
     if status is not None:
-        summary = {"status": status, "config": cfg, "targets": TARGET_ROWS} | ({"task": task} if task else {})
+        summary = {"status": status, "config": cfg, "targets": list(targets)} | ({"task": task} if task else {})
         if last is not None:
             summary["final"] = last
         if error is not None:

@@ -117,9 +117,11 @@ class Comparison:
         return {"run": row.label, "n": row.n, "status": row.status}[column]
 
     def sort(self, column: str | None = None, descending: bool = False) -> None:
-        """Sort by a column, blanks last; by default by the config columns, then by run."""
+        """Sort by a column, blanks last; by default by the config columns (the seed last, so
+        that the seeds of a config are next to each other), then by run."""
         if column is None:
-            self.rows.sort(key=lambda r: ([_order(self.value(r, k)) for k in self.config_keys], natural_key(r.label)))
+            keys = sorted(self.config_keys, key=lambda k: k == SEED)
+            self.rows.sort(key=lambda r: ([_order(self.value(r, k)) for k in keys], natural_key(r.label)))
             return
         keyed = [(_order(self.value(row, column)), row) for row in self.rows]
         present = sorted((pair for pair in keyed if pair[0][0] != BLANK), key=lambda pair: pair[0], reverse=descending)
@@ -342,18 +344,22 @@ def _header_lines(header: str) -> str:
 
 
 def column_priority(comparison: Comparison) -> list[str]:
-    """The columns in the order a narrow table keeps them: the run, what a sweep varies (λ
-    first, then the seed), the headline figure and the test loss, the other config values,
-    the status when some run did not complete, the seeds' count, the headline figure of the
-    pruned models, then the other figures."""
-    headline = [f for f in comparison.figure_keys if any(f == run.headline for row in comparison.rows
-                                                             for run in row.runs)]
-    lambdas = [k for k in comparison.config_keys if LAMBDA_KEY.fullmatch(k)]
+    """The columns in the order a narrow table keeps them: the run, the components that tell
+    mixed runs apart (model.name, dataset.name, ...), the headline figures and the test loss,
+    what a sweep varies (λ first, then the seed), each target's zero fraction (the trade-off),
+    the other config values, the status when some run did not complete, the seeds' count, the
+    headline figure of the pruned models, then the other figures."""
     runs = [run for row in comparison.rows for run in row.runs]
+    headlines = {run.headline for run in runs}
+    targets = dict.fromkeys(name for run in runs for name in run.target_names)
+    names = [k for k in comparison.config_keys if k.rsplit(".", 1)[-1] == "name"]
+    lambdas = [k for k in comparison.config_keys if LAMBDA_KEY.fullmatch(k)]
     pruned = {key for run in runs for key in prune_figures(run.pruning, run.headline)}
-    incomplete = any(not run.completed for row in comparison.rows for run in row.runs)
-    ordered = ["run", *lambdas, *([SEED] if SEED in comparison.config_keys else []), *headline,
-               *[f for f in comparison.figure_keys if f == split_figure("test", "loss")], *comparison.config_keys,
+    incomplete = any(not run.completed for run in runs)
+    ordered = ["run", *names, *[f for f in comparison.figure_keys if f in headlines],
+               *[f for f in comparison.figure_keys if f == split_figure("test", "loss")],
+               *lambdas, *([SEED] if SEED in comparison.config_keys else []),
+               *[sparsity_column(t, "zero_frac") for t in targets], *comparison.config_keys,
                *(["status"] if incomplete else []), *(["n"] if comparison.grouped else []),
                *[f for f in comparison.figure_keys if f in pruned], *comparison.figure_keys]
     return [c for c in dict.fromkeys(ordered) if c in comparison.columns]
@@ -379,6 +385,9 @@ def table_columns(comparison: Comparison, width: int, wanted: Sequence[str] | No
     return [c for c in comparison.columns if c in chosen]
 
 
+NAMED_HIDDEN = 12  # the columns left out of a table named below it, at most (the CSV's header has them all)
+
+
 def render_table(comparison: Comparison, console: Console, columns: Sequence[str] | None = None) -> None:
     """The comparison as a rich table of the `columns` asked for, else of those that fit the
     console (the others are named below it), then one line per run that did not complete
@@ -396,7 +405,8 @@ def render_table(comparison: Comparison, console: Console, columns: Sequence[str
         table.add_row(*(escape(cells[i]) for i in index), style=style)
     console.print(table)
     if hidden := [headers[i] for i, c in enumerate(comparison.columns) if c not in shown]:
-        console.print(f"{len(hidden)} more columns: {escape(', '.join(hidden))}; every column: --format csv, "
+        named = ", ".join(hidden[:NAMED_HIDDEN]) + (", …" if len(hidden) > NAMED_HIDDEN else "")
+        console.print(f"{len(hidden)} more columns: {escape(named)}; every column: --format csv, "
                       "or choose with --columns COL,COL", highlight=False)
     runs = [run for row in comparison.rows for run in row.runs]
     for run in (run for run in runs if not run.completed):

@@ -4,8 +4,9 @@ its Pareto front, both against λ, and training curves per epoch.
 
 Runs that differ only by seed are one config: drawn as the mean over its seeds with ± sample
 std bars (bands on the curves), the Pareto front taken over the means. Labels are placed
-where they hide no other label or point; the λ = 0 config is a dashed baseline; an axis of
-a fraction that shows less than half of 0–1 says it is zoomed; the title says what varies.
+where they hide no other label, point or legend, and a legend sits in a band below the
+data; the λ = 0 config is a dashed baseline; an axis of a fraction that shows less than
+half of 0–1 says it is zoomed (the per-epoch curves' too); the title says what varies.
 
 Only completed runs are drawn. The data of each panel comes from a pure function
 (`tradeoff_points`, `lambda_series`, `place_labels`) so that it can be checked without
@@ -296,18 +297,22 @@ def _no_data(ax: Any, what: str) -> None:
     ax.text(0.5, 0.5, f"no {what}", ha="center", va="center", transform=ax.transAxes, color="gray")
 
 
+Box = tuple[float, float, float, float]  # (x0, y0, x1, y1) in pixels
+
+
 def place_labels(anchors: Sequence[tuple[float, float]], sizes: Sequence[tuple[float, float]],
-                 gap: float = 4.0, marker: float = 16.0) -> list[tuple[float, float]]:
+                 gap: float = 4.0, marker: float = 16.0, obstacles: Sequence[Box] = ()) -> list[tuple[float, float]]:
     """Offsets (in pixels, from each anchor to its label's lower-left corner) that keep the
-    labels off each other and off every point: around its anchor, nearest first, each label
-    takes the first place that overlaps nothing placed before it."""
-    def box(cx: float, cy: float, w: float, h: float) -> tuple[float, float, float, float]:
+    labels off each other, off every point and off the `obstacles` (the legend's box):
+    around its anchor, nearest first, each label takes the first place that overlaps
+    nothing placed before it."""
+    def box(cx: float, cy: float, w: float, h: float) -> Box:
         return cx, cy, cx + w, cy + h
 
     def overlaps(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
         return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
-    taken = [box(ax - marker / 2, ay - marker / 2, marker, marker) for ax, ay in anchors]
+    taken = [box(ax - marker / 2, ay - marker / 2, marker, marker) for ax, ay in anchors] + list(obstacles)
     offsets = []
     for (ax, ay), (w, h) in zip(anchors, sizes):
         candidates = [(dx, dy) for ring in range(12) for dx, dy in
@@ -320,19 +325,38 @@ def place_labels(anchors: Sequence[tuple[float, float]], sizes: Sequence[tuple[f
     return offsets
 
 
-def _label_points(ax: Any, points: Sequence[Point]) -> None:
-    """Annotate each point with its config's label where no label or point hides another."""
+def _label_points(ax: Any, points: Sequence[Point], legend: Any) -> None:
+    """Annotate each point with its config's label where no label, point or the legend hides another."""
     renderer = ax.figure.canvas.get_renderer()
     ax.get_xlim(), ax.get_ylim()  # the limits autoscaled now: the points' pixels are final
     texts = [ax.annotate(p.label, (p.x, p.y), textcoords="offset pixels", xytext=(0, 0), fontsize="x-small")
              for p in points]
     anchors = [tuple(ax.transData.transform((p.x, p.y))) for p in points]
     sizes = [(t.get_window_extent(renderer).width, t.get_window_extent(renderer).height) for t in texts]
-    for text, offset in zip(texts, place_labels(anchors, sizes)):
+    box = legend.get_window_extent(renderer)
+    for text, offset in zip(texts, place_labels(anchors, sizes, obstacles=[(box.x0, box.y0, box.x1, box.y1)])):
         text.set_position(offset)
 
 
-def _zoom_note(ax: Any, column: str) -> None:
+LEGEND_PAD = 6.0  # pixels between the legend's band and the lowest data
+
+
+def legend_below_data(ax: Any, **options: Any) -> Any:
+    """The axes' legend in a band of its own at the bottom: the y-axis is extended downward
+    until the legend lies below everything drawn (points, error bars, lines, bands), so that
+    it hides none of it (loc='best' weighs an error bar by its centre only and covers bars)."""
+    legend = ax.legend(loc="lower left", **options)
+    renderer = ax.figure.canvas.get_renderer()
+    lo, hi = ax.get_ylim()
+    share = (legend.get_window_extent(renderer).y1 - ax.get_window_extent(renderer).y0 + LEGEND_PAD) / \
+        ax.get_window_extent(renderer).height
+    bottom = ax.dataLim.y0
+    if 0 < share < 0.8 and math.isfinite(bottom) and bottom >= lo:  # a legend taller than the axes stays as it is
+        ax.set_ylim(min(lo, (bottom - share * hi) / (1 - share)), hi)
+    return legend
+
+
+def zoom_note(ax: Any, column: str) -> None:
     """Say so in the axis label when a fraction's axis shows less than half of 0–1: a small
     difference then looks large."""
     lo, hi = ax.get_ylim()
@@ -362,10 +386,10 @@ def _draw_tradeoff(ax: Any, points: list[Point], front: list[int], x: str, y: st
     if baseline is not None:
         ax.axhline(baseline.y, color="gray", ls="--", lw=1, zorder=1,
                    label=f"baseline {baseline.label}: {format_value(baseline.y)}")
+    legend = legend_below_data(ax, fontsize="small")
     if len(points) <= MAX_LABELLED:
-        _label_points(ax, points)
-    ax.legend(loc="best", fontsize="small")
-    _zoom_note(ax, y)
+        _label_points(ax, points, legend)
+    zoom_note(ax, y)
 
 
 def _draw_against_lambda(ax: Any, series: list[Series], lam_key: str, column: str, names: Mapping[str, str],
@@ -389,8 +413,8 @@ def _draw_against_lambda(ax: Any, series: list[Series], lam_key: str, column: st
     if baseline is not None:
         ax.axhline(baseline.y, color="gray", ls="--", lw=1, label=f"baseline {baseline.label}")
     if len(series) > 1 or series[0].label or seeded or baseline is not None:
-        ax.legend(fontsize="small")
-    _zoom_note(ax, column)
+        legend_below_data(ax, fontsize="small")
+    zoom_note(ax, column)
 
 
 def _draw_curves(ax: Any, groups: Mapping[str, list[Run]], column: str, colors: dict,
@@ -420,5 +444,7 @@ def _draw_curves(ax: Any, groups: Mapping[str, list[Run]], column: str, colors: 
         drawn += 1
     if not drawn:
         _no_data(ax, f"{column} in {METRICS}")
-    elif drawn <= MAX_LABELLED:
-        ax.legend(fontsize="x-small")
+        return
+    if drawn <= MAX_LABELLED:
+        legend_below_data(ax, fontsize="x-small")
+    zoom_note(ax, column)

@@ -5,7 +5,8 @@ magnitude first, without retraining.
 Two panels: global pruning (one threshold over all the chosen weights), one curve per config
 (the runs that differ only by seed together: mean with ± sample std bars over the seeds, at
 the mean sparsity reached); and the sensitivity analysis (one layer pruned at a time), one
-colour per config and one line style per layer. The points come from a pure function
+colour per config and one line style per layer. Their shared axis of a fraction says when it
+is zoomed, as the trade-off plot's does. The points come from a pure function
 (`pruning_curves`), so that they can be checked without looking at pixels.
 """
 
@@ -15,7 +16,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from regrun.analysis.plots import DPI, MAX_LABELLED, completed, config_groups, figure_name, figure_names, sweep_title
+from regrun.analysis.plots import (
+    DPI,
+    MAX_LABELLED,
+    completed,
+    config_groups,
+    figure_name,
+    figure_names,
+    sweep_title,
+    zoom_note,
+)
 from regrun.analysis.runs import Run, is_finite
 from regrun.errors import RegrunError
 from regrun.layout import LEVEL, PRUNE_GLOBAL, PRUNE_SPARSITY, SCOPE
@@ -91,6 +101,7 @@ def draw_pruning(runs: Sequence[Run], figure: str, config_keys: Sequence[str] = 
     whole, layers = fig.subplots(1, 2, sharey=True)
     _draw_global(whole, [c for c in curves if c.scope == PRUNE_GLOBAL], colors, name)
     _draw_layers(layers, [c for c in curves if c.scope != PRUNE_GLOBAL], colors, name)
+    zoom_note(whole, figure)  # the panels share their y-axis, labelled on the left
     groups = config_groups(drawn, config_keys)
     fig.suptitle(f"{name} with the smallest-magnitude weights zeroed, no retraining\n"
                  f"{sweep_title(drawn, config_keys, list(groups.values()))}", fontsize="large")

@@ -1,5 +1,7 @@
 """`regrun compare` on hand-written run directories whose figures are checked by hand."""
 
+import csv
+import io
 import json
 import math
 import subprocess
@@ -8,8 +10,9 @@ from pathlib import Path
 
 import pytest
 from fake_runs import config, final, write_run
+from mixed_runs import write_mixed_runs
 
-from regrun.analysis.compare import figure_columns
+from regrun.analysis.compare import compare_runs, display_rows, figure_columns, table_columns
 from regrun.analysis.plots import default_x, lambda_key, lambda_series, pareto_front, tradeoff_points
 from regrun.analysis.runs import differing_keys, find_runs, read_run, short_names
 from regrun.cli.compare import main
@@ -360,6 +363,47 @@ def test_a_table_of_many_mixed_runs_fits_100_columns_and_names_what_it_leaves_ou
         assert column in csv_header, column  # the CSV always holds every column
 
 
+def _joined(words: list[str]) -> str:
+    """A header as one line again: its words one a line, a dotted key broken after its dots."""
+    return "".join(w if i == 0 or words[i - 1].endswith(".") else " " + w for i, w in enumerate(words))
+
+
+def test_45_runs_of_mixed_models_tasks_and_penalties_at_100_columns_show_every_header_and_value_whole(
+        tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rich import get_console
+
+    root = write_mixed_runs(tmp_path / "mixed")
+    monkeypatch.setenv("COLUMNS", "100")
+    monkeypatch.setattr(get_console(), "width", 100)
+    code, out, err = compare(root, capsys=capsys)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert max(len(line) for line in lines) <= 100
+    comparison = compare_runs(find_runs([root]))
+    comparison.sort()
+    shown = table_columns(comparison, 100)
+    headers, rows = display_rows(comparison)
+    index = [comparison.columns.index(c) for c in shown]
+    # Every header shown whole, one word a line: no column narrowed until its name folds or vanishes.
+    head = [[cell.strip() for cell in line.strip("┃").split("┃")] for line in lines if line.startswith("┃")]
+    assert all(len(cells) == len(shown) for cells in head)
+    assert [_joined([cells[j] for cells in head if cells[j]]) for j in range(len(shown))] == \
+        [headers[i] for i in index]
+    # One line a run, and each value as compare formats it: none folded onto a second line.
+    body = [line for line in lines if line.startswith("│")]
+    assert len(body) == len(rows) == 45
+    for line, cells in zip(body, rows):
+        assert [cell.strip() for cell in line.strip("│").split("│")] == [cells[i] for i in index]
+    for column in ("model.name", "dataset.name", "test_acc", "test_psnr", "test_r2", "test_loss"):
+        assert column in shown, column  # what tells mixed runs apart, and each task's headline figure
+    hidden = next(line for line in lines if "more columns:" in line)
+    assert hidden.startswith(f"{len(comparison.columns) - len(shown)} more columns: ")
+    code, out, _ = compare(root, "--format", "csv", capsys=capsys)
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert len(rows) == 45 and set(comparison.columns) <= set(rows[0])  # the CSV holds every column
+    assert sorted(row["sparsity.l1_code.l0"] != "" for row in rows).count(True) == 9  # the SAE runs' L0
+
+
 def test_columns_choose_what_the_table_shows(sweep: Path, capsys: pytest.CaptureFixture) -> None:
     code, out, err = compare(sweep, "--columns", "lambda,test_acc", capsys=capsys)
     assert code == 0, err
@@ -420,3 +464,11 @@ def test_a_seed_grouped_sweep_figure_says_what_varies_and_never_overlaps_its_lab
     assert any(text.startswith("Pareto front of the means") for text in legend)
     assert any(text.startswith("baseline λ=0: ") for text in legend)
     assert "axis zoomed to" in tradeoff.get_ylabel()  # accuracies within 0.03 of each other
+    # The legend hides no label, point or error bar: it lies below all of them.
+    legend = tradeoff.get_legend().get_window_extent(renderer)
+    assert not any(legend.overlaps(box) for box in boxes)
+    points, _ = tradeoff_points(runs, "sparsity.l1_act.zero_frac", "test_acc", differing_keys(runs))
+    lowest = min(tradeoff.transData.transform((p.x, p.y - p.y_std))[1] for p in points)
+    assert legend.y1 < lowest
+    curves = fig.axes[3]  # test accuracy per epoch: zoomed as much, and said so too
+    assert curves.get_title() == "test accuracy per epoch" and "axis zoomed to" in curves.get_ylabel()
