@@ -57,7 +57,7 @@ from regrun.layout import (
     lambda_column,
     split_figure,
 )
-from regrun.measure.diagnostics import Chance, diagnose
+from regrun.measure.diagnostics import Chance, decay_by_parameter, diagnose
 from regrun.rundir.checkpoint import restore, save_checkpoint
 from regrun.rundir.files import (
     RunDir,
@@ -510,9 +510,8 @@ def _diagnostics(summary: Mapping[str, Any], rows: list[dict], setup: Setup, dat
     figures = trivial_figures(task, data.test.x, data.test.y)
     chance = None if figures is None else Chance(split_figure("test", task.headline), figures[task.headline],
                                                  task.higher_is_better, task.trivial_is, figures["loss"])
-    optimizer = setup.config.optimizer
     warnings = diagnose(rows, summary["targets"], summary.get(LAYER_SPARSITY), chance,
-                        optimizer.options.get("weight_decay") or 0.0, bool(optimizer.groups))
+                        decay_by_parameter(summary["groups"]))
     for warning in warnings:
         logging.getLogger(DIAGNOSTICS).warning("%s", warning["message"])
     return warnings

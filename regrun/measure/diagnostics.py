@@ -1,16 +1,20 @@
 """Warnings a careful researcher would give about a finished run, from its figures alone.
 
-Each check reads the run's last metrics row, its resolved targets and its per-layer
-statistics (the plain data summary.json holds), and says what it saw in one sentence
-with the figures that triggered it. λ = 1 on the L1 of all 50k weights of a small MLP,
-for instance, trains a model at chance whose loss is 97% penalty, and nothing says so.
+Each check reads the run's metrics rows (the last is its final figures), its resolved
+targets, its per-layer statistics (the plain data summary.json holds) and its optimizer
+groups, and says what it saw in one line: the target or layer, the figure that triggered
+it and what to try. λ = 1 on the L1 of all 50k weights of a small MLP, for instance,
+trains a model at chance whose loss is 97% penalty, and nothing says so.
 
-    penalty_dominates   the weighted penalties are most of the training loss
+    penalty_dominates   the backpropagated penalties are most of the training loss
     chance_level        the task's headline figure is no better than a trivial predictor
+    loss_exploded       a loss ends orders of magnitude above learning nothing's, or far
+                        above its first epoch's, while staying finite
     dead_layer          every unit of a targeted activation layer is zero on the test set
+    mostly_dead         more than half of them are
     zeroed_tensor       every entry of a targeted parameter is zero
     lambda_negligible   a penalty that is a vanishing share of the loss changes nothing
-    subgradient_l1      L1 by gradient gives no exact zeros; proximal: true does
+    subgradient_l1      L1 by gradient pulls weights near 0 but none to 0; proximal: true does
     double_l2           an L2 penalty on parameters the optimizer also decays
 """
 
@@ -18,11 +22,28 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from regrun.layout import EPOCH, PENALTY_TOTAL, TASK_LOSS, TOTAL_LOSS, penalty_column
+from regrun.layout import EPOCH, PENALTY_TOTAL, TASK_LOSS, TOTAL_LOSS, lambda_column, penalty_column, split_figure
+from regrun.measure.sparsity import threshold_key
 
 DOMINANT_SHARE = 0.5  # penalty share of the total loss above which the penalty dominates
 NEGLIGIBLE_SHARE = 1e-4  # weighted penalty / task loss below which λ changes nothing
 CHANCE_MARGIN = 0.02  # a headline within this of the trivial predictor's is at chance
+# A loss 100× what predicting the trivial answer costs has not learned badly, it has diverged;
+# 10× its first epoch's, and worse than learning nothing, is training undoing itself. Sane
+# runs end far below both (bench/diagnostics_precision.py).
+EXPLODED_VS_TRIVIAL = 100.0
+EXPLODED_VS_FIRST = 10.0
+# Past half, most of the width the config asked for passes nothing on. SAELens reports dead
+# latents as this fraction; a healthy ReLU layer has a few percent.
+MOSTLY_DEAD = 0.5
+# L1 by gradient steps leaves weights hovering within about one step of 0 (Adam's lr 1e-3):
+# a tenth of them below 1e-3 is 3 to 4 times what a default init leaves there (uniform in
+# ±1/√fan_in: 2.8% for MNIST's 784 inputs), so the penalty did pull them in, and with fewer
+# than 1% exactly 0 it could not land them.
+NEAR_ZERO = 1e-3
+NEAR_ZERO_SHARE = 0.1
+EXACT_ZERO_SHARE = 0.01
+L2_PENALTIES = ("l2", "elastic_net")  # penalties with a Σw² term
 
 
 @dataclass(frozen=True)
@@ -36,43 +57,61 @@ class Chance:
     loss: float | None = None  # the trivial predictor's task loss: what learning nothing costs
 
 
+Found = list[tuple[str, str]]
+
+
 def diagnose(rows: Sequence[Mapping[str, Any]], targets: Sequence[Mapping[str, Any]],
              sparsity: Mapping[str, Any] | None, chance: Chance | None = None,
-             weight_decay: float = 0.0, grouped: bool = False) -> list[dict[str, str]]:
+             decay: Mapping[str, float] | None = None) -> list[dict[str, str]]:
     """Every warning that applies to a run's metrics rows (the last is its final figures),
-    as {"code", "message"} records, in the order above. `weight_decay` is the optimizer's;
-    `grouped`: the optimizer has parameter groups (which tensors decay is in groups.json)."""
+    as {"code", "message"} records, in the order above. `decay` is the optimizer's
+    weight_decay of each parameter (by name), as its groups set it."""
     final = rows[-1] if rows else {}
-    found: list[tuple[str, str]] = []
-    found += _penalty_dominates(rows, chance)
+    found: Found = []
+    found += _penalty_dominates(rows, targets, chance)
     found += _chance_level(final, chance)
+    found += _loss_exploded(rows, chance)
     found += _dead_or_zeroed(targets, sparsity or {})
-    found += _negligible(final, targets)
+    found += _negligible(rows, targets)
     found += _subgradient_l1(targets, sparsity or {})
-    found += _double_l2(targets, weight_decay, grouped)
+    found += _double_l2(targets, decay or {})
     return [{"code": code, "message": message} for code, message in found]
 
 
-def _penalty_dominates(rows: Sequence[Mapping[str, Any]], chance: Chance | None) -> list[tuple[str, str]]:
-    """The epoch where the penalties were the largest share of the loss, if over half and
-    (when the task says what learning nothing costs) more than that: a well-learned task's
-    loss near 0 makes any penalty most of the total without the penalty being too strong."""
-    shares = [(row[PENALTY_TOTAL] / row[TOTAL_LOSS], row) for row in rows
-              if row.get(TOTAL_LOSS) and row.get(PENALTY_TOTAL) is not None]
+def decay_by_parameter(groups: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """The weight_decay in effect for each parameter, from the rows of groups.json."""
+    return {name: group["options"].get("weight_decay") or 0.0 for group in groups for name in group["params"]}
+
+
+def _penalty_dominates(rows: Sequence[Mapping[str, Any]], targets: Sequence[Mapping[str, Any]],
+                       chance: Chance | None) -> Found:
+    """The epoch where the backpropagated penalties were the largest share of the loss, if
+    over half and (when the task says what learning nothing costs) more than that: a
+    well-learned task's loss near 0 makes any penalty most of the total without the penalty
+    being too strong. A proximal target's term is reported but never in the gradient."""
+    proximal = [name for name, group in _by_target(targets).items() if group[0].get("proximal")]
+    shares = []
+    for row in rows:
+        if row.get(TOTAL_LOSS) is None or row.get(PENALTY_TOTAL) is None:
+            continue
+        aside = sum(row.get(penalty_column(name, "weighted")) or 0.0 for name in proximal)
+        penalty, total = row[PENALTY_TOTAL] - aside, row[TOTAL_LOSS] - aside
+        if total > 0:
+            shares.append((penalty / total, penalty, total, row))
     if not shares:
         return []
-    share, row = max(shares, key=lambda pair: pair[0])
+    share, penalty, total, row = max(shares, key=lambda s: s[0])
     trivial = chance.loss if chance is not None else None
-    if share <= DOMINANT_SHARE or (trivial is not None and row[PENALTY_TOTAL] <= trivial):
+    if share <= DOMINANT_SHARE or (trivial is not None and penalty <= trivial):
         return []
     when = f" in epoch {row[EPOCH]}" if EPOCH in row and len(rows) > 1 else ""
     beyond = f", more than the loss of learning nothing ({trivial:.4g})" if trivial is not None else ""
     return [("penalty_dominates", f"the penalties were {share:.0%} of the training loss{when} "
-                                  f"({row[PENALTY_TOTAL]:.4g} of {row[TOTAL_LOSS]:.4g}){beyond}: λ is likely too "
-                                  "large for the task to be learned")]
+                                  f"({penalty:.4g} of {total:.4g}){beyond}: λ is likely too "
+                                  "large for the task to be learned; try a λ 10 to 100 times smaller")]
 
 
-def _chance_level(final: Mapping[str, Any], chance: Chance | None) -> list[tuple[str, str]]:
+def _chance_level(final: Mapping[str, Any], chance: Chance | None) -> Found:
     if chance is None or chance.column not in final:
         return []
     value = final[chance.column]
@@ -83,36 +122,81 @@ def _chance_level(final: Mapping[str, Any], chance: Chance | None) -> list[tuple
                              f"{chance.trivial:.4g}; the model learned nothing the task measures")]
 
 
-def _dead_or_zeroed(targets: Sequence[Mapping[str, Any]], sparsity: Mapping[str, Any]) -> list[tuple[str, str]]:
+def _loss_exploded(rows: Sequence[Mapping[str, Any]], chance: Chance | None) -> Found:
+    """The first loss (training, then test) that ended EXPLODED_VS_TRIVIAL times above the
+    trivial predictor's, or EXPLODED_VS_FIRST times above its first epoch's and above the
+    trivial predictor's: a run can diverge and still end finite, and `completed`."""
+    trivial = chance.loss if chance is not None and chance.loss else None
+    for column in (TASK_LOSS, split_figure("test", "loss")):
+        values = [(row.get(EPOCH), row[column]) for row in rows if row.get(column) is not None]
+        if not values:
+            continue
+        (first_epoch, first), (_, last) = values[0], values[-1]
+        vs_trivial = trivial is not None and last > EXPLODED_VS_TRIVIAL * trivial
+        vs_first = len(values) > 1 and last > EXPLODED_VS_FIRST * first and (trivial is None or last > trivial)
+        if vs_trivial or vs_first:
+            against = (f"{last / trivial:.2g}× the loss of learning nothing ({trivial:.4g})" if vs_trivial
+                       else f"{last / first:.2g}× its epoch-{first_epoch} value ({first:.4g})")
+            return [("loss_exploded", f"{column} ended at {last:.4g}, {against}: training diverged while staying "
+                                      "finite; lower optimizer.lr (by 10× or more) or clip the gradients")]
+    return []
+
+
+def _dead_or_zeroed(targets: Sequence[Mapping[str, Any]], sparsity: Mapping[str, Any]) -> Found:
     activations = sparsity.get("activations", {})
     weights = {row["name"]: row for row in sparsity.get("weights", [])}
     found = []
     for row in _unique_tensors(targets):
         name = row["tensor"]
         if row["site"] == "activations":
-            stats = activations.get(name, {})
-            if stats.get("units") and stats.get("dead_units") == stats["units"]:
-                found.append(("dead_layer", f"every unit of {name} (targeted by {row['target']}) is zero on every "
-                                            f"test sample: the layer is dead and passes nothing on"))
+            found += _dead_units(name, row["target"], activations.get(name, {}))
         elif weights.get(name, {}).get("zero_frac") == 1.0:
-            found.append(("zeroed_tensor", f"every entry of {name} (targeted by {row['target']}) is exactly zero"))
+            found.append(("zeroed_tensor", f"every entry of {name} (targeted by {row['target']}) is exactly zero; "
+                                           f"lower reg.targets.{row['target']}.lambda"))
     return found
 
 
-def _negligible(final: Mapping[str, Any], targets: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
-    task = final.get(TASK_LOSS)
+def _dead_units(name: str, target: str, stats: Mapping[str, Any]) -> Found:
+    units, dead = stats.get("units"), stats.get("dead_units") or 0
+    if not units or dead / units <= MOSTLY_DEAD:
+        return []
+    if dead == units:
+        return [("dead_layer", f"every unit of {name} (targeted by {target}) is zero on every test sample: the "
+                               f"layer is dead and passes nothing on; lower reg.targets.{target}.lambda")]
+    return [("mostly_dead", f"{dead} of {units} units of {name} (targeted by {target}, {dead / units:.0%}) are zero "
+                            f"on every test sample; lower reg.targets.{target}.lambda or warm it up "
+                            f"(reg.targets.{target}.warmup_steps)")]
+
+
+def _negligible(rows: Sequence[Mapping[str, Any]], targets: Sequence[Mapping[str, Any]]) -> Found:
+    """Each target's weighted penalty against the task loss in the last epoch whose λ was
+    in effect (a schedule's window may end before the run does). A penalty that is 0 has
+    nothing left to act on, whatever λ is."""
     found = []
     for name, lam in _lambdas(targets).items():
-        weighted = final.get(penalty_column(name, "weighted"))
-        if not task or not lam or weighted is None or weighted / task >= NEGLIGIBLE_SHARE:
+        column, lam_now = penalty_column(name, "weighted"), lambda_column(name)
+        applied = [row for row in rows if row.get(lam_now, lam) and row.get(column) and row.get(TASK_LOSS)]
+        if not applied:
             continue
-        found.append(("lambda_negligible", f"{name}: λ·penalty = {weighted:.3g} is {weighted / task:.1e} of the "
-                                           f"task loss ({task:.4g}); λ = {lam:g} is too small to change anything"))
+        row = applied[-1]
+        share = row[column] / row[TASK_LOSS]
+        if share >= NEGLIGIBLE_SHARE:
+            continue
+        effective = row.get(lam_now, lam)
+        when = f" in epoch {row[EPOCH]}" if EPOCH in row and row is not rows[-1] else ""
+        found.append(("lambda_negligible", f"{name}: λ·penalty = {row[column]:.3g} is {share:.1e} of the task loss "
+                                           f"({row[TASK_LOSS]:.4g}){when}; λ = {effective:g} is too small to change "
+                                           f"anything: try λ near {effective * 0.01 / share:.1g} (1% of the loss)"))
     return found
 
 
-def _subgradient_l1(targets: Sequence[Mapping[str, Any]], sparsity: Mapping[str, Any]) -> list[tuple[str, str]]:
+def _subgradient_l1(targets: Sequence[Mapping[str, Any]], sparsity: Mapping[str, Any]) -> Found:
+    """L1 on parameters by gradient whose weights gathered near 0 without reaching it."""
     weights = {row["name"]: row for row in sparsity.get("weights", [])}
+    near = [t for t in sparsity.get("thresholds", []) if t <= NEAR_ZERO]
+    if not near:
+        return []  # no recorded threshold tells how many are near 0
+    key = threshold_key(max(near))
     found = []
     for name, rows in _by_target(targets).items():
         first = rows[0]
@@ -120,21 +204,34 @@ def _subgradient_l1(targets: Sequence[Mapping[str, Any]], sparsity: Mapping[str,
             continue
         stats = [weights[r["tensor"]] for r in rows if r["tensor"] in weights]
         numel = sum(s["numel"] for s in stats)
-        zeros = sum(s["zero_frac"] * s["numel"] for s in stats) / numel if numel else 0.0
-        if zeros < 0.01:
-            found.append(("subgradient_l1", f"{name}: L1 by gradient steps leaves {zeros:.1%} of its weights exactly "
-                                            "zero (steps jump over 0); read the below_<t> fractions, or set "
+        if not numel:
+            continue
+        zeros = sum(s["zero_frac"] * s["numel"] for s in stats) / numel
+        small = sum(s.get(key, 0.0) * s["numel"] for s in stats) / numel
+        if zeros < EXACT_ZERO_SHARE and small >= NEAR_ZERO_SHARE:
+            found.append(("subgradient_l1", f"{name}: {small:.1%} of its weights are below {max(near):g} but "
+                                            f"{zeros:.1%} exactly zero (gradient steps jump over 0): set "
                                             f"reg.targets.{name}.proximal=true for exact zeros"))
     return found
 
 
-def _double_l2(targets: Sequence[Mapping[str, Any]], decay: float, grouped: bool) -> list[tuple[str, str]]:
-    if not decay or grouped:
-        return []  # with param groups, which tensors decay is in groups.json
-    return [("double_l2", f"{name}: an L2 penalty on parameters that optimizer.weight_decay={decay:g} also "
-                          "shrinks: two L2 terms, so neither λ means what it says")
-            for name, rows in _by_target(targets).items()
-            if rows[0]["penalty"] == "l2" and rows[0]["site"] != "activations" and rows[0]["lambda"]]
+def _double_l2(targets: Sequence[Mapping[str, Any]], decay: Mapping[str, float]) -> Found:
+    """An L2 term on parameters that the optimizer's weight_decay also shrinks."""
+    found = []
+    for name, rows in _by_target(targets).items():
+        first = rows[0]
+        if first["penalty"] not in L2_PENALTIES or first["site"] == "activations" or not first["lambda"]:
+            continue
+        if first["penalty"] == "elastic_net" and first.get("l1_ratio") == 1.0:
+            continue  # pure L1
+        decayed = [(r["tensor"], decay[r["tensor"]]) for r in rows if decay.get(r["tensor"])]
+        if decayed:
+            tensor, rate = decayed[0]
+            others = f" and {len(decayed) - 1} more" if len(decayed) > 1 else ""
+            found.append(("double_l2", f"{name}: an L2 penalty on {tensor}{others}, which the optimizer's "
+                                       f"weight_decay={rate:g} also shrinks: two L2 terms, so neither λ means what it "
+                                       "says; set one of them to 0 for these parameters"))
+    return found
 
 
 def _by_target(targets: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:

@@ -38,3 +38,13 @@ def test_larger_lambda_makes_the_targeted_layer_sparser(tmp_path: Path) -> None:
     after = strong["sparsity"]["activations"]["act1"]["zero_frac"]
     assert after >= before + 0.15, (before, after)
     assert strong["final"]["test_acc"] >= 0.9
+
+
+def test_thread_004s_recipe_ends_with_its_three_warnings(tmp_path: Path) -> None:
+    """The thread's collapse to chance, as the preset trains it on real MNIST (5 epochs)."""
+    out = tmp_path / "thread_004"
+    proc = regrun("experiment=l1_all_params_collapse", f"dataset.root={ROOT}", "dataset.download=false",
+                  "trainer.device=cpu", f"hydra.run.dir={out}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    warnings = json.loads((out / "summary.json").read_text())["warnings"]
+    assert [w["code"] for w in warnings] == ["penalty_dominates", "chance_level", "subgradient_l1"]
