@@ -58,6 +58,7 @@ from regrun.layout import (
     split_figure,
 )
 from regrun.measure.diagnostics import Chance, decay_by_parameter, diagnose
+from regrun.measure.evaluation import Evaluation
 from regrun.rundir.checkpoint import restore, save_checkpoint
 from regrun.rundir.files import (
     RunDir,
@@ -217,6 +218,29 @@ def recorder(rundir: RunDir, loggers: Loggers) -> Callable[[dict], None]:
     return on_epoch
 
 
+def step_recorder(rundir: RunDir, loggers: Loggers) -> Callable[[dict], None]:
+    """A function that records a step's row (trainer.log_steps): steps.csv and the loggers."""
+
+    def on_step(row: dict) -> None:
+        rundir.append_steps(row)
+        loggers.log_step(row)
+
+    return on_step
+
+
+def density_recorder(loggers: Loggers, targets: Sequence[Target]) -> Callable[[int, Evaluation], None]:
+    """A function that gives the loggers the firing density of each unit of the modules whose
+    outputs a target penalizes, from an epoch's evaluation (the trackers' histograms)."""
+    modules = list(dict.fromkeys(m for t in targets if t.on_activations for m in t.modules))
+
+    def on_evaluation(step: int, evaluation: Evaluation) -> None:
+        found = {m: evaluation.activations[m]["density"] for m in modules if m in evaluation.activations}
+        if found:
+            loggers.log_densities(step, found)
+
+    return on_evaluation
+
+
 @dataclass
 class Prepared:
     """A run built and recorded in its run directory, ready to train (alone or in a group)."""
@@ -372,7 +396,8 @@ def _member(p: Prepared, per_epoch: int, console, fused: bool) -> Member:
 
     member = Member(p.setup.model, p.setup.optimizer, p.setup.targets, p.state, recorder(p.rundir, p.loggers),
                     saver(p.setup, p.rundir, p.state, per_epoch), done,
-                    on_step=p.rundir.append_steps if p.setup.settings.log_steps else None)
+                    on_step=step_recorder(p.rundir, p.loggers) if p.setup.settings.log_steps else None,
+                    on_evaluation=density_recorder(p.loggers, p.setup.targets))
     if fused:  # its lines go to its own regrun.log too: the group's members share one process
         member.label, member.context = p.label, lambda: member_log(p.rundir.path)
     return member

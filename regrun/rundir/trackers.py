@@ -4,8 +4,10 @@ metrics.csv and summary.json are always written (rundir.py); the `logger` config
 adds trackers, several at once (`logger=[tensorboard,mlflow]`): conf/logger/*.yaml each
 hold a mapping keyed by the tracker's name, which merge like `reg` presets do.
 
-A tracker gets each epoch's metrics row as it is written (`log_row`), the summary at the
-end (`log_summary`), and `close` whatever happened. The row's keys are metrics.csv's
+A tracker gets each epoch's metrics row as it is written (`log_row`), each steps.csv row
+with trainer.log_steps (`log_step`), the firing density of each unit of the targeted
+activation modules at each evaluation (`log_densities`), the summary at the end
+(`log_summary`), and `close` whatever happened. The row's keys are metrics.csv's
 columns; the λ of each target is added as `lambda.<target>` when the row lacks it (a
 row carries it when λ follows a schedule), so every tracker plots λ beside the penalty.
 """
@@ -17,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
+import torch
 from torch import nn
 
 from regrun.config import flatten
@@ -36,12 +39,21 @@ from regrun.layout import (
     lambda_column,
 )
 
+STEPS_GROUP = "steps"  # the trackers' name for the figures of steps.csv, apart from the epochs'
+
 
 class MetricLogger(Protocol):
     """What the run tells a tracker (torchtune's MetricLoggerInterface, by rows)."""
 
     def log_row(self, row: Mapping[str, Any]) -> None:
         """One epoch's metrics row, as metrics.csv gets it."""
+
+    def log_step(self, row: Mapping[str, Any]) -> None:
+        """One step's row, as steps.csv gets it (trainer.log_steps): its loss terms and λ."""
+
+    def log_densities(self, step: int, densities: Mapping[str, Sequence[float]]) -> None:
+        """Per targeted activation module, each unit's firing density on the test set (the
+        fraction of its entries that are non-zero) at an evaluated epoch's global step."""
 
     def log_summary(self, summary: Mapping[str, Any]) -> None:
         """summary.json's content, once the run has ended (any status)."""
@@ -119,6 +131,16 @@ class TensorBoardLogger:
                 self.writer.add_histogram(f"weights/{name}", param.detach(), step)
         self.writer.flush()
 
+    def log_step(self, row: Mapping[str, Any]) -> None:
+        """Each figure of the step as a scalar under `steps/` (apart from the epoch means)."""
+        for key, value in figures(row, {}).items():
+            self.writer.add_scalar(f"{STEPS_GROUP}/{tag(key)}", value, row[STEP])
+
+    def log_densities(self, step: int, densities: Mapping[str, Sequence[float]]) -> None:
+        """A histogram of the units' firing densities per module (`density/<module>`)."""
+        for module, density in densities.items():
+            self.writer.add_histogram(f"density/{module}", torch.tensor(density, dtype=torch.float64), step)
+
     def log_summary(self, summary: Mapping[str, Any]) -> None:
         """The config as hyperparameters, the final figures as their metrics (`final/...`)."""
         final = figures(summary.get("final") or {}, self.lambdas)
@@ -181,6 +203,17 @@ class MLflowLogger:
         for start in range(0, len(metrics), 1000):  # MLflow takes at most 1000 metrics a call
             self.client.log_batch(self.run_id, metrics=metrics[start:start + 1000])
 
+    def log_step(self, row: Mapping[str, Any]) -> None:
+        """The step's figures as metrics `steps.<column>` at its global step."""
+        from mlflow.entities import Metric
+
+        stamp = int(time.time() * 1000)
+        self.client.log_batch(self.run_id, metrics=[Metric(f"{STEPS_GROUP}.{k}", v, stamp, row[STEP])
+                                                    for k, v in figures(row, {}).items()])
+
+    def log_densities(self, step: int, densities: Mapping[str, Sequence[float]]) -> None:
+        """Nothing: MLflow has no histograms (summary.json, an artifact, holds the final densities)."""
+
     def log_summary(self, summary: Mapping[str, Any]) -> None:
         """The status as a tag and the run's end; the run directory's small files as artifacts."""
         self.client.set_tag(self.run_id, "regrun.status", summary["status"])
@@ -211,6 +244,16 @@ class Loggers:
         """Send an epoch's row to every tracker."""
         for logger in self.loggers:
             logger.log_row(row)
+
+    def log_step(self, row: Mapping[str, Any]) -> None:
+        """Send a step's row to every tracker."""
+        for logger in self.loggers:
+            logger.log_step(row)
+
+    def log_densities(self, step: int, densities: Mapping[str, Sequence[float]]) -> None:
+        """Send the firing densities of an evaluation to every tracker."""
+        for logger in self.loggers:
+            logger.log_densities(step, densities)
 
     def log_summary(self, summary: Mapping[str, Any]) -> None:
         """Send the summary to every tracker."""

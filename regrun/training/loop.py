@@ -117,6 +117,7 @@ class Member:
     save: Callable[[], None]  # write its checkpoint from its model, optimizer and state
     done: Callable[[Outcome], None]  # how its training ended; called exactly once
     on_step: Callable[[dict], None] | None = None  # a step's row for steps.csv (trainer.log_steps)
+    on_evaluation: Callable[[int, Evaluation], None] | None = None  # an epoch's evaluation, at its global step
     label: str = ""  # names it in the log lines of a group
     context: Callable[[], AbstractContextManager] = nullcontext  # around its own work (its log file)
     evaluation: Evaluation | None = field(default=None, repr=False)
@@ -452,6 +453,8 @@ def end_epoch(member: Member, task: Task, data: Data, settings: TrainerSettings,
     state.epoch, state.partial = epoch, None
     reporter.end_epoch(member.label, row)
     member.on_epoch(row)
+    if evaluation is not None and member.on_evaluation is not None:
+        member.on_evaluation(step, evaluation)
     return evaluation
 
 

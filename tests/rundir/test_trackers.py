@@ -107,3 +107,36 @@ def test_a_tracker_not_installed_names_the_extra(make_cfg: Callable[..., dict], 
         run(make_cfg("logger=mlflow"), tmp_path)
     assert str(err.value) == ("logger=mlflow needs the mlflow package, which is not installed; "
                               "install it with: pip install 'regrun[mlflow]'")
+
+
+def test_the_trackers_get_each_logged_step_and_the_targeted_units_firing_densities(
+        make_cfg: Callable[..., dict], tmp_path: Path) -> None:
+    out = tmp_path / "runs" / "steps"
+    cfg = make_cfg("logger=[tensorboard,mlflow]", "logger.tensorboard.histograms=false", "reg=l1_activations",
+                   "reg.targets.l1_activations.layers=[act1]", "reg.targets.l1_activations.warmup_steps=8",
+                   "trainer.epochs=2", "trainer.log_steps=3")
+    summary = run(cfg, out)
+    with open(out / "steps.csv") as f:
+        steps = list(csv.DictReader(f))
+    with open(out / "metrics.csv") as f:
+        epochs = [int(row["step"]) for row in csv.DictReader(f)]
+    tb = events(out / "tb")
+    for column in ("train_task_loss", "penalty.l1_activations.raw", "lambda.l1_activations"):
+        points = tb.Scalars(f"steps/{tag(column)}")
+        assert [p.step for p in points] == [int(r["step"]) for r in steps]
+        assert [p.value for p in points] == pytest.approx([float(r[column]) for r in steps], rel=1e-6)
+    assert tb.Scalars("steps/lambda/l1_activations")[0].value < LAMBDA  # the warm-up, step by step
+    # One histogram of act1's units' firing densities per evaluated epoch; the last one is summary.json's.
+    histograms = tb.Histograms("density/act1")
+    assert [h.step for h in histograms] == epochs
+    density = summary["sparsity"]["activations"]["act1"]["density"]
+    last = histograms[-1].histogram_value
+    assert last.num == len(density) and last.sum == pytest.approx(sum(density))
+    assert (last.min, last.max) == (pytest.approx(min(density)), pytest.approx(max(density)))
+    assert not any(tag.startswith("density/act2") for tag in tb.Tags()["histograms"])  # act2 is not targeted
+
+    client = MlflowClient((tmp_path / "runs" / "mlruns").as_uri())
+    [found] = client.search_runs([client.get_experiment_by_name("regrun").experiment_id])
+    history = client.get_metric_history(found.info.run_id, "steps.train_task_loss")
+    assert [(m.step, m.value) for m in history] == [(int(r["step"]), pytest.approx(float(r["train_task_loss"])))
+                                                    for r in steps]
