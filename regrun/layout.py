@@ -26,6 +26,7 @@ A sweep's folder holds one run directory per job, and:
     summary.csv    one row per job (the sweep's summary)
     tradeoff.png   the trade-off plot of the sweep
     tradeoff_prune.png   its pruning curves, when some job has a prune.json
+    tradeoff_density.png the firing densities of the units of the targeted activation modules
     mlruns/        MLflow's file store, with logger=mlflow and no tracking_uri (beside the runs)
 """
 
@@ -51,8 +52,10 @@ SWEEP_SUMMARY = "summary.csv"
 TRADEOFF_PLOT = "tradeoff.png"
 MLFLOW = "mlruns"
 
-# summary.json's per-layer sparsity tables (thresholds, weights, activations).
+# summary.json's per-layer sparsity tables (thresholds, weights, activations), and the
+# key of an activation row that holds each unit's firing density.
 LAYER_SPARSITY = "sparsity"
+DENSITY = "density"
 
 # The keys of a prune.json row, besides the task's `test_<figure>`: the weights it prunes
 # (`global`: all chosen weights under one threshold, else one layer alone), the fraction
@@ -132,5 +135,14 @@ def prune_column(level: float, figure: str) -> str:
 
 def prune_plot(plot: str) -> str:
     """The file name of the pruning curves beside a plot: 'tradeoff.png' → 'tradeoff_prune.png'."""
+    return _beside(plot, "prune")
+
+
+def density_plot(plot: str) -> str:
+    """The file name of the firing-density histograms beside a plot: 'tradeoff.png' → 'tradeoff_density.png'."""
+    return _beside(plot, "density")
+
+
+def _beside(plot: str, kind: str) -> str:
     stem, dot, suffix = plot.rpartition(".")
-    return f"{stem}_prune.{suffix}" if dot else f"{plot}_prune"
+    return f"{stem}_{kind}.{suffix}" if dot else f"{plot}_{kind}"

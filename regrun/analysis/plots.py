@@ -253,10 +253,11 @@ def draw_runs(runs: Sequence[Run], x: str, y: str | None = None, config_keys: Se
     return fig
 
 
-def sweep_title(runs: Sequence[Run], config_keys: Sequence[str], configs: Sequence[Sequence[Run]]) -> str:
+def sweep_title(runs: Sequence[Run], config_keys: Sequence[str], configs: Sequence[Sequence[Run]],
+                drawn: str = "mean ± std") -> str:
     """What varies between the runs, and over how many (`configs`: the runs of each config
-    drawn): 'λ ∈ {0, 0.001, 0.01} × seed ∈ {0, 1, 2}: 9 completed runs, 3 configs (mean ± std
-    over 3 seeds)'."""
+    drawn, as `drawn` says): 'λ ∈ {0, 0.001, 0.01} × seed ∈ {0, 1, 2}: 9 completed runs, 3
+    configs (mean ± std over 3 seeds)'."""
     short = short_names(config_keys)
     if (lam := lambda_key(config_keys)) and [k for k in config_keys if LAMBDA_KEY.fullmatch(k)] == [lam]:
         short[lam] = "λ"
@@ -267,7 +268,7 @@ def sweep_title(runs: Sequence[Run], config_keys: Sequence[str], configs: Sequen
         listed = "{" + ", ".join(values) + "}" if len(values) <= 6 else f"{len(values)} values"
         parts.append(f"{short[key]} ∈ {listed}")
     seeds = max((len(group) for group in configs), default=1)
-    over = f" (mean ± std over {seeds} seeds)" if seeds > 1 else ""
+    over = f" ({drawn} over {seeds} seeds)" if seeds > 1 else ""
     varies = " × ".join(parts) + ": " if parts else ""
     return f"{varies}{len(runs)} completed runs, {len(configs)} configs{over}" if len(configs) != len(runs) else \
         f"{varies}{len(runs)} completed runs"

@@ -26,6 +26,7 @@ from regrun.errors import RegrunError, is_number
 from regrun.layout import (
     BROKEN,
     COMPLETED,
+    DENSITY,
     DIVERGED,
     EPOCH,
     FAILED,
@@ -35,6 +36,7 @@ from regrun.layout import (
     HYDRA_SETTINGS,
     INCOMPLETE,
     INTERRUPTED,
+    LAYER_SPARSITY,
     LEVEL,
     METRICS,
     PRUNE,
@@ -71,6 +73,8 @@ class Run:
     warnings: list[str] = field(default_factory=list)  # the run's diagnostics (measure/diagnostics.py)
     task: dict[str, Any] = field(default_factory=dict)  # summary.json's `task`: name, figures, headline
     pruning: list[dict[str, Any]] = field(default_factory=list)  # prune.json's rows (regrun prune)
+    # per targeted activation module, each unit's firing density on the test set (summary.json)
+    densities: dict[str, list[float]] = field(default_factory=dict)
 
     @property
     def headline(self) -> str | None:
@@ -206,7 +210,21 @@ def read_run(path: Path) -> Run:
     if run.completed:
         run.pruning = read_pruning(path)
         run.final |= prune_figures(run.pruning, run.headline)
+        run.densities = _densities(summary.get(LAYER_SPARSITY), run.targeted_modules)
     return run
+
+
+def _densities(tables: Any, modules: Sequence[str]) -> dict[str, list[float]]:
+    """Each of `modules`' units' firing density from summary.json's per-layer tables, where
+    the tables hold a list of numbers in [0, 1] for it."""
+    activations = tables.get("activations") if isinstance(tables, dict) else None
+    found = {}
+    for module in modules:
+        row = activations.get(module) if isinstance(activations, dict) else None
+        density = row.get(DENSITY) if isinstance(row, dict) else None
+        if isinstance(density, list) and density and all(is_finite(d) and 0 <= d <= 1 for d in density):
+            found[module] = [float(d) for d in density]
+    return found
 
 
 def read_pruning(path: Path) -> list[dict[str, Any]]:

@@ -6,6 +6,7 @@ Hydra calls `SweepSummary.on_multirun_end` once every job of a multirun has retu
     summary.csv    one row per job: job number, path, overrides, status, error, final figures
     tradeoff.png   the plots of `regrun compare --plot` over the completed jobs
     tradeoff_prune.png   their pruning curves, when the jobs were pruned (prune.at_end=true)
+    tradeoff_density.png the firing densities of the units an activation target penalizes
 
 and prints the comparison table. Jobs that did not complete are rows with their status
 and error, never dropped; nothing here may fail the sweep, whose runs are already written.
@@ -24,7 +25,7 @@ from omegaconf import DictConfig
 from regrun.analysis.compare import compare_runs, render_table
 from regrun.analysis.runs import Run, differing_keys, find_runs
 from regrun.console import shared_console
-from regrun.layout import SWEEP_SUMMARY, TRADEOFF_PLOT, prune_plot
+from regrun.layout import SWEEP_SUMMARY, TRADEOFF_PLOT, density_plot, prune_plot
 
 log = logging.getLogger(__name__)
 JOB_COLUMNS = ("job", "path", "overrides", "status", "error")
@@ -60,6 +61,7 @@ def summarize_sweep(sweep_dir: Path) -> list[Run]:
     except Exception as err:  # a plot is a bonus: the CSV above is the record
         log.warning("%s not written: %s", TRADEOFF_PLOT, err)
     _plot_pruning(runs, sweep_dir)
+    _plot_densities(runs, sweep_dir)
     return runs
 
 
@@ -73,6 +75,19 @@ def _plot_pruning(runs: Sequence[Run], sweep_dir: Path) -> None:
         if pruned := pruned_runs(runs):
             plot_pruning(pruned, out, default_y(pruned), differing_keys(runs))
             log.info("pruning curves: %s", out)
+    except Exception as err:  # a plot is a bonus, as above
+        log.warning("%s not written: %s", out.name, err)
+
+
+def _plot_densities(runs: Sequence[Run], sweep_dir: Path) -> None:
+    """tradeoff_density.png, when some job has an activation target (its units' firing densities)."""
+    out = sweep_dir / density_plot(TRADEOFF_PLOT)
+    try:
+        from regrun.analysis.density_plots import density_runs, plot_densities
+
+        if drawn := density_runs(runs):
+            plot_densities(drawn, out, differing_keys(runs))
+            log.info("firing densities: %s", out)
     except Exception as err:  # a plot is a bonus, as above
         log.warning("%s not written: %s", out.name, err)
 

@@ -7,7 +7,9 @@ an optional PNG of the trade-offs.
 
 The runs are read by regrun/analysis/runs.py, compared by regrun/analysis/compare.py and
 plotted by regrun/analysis/plots.py; with --plot, runs pruned by `regrun prune` also get
-their pruning curves beside it (FILE_prune.png, regrun/analysis/prune_plots.py).
+their pruning curves beside it (FILE_prune.png, regrun/analysis/prune_plots.py), and runs
+with an activation target the firing densities of its units (FILE_density.png,
+regrun/analysis/density_plots.py).
 """
 
 import argparse
@@ -30,7 +32,7 @@ from regrun.analysis.compare import (
 from regrun.analysis.runs import Run, differing_keys, find_runs
 from regrun.console import shared_console
 from regrun.errors import RegrunError
-from regrun.layout import prune_plot
+from regrun.layout import density_plot, prune_plot
 
 
 class _Parser(argparse.ArgumentParser):
@@ -55,7 +57,8 @@ def parser() -> argparse.ArgumentParser:
                         "as many as fit the terminal, the sweep's λ and the headline figure first (csv, markdown "
                         "and json always hold every column)")
     p.add_argument("--plot", metavar="FILE.png", type=Path, help="write the trade-off, λ and training-curve plots "
-                                                              "(and FILE_prune.png: pruning curves of pruned runs)")
+                                                              "(and FILE_prune.png: pruning curves of pruned runs; "
+                                                              "FILE_density.png: firing densities of targeted units)")
     p.add_argument("--x", metavar="COL", help="plot: the sparsity figure (default: the first target's zero fraction)")
     p.add_argument("--y", metavar="COL", help="plot: the figure to trade off (default: the runs' headline "
                                              "figure, e.g. test_acc, test_r2, test_psnr)")
@@ -90,6 +93,7 @@ def main(argv: list[str]) -> int:
             plot_runs(order, args.plot, x=plot[0], y=plot[1], config_keys=differing_keys(runs))
             print(f"plot written to {args.plot}", file=sys.stderr)
             _plot_pruning(order, args.plot, differing_keys(runs))
+            _plot_densities(order, args.plot, differing_keys(runs))
     except RegrunError as err:
         print(f"regrun compare: error: {err}", file=sys.stderr)
         return 2
@@ -118,6 +122,16 @@ def _plot_pruning(runs: Sequence[Run], plot: Path, config_keys: Sequence[str]) -
         out = plot.with_name(prune_plot(plot.name))
         plot_pruning(pruned, out, default_y(pruned), config_keys)
         print(f"pruning curves written to {out}", file=sys.stderr)
+
+
+def _plot_densities(runs: Sequence[Run], plot: Path, config_keys: Sequence[str]) -> None:
+    """The firing-density histograms beside the plot, when some run has a targeted activation module."""
+    from regrun.analysis.density_plots import density_runs, plot_densities
+
+    if drawn := density_runs(runs):
+        out = plot.with_name(density_plot(plot.name))
+        plot_densities(drawn, out, config_keys)
+        print(f"firing densities written to {out}", file=sys.stderr)
 
 
 def _emit(comparison: Comparison, fmt: str, columns: Sequence[str] | None) -> None:

@@ -46,6 +46,7 @@ from regrun.layout import (
     CHECKPOINT,
     COMPLETED,
     CONFIG,
+    DENSITY,
     EPOCH,
     GROUPS,
     INTERRUPTED,
@@ -234,7 +235,7 @@ def density_recorder(loggers: Loggers, targets: Sequence[Target]) -> Callable[[i
     modules = list(dict.fromkeys(m for t in targets if t.on_activations for m in t.modules))
 
     def on_evaluation(step: int, evaluation: Evaluation) -> None:
-        found = {m: evaluation.activations[m]["density"] for m in modules if m in evaluation.activations}
+        found = {m: evaluation.activations[m][DENSITY] for m in modules if m in evaluation.activations}
         if found:
             loggers.log_densities(step, found)
 

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from regrun.layout import STRUCTURE_FIGURES
+from regrun.layout import DENSITY, STRUCTURE_FIGURES
 
 UNSTATED = (nn.Flatten, nn.Dropout, nn.Identity)  # outputs that only repeat their inputs
 
@@ -174,5 +174,5 @@ class ActivationStats:
             "zero_frac": zero_frac, "l0": (1.0 - zero_frac) * per_sample,
             "units": units, "dead_units": dead, "dead_frac": dead / units,
             "l1_per_sample": l1 / self.samples, "hoyer": hoyer / self.samples,
-            "density": (self._fires / entries_per_unit).tolist(),
+            DENSITY: (self._fires / entries_per_unit).tolist(),
         }

@@ -58,6 +58,8 @@ def test_multirun_end_writes_summary_csv_and_plot(swept: tuple[Path, subprocess.
         assert float(row["test_acc"]) == summary["final"]["test_acc"]
         assert float(row["sparsity.l1_activations.zero_frac"]) == summary["final"]["sparsity.l1_activations.zero_frac"]
     assert (sweep_dir / "tradeoff.png").read_bytes().startswith(PNG_SIGNATURE)
+    assert (sweep_dir / "tradeoff_density.png").read_bytes().startswith(PNG_SIGNATURE)  # an activation target
+    assert not (sweep_dir / "tradeoff_prune.png").exists()  # nothing pruned
     assert "4 runs" in proc.stdout  # the comparison table, printed when the sweep ends
     assert proc.returncode == 2  # a failed job (a config error) fails the sweep, after all the others ran
     assert f"2: failed: {LAM} must be a finite number ≥ 0, got -1" in proc.stdout

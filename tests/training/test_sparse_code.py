@@ -76,6 +76,8 @@ def test_the_sparse_autoencoder_preset_reports_l0_dead_units_and_fvu(make_cfg, t
     assert summary["final"]["sparsity.l1_code.l0"] == pytest.approx((1 - code["zero_frac"]) * width)
     assert summary["final"]["sparsity.l1_code.dead_frac"] == code["dead_units"] / width
     assert len(code["density"]) == width and all(0 <= d <= 1 for d in code["density"])
-    comparison = compare_runs(find_runs([tmp_path]))
+    runs = find_runs([tmp_path])
+    comparison = compare_runs(runs)
     for column in ("sparsity.l1_code.l0", "sparsity.l1_code.train_dead_frac", "test_fvu"):
         assert column in comparison.columns, column
+    assert runs[0].densities == {"code": code["density"]}  # what the firing-density histogram draws
