@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from regrun.config import conf_dir  # noqa: E402
 from regrun.jobs.pruning import evaluate_pruning, pruned_tensors  # noqa: E402
-from regrun.jobs.run import build, training_data  # noqa: E402
+from regrun.jobs.run import build, training_data, training_of  # noqa: E402
 from regrun.measure.evaluation import task_figures  # noqa: E402
 
 
@@ -85,7 +85,7 @@ def main() -> None:
     def pruning() -> float:
         sync(setup.device)
         started = time.perf_counter()
-        evaluate_pruning(setup.model, setup.task, data.test, batch, settings)
+        evaluate_pruning(setup.model, setup.task, data, settings, training_of(setup))
         sync(setup.device)
         return time.perf_counter() - started
 

@@ -64,6 +64,10 @@ SCOPE = "scope"
 PRUNE_GLOBAL = "global"
 LEVEL = "level"
 PRUNE_SPARSITY = "sparsity"
+# A global row fine-tuned once pruned (prune.finetune_epochs): for how many epochs, and its
+# figures after them, `finetuned_<figure>` (finetuned_test_acc, finetuned_sparsity).
+FINETUNE_EPOCHS = "finetune_epochs"
+FINETUNED = "finetuned_"
 
 # How a run ended (summary.json's `status`). A reader adds two of its own for folders
 # without a readable summary: INCOMPLETE (still running, or killed) and BROKEN.
@@ -126,6 +130,11 @@ def sparsity_column(scope: str, figure: str) -> str:
 def split_figure(split: str, figure: str) -> str:
     """`test_acc`, `val_mse`: a task figure measured on a split."""
     return f"{split}_{figure}"
+
+
+def finetuned(figure: str) -> str:
+    """A pruned model's figure after its fine-tuning: 'test_acc' → 'finetuned_test_acc'."""
+    return f"{FINETUNED}{figure}"
 
 
 def prune_column(level: float, figure: str) -> str:

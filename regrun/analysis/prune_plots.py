@@ -4,7 +4,8 @@ magnitude first, without retraining.
 
 Two panels: global pruning (one threshold over all the chosen weights), one curve per config
 (the runs that differ only by seed together: mean with ± sample std bars over the seeds, at
-the mean sparsity reached); and the sensitivity analysis (one layer pruned at a time), one
+the mean sparsity reached), dashed beside it the same pruned models once fine-tuned
+(prune.finetune_epochs); and the sensitivity analysis (one layer pruned at a time), one
 colour per config and one line style per layer. Their shared axis of a fraction says when it
 is zoomed, as the trade-off plot's does. The points come from a pure function
 (`pruning_curves`), so that they can be checked without looking at pixels.
@@ -28,7 +29,7 @@ from regrun.analysis.plots import (
 )
 from regrun.analysis.runs import Run, is_finite
 from regrun.errors import RegrunError
-from regrun.layout import LEVEL, PRUNE_GLOBAL, PRUNE_SPARSITY, SCOPE
+from regrun.layout import FINETUNE_EPOCHS, LEVEL, PRUNE_GLOBAL, PRUNE_SPARSITY, SCOPE, finetuned
 
 LINE_STYLES = ("-", "--", ":", "-.")
 MARKERS = ("o", "s", "^", "v", "D", "P", "X", "*")
@@ -99,7 +100,8 @@ def draw_pruning(runs: Sequence[Run], figure: str, config_keys: Sequence[str] = 
     fig = Figure(figsize=(14, 6), dpi=DPI)
     fig.subplots_adjust(left=0.07, right=0.98, bottom=0.1, top=0.85, wspace=0.18)
     whole, layers = fig.subplots(1, 2, sharey=True)
-    _draw_global(whole, [c for c in curves if c.scope == PRUNE_GLOBAL], colors, name)
+    tuned = [c for c in pruning_curves(drawn, finetuned(figure), config_keys) if c.scope == PRUNE_GLOBAL]
+    _draw_global(whole, [c for c in curves if c.scope == PRUNE_GLOBAL], tuned, colors, name, _epochs(drawn))
     _draw_layers(layers, [c for c in curves if c.scope != PRUNE_GLOBAL], colors, name)
     zoom_note(whole, figure)  # the panels share their y-axis, labelled on the left
     groups = config_groups(drawn, config_keys)
@@ -119,10 +121,20 @@ def _errorbars(ax: Any, curve: Curve, **style: Any) -> None:
                 capsize=3, ms=5, **style)
 
 
-def _draw_global(ax: Any, curves: Sequence[Curve], colors: Mapping[str, Any], name: str) -> None:
+def _epochs(runs: Sequence[Run]) -> str:
+    """How long the pruned models were fine-tuned, for the legend: '2 epochs', or 'epochs' when runs differ."""
+    epochs = {row[FINETUNE_EPOCHS] for run in runs for row in run.pruning if FINETUNE_EPOCHS in row}
+    return f"{epochs.pop()} epochs" if len(epochs) == 1 else "epochs"
+
+
+def _draw_global(ax: Any, curves: Sequence[Curve], tuned: Sequence[Curve], colors: Mapping[str, Any], name: str,
+                 epochs: str) -> None:
     _axes(ax, "global: one magnitude threshold over all the chosen weights", name)
     for curve in curves:
         _errorbars(ax, curve, fmt="-o", color=colors[curve.label], label=curve.label or "the run")
+    for curve in tuned:  # the same pruned models trained further, their pruned weights held at zero
+        _errorbars(ax, curve, fmt="--s", color=colors[curve.label], mfc="none",
+                   label=f"{curve.label or 'the run'}, then fine-tuned {epochs}")
     if any(sd is not None for c in curves for sd in c.stds):
         ax.errorbar([], [], yerr=[], fmt="o", color="gray", capsize=3, label="mean ± sample std over seeds")
     if len(curves) <= MAX_LABELLED:

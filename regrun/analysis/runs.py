@@ -45,6 +45,7 @@ from regrun.layout import (
     SCOPE,
     SUMMARY,
     TARGETS,
+    finetuned,
     penalty_targets,
     prune_column,
     split_figure,
@@ -240,9 +241,16 @@ def read_pruning(path: Path) -> list[dict[str, Any]]:
 
 def prune_figures(rows: Sequence[dict[str, Any]], headline: str | None) -> dict[str, float]:
     """The headline figure at each level of global pruning, as compare's columns
-    (`prune90_test_acc`)."""
-    return {prune_column(row[LEVEL], headline): row[headline] for row in rows if headline and
-            row[SCOPE] == PRUNE_GLOBAL and row[LEVEL] > 0 and is_number(row.get(headline))}
+    (`prune90_test_acc`), and after fine-tuning where the row has it (`prune90_finetuned_test_acc`)."""
+    if not headline:
+        return {}
+    figures = {}
+    for row in rows:
+        if row[SCOPE] == PRUNE_GLOBAL and row[LEVEL] > 0:
+            for figure in (headline, finetuned(headline)):
+                if is_number(row.get(figure)):
+                    figures[prune_column(row[LEVEL], figure)] = row[figure]
+    return figures
 
 
 def _check_summary(summary: Any) -> None:

@@ -3,8 +3,10 @@
 For each completed run at or under the paths (a run directory, a sweep's folder, or a
 folder holding them), without retraining: its final model, the task's test figures with
 the smallest-magnitude chosen weights zeroed at each level, globally (one threshold over
-all of them) and one layer at a time (the sensitivity analysis). Written to prune.json in
-the run directory, which `regrun compare` reads (prune90_test_acc, and --plot's curves).
+all of them) and one layer at a time (the sensitivity analysis); with --finetune-epochs N,
+each globally pruned model also trained N epochs more with its pruned weights held at zero
+(finetuned_test_<figure>). Written to prune.json in the run directory, which `regrun
+compare` reads (prune90_test_acc, prune90_finetuned_test_acc, and --plot's curves).
 
 The settings are the run's own `prune` node (conf/config.yaml), which the options override.
 """
@@ -17,7 +19,7 @@ from typing import Any, NoReturn
 from regrun.analysis.runs import find_runs
 from regrun.console import shared_console
 from regrun.errors import RegrunError
-from regrun.layout import CONFIG, PRUNE, split_figure
+from regrun.layout import CONFIG, FINETUNE_EPOCHS, PRUNE, split_figure
 from regrun.rundir.lock import one_writer
 from regrun.rundir.resume import read_config, require_run
 
@@ -52,6 +54,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--exclude", type=_names, metavar="P,P", help="layers left alone (name patterns)")
     p.add_argument("--no-per-layer", dest="per_layer", action="store_false", default=None,
                    help="prune globally only, not each layer alone")
+    p.add_argument("--finetune-epochs", dest=FINETUNE_EPOCHS, type=int, metavar="N",
+                   help="then train each globally pruned model N epochs more, its pruned weights held at zero, "
+                        "and report its figures as finetuned_test_<figure> (default: the run's "
+                        "prune.finetune_epochs; 0: none)")
     p.add_argument("--device", help="evaluate on this device (default: the run's trainer.device)")
     p.add_argument("--data-root", metavar="DIR", help="the dataset's root, if it moved (dataset.root)")
     return p
@@ -61,7 +67,7 @@ def main(argv: list[str]) -> int:
     """Run `regrun prune`; returns the exit code (2 with a one-line error on bad input)."""
     try:
         args = parser().parse_args(argv)
-        given = {key: value for key in ("levels", "layers", "types", "exclude", "per_layer")
+        given = {key: value for key in ("levels", "layers", "types", "exclude", "per_layer", FINETUNE_EPOCHS)
                  if (value := getattr(args, key)) is not None}
         _settings({}, given)  # the options refused before any run is read
         runs = find_runs(args.paths)
@@ -94,7 +100,7 @@ def prune_run(path: Path, given: dict[str, Any], device: str | None, data_root: 
     with one_writer(path):
         from regrun.jobs.display import show_pruning  # torch: only once a run is to be pruned
         from regrun.jobs.pruning import evaluate_pruning
-        from regrun.jobs.run import build, training_data
+        from regrun.jobs.run import build, training_data, training_of
         from regrun.rundir.checkpoint import final_model_state
         from regrun.rundir.files import RunDir
 
@@ -106,7 +112,7 @@ def prune_run(path: Path, given: dict[str, Any], device: str | None, data_root: 
         except (RuntimeError, ValueError, KeyError) as err:
             raise RegrunError(f"{path}: its model does not fit its config: {str(err).splitlines()[0][:200]}") from err
         data = training_data(setup)
-        rows = evaluate_pruning(setup.model, setup.task, data.test, setup.settings.eval_batch_size, settings)
+        rows = evaluate_pruning(setup.model, setup.task, data, settings, training_of(setup))
         RunDir(path).write_json(PRUNE, rows)
     console = shared_console()
     show_pruning(rows, split_figure("test", setup.task.headline), console)

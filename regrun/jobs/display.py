@@ -25,6 +25,7 @@ from regrun.layout import (
     COMPLETED,
     EPOCH,
     EPOCH_TIME,
+    FINETUNE_EPOCHS,
     LAYER_SPARSITY,
     LEVEL,
     PRUNE_GLOBAL,
@@ -33,6 +34,7 @@ from regrun.layout import (
     STRUCTURE_FIGURES,
     TASK_LOSS,
     TOTAL_LOSS,
+    finetuned,
     penalty_column,
     sparsity_column,
     split_figure,
@@ -310,4 +312,8 @@ def show_pruning(rows: Sequence[Mapping[str, Any]], headline: str, console: Cons
             reached = f" ({row[PRUNE_SPARSITY]:.3f})" if row and abs(row[PRUNE_SPARSITY] - level) > 5e-4 else ""
             cells.append(f"{_fmt(row[headline])}{reached}" if row else "")
         table.add_row(scope, *cells)
+        if scope == PRUNE_GLOBAL and (epochs := next((r[FINETUNE_EPOCHS] for r in by_level.values()
+                                                      if FINETUNE_EPOCHS in r), None)):
+            tuned = [by_level.get(level, {}).get(finetuned(headline)) for level in levels]
+            table.add_row(f"{scope}, fine-tuned {epochs} epochs", "", *["" if v is None else _fmt(v) for v in tuned])
     _show(table, console)

@@ -39,7 +39,7 @@ from regrun.jobs.display import (
     show_targets,
 )
 from regrun.jobs.objective import check_objective
-from regrun.jobs.pruning import evaluate_pruning, pruned_tensors
+from regrun.jobs.pruning import Training, evaluate_pruning, pruned_tensors
 from regrun.jobs.settings import RunSettings, read_settings
 from regrun.jobs.signals import STOP
 from regrun.layout import (
@@ -460,9 +460,14 @@ def finish(setup: Setup, outcome: Outcome, rundir: RunDir, tables: Tables, data:
 
 def prune(setup: Setup, data: Data, rundir: RunDir) -> list[dict[str, Any]]:
     """Evaluate the trained model pruned as its `prune` node says; writes prune.json."""
-    rows = evaluate_pruning(setup.model, setup.task, data.test, setup.settings.eval_batch_size, setup.config.prune)
+    rows = evaluate_pruning(setup.model, setup.task, data, setup.config.prune, training_of(setup), STOP)
     rundir.write_json(PRUNE, rows)
     return rows
+
+
+def training_of(setup: Setup) -> Training:
+    """How the run trains, as the fine-tuning of its pruned models repeats it."""
+    return Training(setup.settings, setup.config.optimizer, setup.seed)
 
 
 def _check_targets(targets: list, epochs: int, optimizer: torch.optim.Optimizer, optimizer_name: str) -> None:

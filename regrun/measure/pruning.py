@@ -42,6 +42,21 @@ def ranks_within(order: Tensor, start: int, size: int) -> Tensor:
     return ranks
 
 
+def global_masks(tensors: Mapping[str, Tensor], level: float) -> dict[str, Tensor]:
+    """Per tensor, the entries that global pruning at `level` zeroes (True): the round(level·N)
+    smallest |w| of all N entries together, ties in order of position, as `prune_rows` zeroes them."""
+    chosen = list(tensors.values())
+    total = sum(t.numel() for t in chosen)
+    ranks = ranks_within(magnitude_order(chosen), 0, total).split([t.numel() for t in chosen])
+    count = round(level * total)
+    return {name: (rank < count).view_as(t) for (name, t), rank in zip(tensors.items(), ranks)}
+
+
+def zero_fraction(tensors: Sequence[Tensor]) -> float:
+    """The fraction of all the tensors' entries that are exactly zero."""
+    return sum(int((t == 0).sum()) for t in tensors) / sum(t.numel() for t in tensors)
+
+
 def prune_rows(tensors: Mapping[str, Tensor], figures: Callable[[], Mapping[str, float]], levels: Sequence[float],
                per_layer: bool = True, split: str = "test") -> list[dict[str, Any]]:
     """The figures of the model as it is, then at each level pruned globally over `tensors`
@@ -82,7 +97,5 @@ def prune_rows(tensors: Mapping[str, Tensor], figures: Callable[[], Mapping[str,
 
 def _row(scope: str, level: float, tensors: Sequence[Tensor], figures: Mapping[str, float],
          split: str) -> dict[str, Any]:
-    zeros = sum(int((t == 0).sum()) for t in tensors)
-    total = sum(t.numel() for t in tensors)
-    return {SCOPE: scope, LEVEL: level, PRUNE_SPARSITY: zeros / total,
+    return {SCOPE: scope, LEVEL: level, PRUNE_SPARSITY: zero_fraction(tensors),
             **{split_figure(split, name): value for name, value in figures.items()}}

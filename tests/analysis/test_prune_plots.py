@@ -28,3 +28,19 @@ def test_a_zoomed_accuracy_axis_says_so_and_a_full_one_does_not(tmp_path: Path) 
     runs = pruned_sweep(tmp_path / "wide", {0.0: [0.97, 0.8, 0.2], 1e-3: [0.96, 0.9, 0.5]})
     fig = draw_pruning(runs, "test_acc", differing_keys(runs))
     assert "zoomed" not in fig.axes[0].get_ylabel()
+
+
+def test_finetuned_rows_are_a_dashed_curve_beside_their_configs(tmp_path: Path) -> None:
+    runs = pruned_sweep(tmp_path, {0.0: [0.97, 0.8, 0.2], 1e-3: [0.96, 0.9, 0.5]})
+    for run, tuned in zip(runs, ([0.95, 0.9], [0.96, 0.93])):
+        rows = json.loads((run.path / "prune.json").read_text())
+        for row, acc in zip(rows[1:], tuned):
+            row |= {"finetune_epochs": 2, "finetuned_test_acc": acc, "finetuned_sparsity": row["sparsity"]}
+        (run.path / "prune.json").write_text(json.dumps(rows))
+    runs = find_runs([tmp_path])
+    assert runs[0].final["prune90_finetuned_test_acc"] == 0.9 and runs[0].final["prune90_test_acc"] == 0.2
+    fig = draw_pruning(runs, "test_acc", differing_keys(runs))
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert legend == ["λ=0", "λ=0.001", "λ=0, then fine-tuned 2 epochs", "λ=0.001, then fine-tuned 2 epochs"]
+    dashed = [line for line in fig.axes[0].get_lines() if line.get_linestyle() == "--"]
+    assert [list(line.get_ydata()) for line in dashed] == [[0.95, 0.9], [0.96, 0.93]]

@@ -1,6 +1,7 @@
 """`regrun prune` on trained runs: the pruned model's figures against weights zeroed by hand,
 the sensitivity rows, the at-end option, compare's columns and the curves' plot."""
 
+import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -140,3 +141,48 @@ def test_at_end_a_sweep_is_pruned_read_by_compare_and_plotted(make_cfg: Callable
     assert compare.main([str(sweep), "--plot", str(tmp_path / "p.png")]) == 0
     assert (tmp_path / "p_prune.png").stat().st_size > 10_000
     assert "pruning curves written to" in capsys.readouterr().err
+
+
+def test_finetuning_holds_the_pruned_weights_at_exactly_zero_while_the_others_train(trained: Path) -> None:
+    from regrun.jobs.pruning import finetune_pruned, pruned_tensors
+    from regrun.jobs.run import build, training_data, training_of
+    from regrun.measure.pruning import global_masks
+    from regrun.rundir.resume import read_config
+
+    setup = build(read_config(trained))
+    setup.model.load_state_dict(torch.load(trained / "model.pt", weights_only=True))
+    data = training_data(setup)
+    tensors = pruned_tensors(setup.model, setup.config.prune)
+    before = {name: t.detach().clone() for name, t in tensors.items()}
+    masks = global_masks(tensors, 0.9)
+    total = sum(t.numel() for t in tensors.values())
+    assert sum(int(m.sum()) for m in masks.values()) == round(0.9 * total)
+    figures = finetune_pruned(setup.model, masks, tensors, setup.task, data,
+                              dataclasses.replace(setup.settings, epochs=2), training_of(setup))
+    assert figures is not None and set(figures) == {"loss", "acc"}
+    for name, t in tensors.items():
+        assert (t[masks[name]] == 0).all()  # after every step of AdamW with weight decay, still exactly 0
+        kept = ~masks[name]
+        assert not torch.equal(t[kept], before[name][kept])  # the rest trained
+    zeros = sum(int((t == 0).sum()) for t in tensors.values())
+    assert zeros == round(0.9 * total)  # the sparsity is the level's, no more, no less
+
+
+def test_regrun_prune_finetunes_each_global_level_and_compare_reads_the_recovered_figure(
+        trained: Path, capsys: pytest.CaptureFixture) -> None:
+    model_file = (trained / "model.pt").read_bytes()
+    assert prune.main([str(trained), "--levels", "0.5,0.9", "--finetune-epochs", "2"]) == 0
+    rows = rows_by(trained)
+    accuracy, _, zeros = hand_pruned(trained, 0.9)
+    tuned = rows["global", 0.9]
+    assert tuned["test_acc"] == pytest.approx(accuracy, abs=1e-6)  # the pruned figure as before
+    assert tuned["finetune_epochs"] == 2 and tuned["finetuned_sparsity"] == pytest.approx(zeros, abs=1e-12)
+    assert tuned["finetuned_test_acc"] > tuned["test_acc"] + 0.05  # fine-tuning recovers most of the loss
+    assert "finetuned_test_acc" not in rows["global", 0.0] and "finetuned_test_acc" not in rows["fc1", 0.9]
+    assert (trained / "model.pt").read_bytes() == model_file  # the run's own model is left as it was
+    out = capsys.readouterr().out
+    assert "global, fine-tuned 2 epochs" in out
+    comparison = compare_runs(find_runs([trained]))
+    assert comparison.rows[0].figures["prune90_finetuned_test_acc"].value == tuned["finetuned_test_acc"]
+    assert prune.main([str(trained), "--finetune-epochs", "-1"]) == 2
+    assert "prune.finetune_epochs" in capsys.readouterr().err
