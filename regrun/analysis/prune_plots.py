@@ -105,7 +105,8 @@ def draw_pruning(runs: Sequence[Run], figure: str, config_keys: Sequence[str] = 
     _draw_layers(layers, [c for c in curves if c.scope != PRUNE_GLOBAL], colors, name)
     zoom_note(whole, figure)  # the panels share their y-axis, labelled on the left
     groups = config_groups(drawn, config_keys)
-    fig.suptitle(f"{name} with the smallest-magnitude weights zeroed, no retraining\n"
+    after = f" (dashed: then fine-tuned {_epochs(drawn)}, the zeroed weights held at 0)" if tuned else ""
+    fig.suptitle(f"{name} with the smallest-magnitude weights zeroed, no retraining{after}\n"
                  f"{sweep_title(drawn, config_keys, list(groups.values()))}", fontsize="large")
     return fig
 
@@ -124,7 +125,10 @@ def _errorbars(ax: Any, curve: Curve, **style: Any) -> None:
 def _epochs(runs: Sequence[Run]) -> str:
     """How long the pruned models were fine-tuned, for the legend: '2 epochs', or 'epochs' when runs differ."""
     epochs = {row[FINETUNE_EPOCHS] for run in runs for row in run.pruning if FINETUNE_EPOCHS in row}
-    return f"{epochs.pop()} epochs" if len(epochs) == 1 else "epochs"
+    if len(epochs) != 1:
+        return "epochs"
+    count = epochs.pop()
+    return f"{count} epoch{'s' * (count != 1)}"
 
 
 def _draw_global(ax: Any, curves: Sequence[Curve], tuned: Sequence[Curve], colors: Mapping[str, Any], name: str,

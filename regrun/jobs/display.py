@@ -315,5 +315,6 @@ def show_pruning(rows: Sequence[Mapping[str, Any]], headline: str, console: Cons
         if scope == PRUNE_GLOBAL and (epochs := next((r[FINETUNE_EPOCHS] for r in by_level.values()
                                                       if FINETUNE_EPOCHS in r), None)):
             tuned = [by_level.get(level, {}).get(finetuned(headline)) for level in levels]
-            table.add_row(f"{scope}, fine-tuned {epochs} epochs", "", *["" if v is None else _fmt(v) for v in tuned])
+            table.add_row(f"{scope}, fine-tuned {epochs} epoch{'s' * (epochs != 1)}", "",
+                          *["" if v is None else _fmt(v) for v in tuned])
     _show(table, console)

@@ -42,5 +42,6 @@ def test_finetuned_rows_are_a_dashed_curve_beside_their_configs(tmp_path: Path) 
     fig = draw_pruning(runs, "test_acc", differing_keys(runs))
     legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert legend == ["λ=0", "λ=0.001", "λ=0, then fine-tuned 2 epochs", "λ=0.001, then fine-tuned 2 epochs"]
+    assert "(dashed: then fine-tuned 2 epochs, the zeroed weights held at 0)" in fig._suptitle.get_text()
     dashed = [line for line in fig.axes[0].get_lines() if line.get_linestyle() == "--"]
     assert [list(line.get_ydata()) for line in dashed] == [[0.95, 0.9], [0.96, 0.93]]
