@@ -245,7 +245,38 @@ class Net(nn.Module):
 def net(shape, outputs, where="train", step=3):
     return Net(shape, outputs, where, step)
 '''
+# Penalty functions for `penalty: my_penalties:NAME`, good and bad.
+USER_PENALTIES = '''
+def squared_l1(x, dims=None):
+    """(Σ|x|)²"""
+    return (x.abs().sum() if dims is None else x.abs().sum(dim=dims)).square()
+
+
+def no_dims(x):
+    return x.abs().sum()
+
+
+def vector(x, dims=None):
+    return x.abs()
+
+
+def raises(x, dims=None):
+    raise ValueError("bad penalty")
+
+
+def nan(x, dims=None):
+    return x.sum() * float("nan")
+
+
+def two_tensors(x, y, dims=None):
+    return (x - y).sum()
+
+
+NOT_A_FUNCTION = 3
+'''
+
 FAILING_MODULES = {
+    "my_penalties.py": USER_PENALTIES,
     "needs_missing_package.py": "import package_that_is_not_installed\n",
     "fails_on_import.py": "raise RuntimeError('no GPU here')\n",
     "bad_syntax.py": "def make_net(:\n",

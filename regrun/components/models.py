@@ -14,21 +14,18 @@ An activation is a name (`relu`) or a mapping with its parameters
 (`{name: leaky_relu, negative_slope: 0.2}`); `norm` is one of `Norm`.
 """
 
-import importlib
 import itertools
 import math
-import os
-import re
-import sys
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from types import MappingProxyType, ModuleType
+from types import MappingProxyType
 from typing import Annotated, Any, Literal
 
 from torch import nn
 
 from regrun.components.registry import Choice, Registry, build, call_with_options, read_choice
+from regrun.components.user_code import load_callable
 from regrun.errors import RegrunError, choices, contained, is_number, one_line
 from regrun.schema import AtLeast, Range, read_node
 
@@ -251,16 +248,13 @@ def _norm_and_activation(layers: OrderedDict, norm_name: str, act_name: str, nor
     layers[act_name] = make_activation(activation)
 
 
-FACTORY_SPEC = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
-
-
 def custom(input_shape: Sequence[int], num_outputs: int, factory: object = None, **options: Any) -> nn.Module:
     """The user's own model: `factory` is MODULE:FUNCTION, called as
     `FUNCTION(input_shape, num_outputs, **options)`; it must return an `nn.Module`.
 
     MODULE is imported from the current directory or the Python path.
     """
-    function = load_factory(factory)
+    function = load_callable(factory, "model.factory", "my_models:make_net")
     try:
         with contained(f"model.factory: {factory}"):
             model = call_with_options(function, options, "model", f"model factory {factory!r}",
@@ -272,45 +266,6 @@ def custom(input_shape: Sequence[int], num_outputs: int, factory: object = None,
     if not isinstance(model, nn.Module):
         raise RegrunError(f"model.factory: {factory} returned {type(model).__name__}, not a torch.nn.Module")
     return model
-
-
-def load_factory(spec: object) -> Callable[..., Any]:
-    """The callable `spec` = MODULE:FUNCTION names (FUNCTION may be dotted: `Net.build`)."""
-    if not isinstance(spec, str) or not FACTORY_SPEC.fullmatch(spec):
-        raise RegrunError(f"model.factory must be MODULE:FUNCTION (e.g. my_models:make_net, MODULE in the "
-                          f"current directory or on the Python path), got {spec!r}")
-    module_name, _, path = spec.partition(":")
-    found: Any = import_user_module(module_name)
-    owner = module_name
-    for part in path.split("."):
-        if not hasattr(found, part):
-            defined = sorted(n for n, v in vars(found).items() if callable(v) and not n.startswith("_")
-                             and getattr(v, "__module__", None) == module_name)
-            raise RegrunError(f"model.factory: {owner} has no attribute {part!r}; it defines: {choices(defined)}")
-        found, owner = getattr(found, part), f"{owner}.{part}"
-    if not callable(found):
-        raise RegrunError(f"model.factory: {spec} is not callable ({type(found).__name__}); name a function or class")
-    return found
-
-
-def import_user_module(name: str) -> ModuleType:
-    """Import `name` with the current directory first on the Python path, as `python -m` has it."""
-    cwd = os.getcwd()
-    if cwd not in sys.path:
-        # Kept there afterwards: the module may import its neighbours later, when it runs.
-        sys.path.insert(0, cwd)
-    try:
-        with contained(f"model.factory: importing {name!r}"):
-            return importlib.import_module(name)
-    except RegrunError:
-        raise
-    except ModuleNotFoundError as err:
-        if err.name and (name == err.name or name.startswith(f"{err.name}.")):
-            raise RegrunError(f"model.factory: no module {name!r} in the current directory ({cwd}) "
-                              "or on the Python path") from err
-        raise RegrunError(f"model.factory: importing {name!r} failed: {one_line(err)}") from err
-    except Exception as err:  # a SyntaxError, or whatever the module raises as it runs
-        raise RegrunError(f"model.factory: importing {name!r} failed: {one_line(err)}") from err
 
 
 # name → builder(input_shape, num_outputs, **options) returning an nn.Module

@@ -14,8 +14,11 @@ Conventions (Keras's, so figures compare with the anchors):
 
 `dims=None` reduces over every dimension; a tuple reduces over those only, which is how
 an activation penalty is taken per sample before averaging over the batch. A target over
-several tensors sums their penalties: l2_norm on a layer's `params` is ‖W‖ + ‖b‖, not
-the norm of the two concatenated.
+several tensors sums their penalties by default (`over: tensor`): l2_norm on a layer's
+`params` is ‖W‖ + ‖b‖. With `over: module` or `over: target` the tensors of each selected
+module, or all the target selects, are one group, penalized as one vector of their entries
+(torch.norm(torch.cat([W.flatten(), b]), 2)); a record's `group` says what a penalty is of
+such a group when that is not `fn` of the vector (group lasso: the group's L2 norm).
 
 The gradient of |x| at exactly 0 is 0 (torch's sign(0) = 0), so an L1 penalty never pushes
 an entry that is already zero. `F.l1_loss` differs there (its gradient at 0 is ±1). The
@@ -128,6 +131,9 @@ class Penalty:
     # Its proximal operator, prox(x, threshold, stacked): what `proximal: true` applies after
     # each step instead of the gradient; None: the penalty has none here.
     prox: Callable[..., Tensor] | None = None
+    # The penalty of a group of tensors taken as one (`over: module|target`), given their
+    # entries as one flat vector, with the options as keywords; None: `fn` of that vector.
+    group: Callable[..., Tensor] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "options", MappingProxyType(dict(self.options)))  # truly frozen
@@ -154,15 +160,18 @@ PENALTIES: Registry[Penalty] = Registry("penalty", "regrun.penalties", wrap=as_p
 
 def register_penalty(name: str, fn: Callable[..., Tensor], formula: str, *, additive: bool = False,
                      parameter_only: bool = False, options: Mapping[str, tuple[float, float]] | None = None,
-                     prox: Callable[..., Tensor] | None = None, replace: bool = False) -> Penalty:
+                     prox: Callable[..., Tensor] | None = None, group: Callable[..., Tensor] | None = None,
+                     replace: bool = False) -> Penalty:
     """Make `penalty: NAME` in a target compute `fn(x, dims, **options)`; returns the record.
 
     `additive`: fn is a sum over elements (Σ f(x_i)); `parameter_only`: fn makes sense on
     parameters only; `options`: name → (lo, hi), the keyword options fn takes and their
     allowed range, given in a target as keys of their own (`l1_ratio: 0.3`); `prox`: its
-    proximal operator `prox(x, threshold, stacked)`, for `proximal: true`.
+    proximal operator `prox(x, threshold, stacked)`, for `proximal: true`; `group`: the penalty
+    of a whole group of tensors given as one flat vector (`over: module|target`), when it is
+    not `fn` of that vector.
     """
-    record = Penalty(fn, formula, additive, parameter_only, options or {}, prox)
+    record = Penalty(fn, formula, additive, parameter_only, options or {}, prox, group)
     return PENALTIES.register(name, record, replace)
 
 
@@ -173,5 +182,7 @@ register_penalty("elastic_net", elastic_net, "ρ·Σ|x| + (1−ρ)·Σx²", addi
                  options={"l1_ratio": (0.0, 1.0)})
 register_penalty("hoyer", hoyer, "Σ|x| / sqrt(Σx²)")
 register_penalty("hoyer_square", hoyer_square, "(Σ|x|)² / Σx²")
+# Over a module or a target, the group of group lasso is that whole module or target.
 register_penalty("group_lasso", group_lasso, "Σ_rows sqrt(Σ_row x²)", parameter_only=True,
-                 prox=group_soft_threshold)
+                 prox=group_soft_threshold, group=l2_norm)
+

@@ -78,7 +78,7 @@ from regrun.training.loop import Member, Outcome, TrainState, fit, steps_per_epo
 from regrun.training.param_groups import build_grouped_optimizer, describe_groups
 from regrun.training.settings import TrainerSettings, pick_device
 from regrun.training.step import SoloStep
-from regrun.training.targets import Target, describe_targets, resolve_targets
+from regrun.training.targets import Target, check_penalties, describe_targets, resolve_targets
 
 log = logging.getLogger(__name__)
 # The job log's line format (conf/hydra/job_logging/rich.yaml), for the members' regrun.log.
@@ -156,6 +156,7 @@ def build(cfg: dict[str, Any], config: RunSettings | None = None) -> Setup:
     if config.prune.at_end:  # its selection refused now, not after training
         pruned_tensors(model, config.prune)
     example = torch.zeros((1, *spec.input_shape), device=device)
+    check_penalties(targets, model, example)
     return Setup(cfg, config, device, source, task_name, task, goal, model, targets, optimizer, groups, example)
 
 

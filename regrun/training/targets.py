@@ -4,7 +4,15 @@ A target spec (one entry of `reg.targets` in the config) selects modules as
 training/selection.py says (`layers`, `types`, `exclude`), and its `site` says what of
 them is penalized: `weights`, `biases` or `params` (their parameters), or `activations`
 (the modules' outputs, captured by forward hooks). The `penalty` names an entry of the
-penalty registry (components/penalties.py), with that penalty's options as keys.
+penalty registry (components/penalties.py), with that penalty's options as keys, or a
+function of the user's own as MODULE:FUNCTION (imported as `model.factory` is, and checked
+before training: its signature here, a finite scalar on an example batch in `check_penalties`).
+
+`over` says what one penalty is taken of: each selected tensor alone, summed (`tensor`, the
+default: l2_norm on a layer's params is ‖W‖ + ‖b‖); all the selected tensors of each module
+as one vector (`module`: ‖[W, b]‖ per layer, group lasso with a layer as the group); or all
+the target selects as one vector (`target`: thread 000's torch.norm(torch.cat(params), 2)).
+On activations, a group is the outputs of its modules, concatenated per sample.
 
 A resolved `Target` computes its raw penalty as a pure function of a parameter mapping
 and the captured activations, so that the same code serves a vectorized multi-λ model.
@@ -19,6 +27,7 @@ every mistake a one-line `RegrunError` naming the bad value and what is allowed)
 resolved against the model by `resolve_target`.
 """
 
+import inspect
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,9 +36,10 @@ from typing import Annotated, Any, Literal
 import torch
 from torch import Tensor, nn
 
-from regrun.components.penalties import PENALTIES, Penalty
-from regrun.errors import RegrunError, choices
-from regrun.measure.capture import output_shapes
+from regrun.components.penalties import PENALTIES, Penalty, as_penalty
+from regrun.components.user_code import is_callable_spec, load_callable
+from regrun.errors import RegrunError, choices, contained, one_line
+from regrun.measure.capture import forward_hooks, output_shapes
 from regrun.schema import FLATTEN, OPTIONS, AtLeast, Range, parse, read_node
 from regrun.training.schedules import Schedule
 from regrun.training.selection import PARAM_SITES, Selection, match_modules, site_params
@@ -44,6 +54,7 @@ REDUCTIONS = {
     "mean": "penalty of the whole batch tensor divided by its element count",
 }
 Reduction = Literal["batch_mean", "sum", "mean"]
+Over = Literal["tensor", "module", "target"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +67,7 @@ class TargetSpec:
     lam: Annotated[float, AtLeast(0)] = field(metadata={"key": "lambda"})
     selection: Selection = field(default_factory=Selection, metadata=FLATTEN)
     reduction: Reduction | None = None  # activations only; None: batch_mean
+    over: Over = "tensor"  # one penalty per tensor, per module's tensors together, or of all together
     proximal: Literal[True, False, "adaptive"] = False
     schedule: Schedule = field(default_factory=Schedule, metadata=FLATTEN)
     options: Mapping[str, float] = field(default_factory=dict, metadata=OPTIONS)  # the penalty's own
@@ -64,9 +76,14 @@ class TargetSpec:
     def from_node(cls, where: str, node: object) -> "TargetSpec":
         """The target node at `where`: its penalty named first, since its options are keys too."""
         penalty = node.get("penalty") if isinstance(node, Mapping) else None
+        if is_callable_spec(penalty) and penalty not in PENALTIES:
+            assert isinstance(penalty, str)
+            PENALTIES.register(penalty, as_penalty(penalty, load_callable(penalty, f"{where}.penalty",
+                                                                            "my_penalties:squared_l1")))
         record = PENALTIES.get(penalty) if isinstance(penalty, str) else None
         if record is None and isinstance(node, Mapping) and "penalty" in node:
-            raise RegrunError(f"{where}.penalty: unknown penalty {penalty!r}; allowed: {choices(PENALTIES)}")
+            raise RegrunError(f"{where}.penalty: unknown penalty {penalty!r}; allowed: {choices(PENALTIES)}, "
+                              "or a function of your own as MODULE:FUNCTION")
         options = dict(record.options) if record else {}
         if isinstance(node, Mapping):
             for key in node:
@@ -78,7 +95,8 @@ class TargetSpec:
 
     def validate(self, where: str) -> None:
         """What spans keys: a penalty for parameters on activations, a reduction or a proximal
-        step where it does not apply."""
+        step where it does not apply, a penalty function that cannot be called as needed."""
+        check_signature(where, self)
         if self.site == "activations" and PENALTIES[self.penalty].parameter_only:
             raise RegrunError(f"{where}.penalty: {self.penalty} groups a parameter's output units; use it with "
                               "site weights, biases or params")
@@ -88,9 +106,32 @@ class TargetSpec:
             with_prox = [name for name, record in PENALTIES.items() if record.prox is not None]
             raise RegrunError(f"{where}.proximal applies to penalty {choices(with_prox)} on weights, biases or "
                               f"params, not {self.penalty!r} on {self.site!r}")
+        if self.proximal and self.over != "tensor":
+            raise RegrunError(f"{where}.proximal shrinks each tensor on its own; it takes over=tensor, "
+                              f"not {self.over!r}")
         if self.proximal == "adaptive" and not PENALTIES[self.penalty].additive:
             raise RegrunError(f"{where}.proximal=adaptive scales each entry's threshold by Adam's step for it; "
                               f"{self.penalty!r} thresholds groups of entries: use proximal=true")
+
+
+def check_signature(where: str, spec: TargetSpec) -> None:
+    """The penalty function takes a tensor, and `dims` where a per-sample reduction needs them."""
+    record = PENALTIES[spec.penalty]
+    try:
+        signature = inspect.signature(record.fn)
+    except (TypeError, ValueError):  # a builtin without one: called as it comes
+        return
+    try:
+        signature.bind(torch.zeros(1), **dict.fromkeys(record.options, 0.0))
+    except TypeError as err:
+        raise RegrunError(f"{where}.penalty: {spec.penalty} cannot be called as fn(x) with one tensor: {err}") from err
+    per_sample = spec.site == "activations" and spec.reduction in (None, "batch_mean") and not record.additive
+    takes_dims = "dims" in signature.parameters or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values())
+    if per_sample and not takes_dims:
+        raise RegrunError(f"{where}.penalty: {spec.penalty} takes no `dims`, which reduction=batch_mean on "
+                          "activations passes (fn(x, dims=(1, ...)), per sample); add a dims=None parameter, "
+                          "or set reduction to sum or mean")
 
 
 @dataclass(frozen=True)
@@ -125,6 +166,9 @@ class Target:
     lam: float
     modules: tuple[str, ...]
     params: tuple[str, ...] = ()  # parameter names; empty for the activations site
+    # What each penalty is taken of (`over`): parameter names, or module names for activations.
+    groups: tuple[tuple[str, ...], ...] = ()
+    over: str = "tensor"
     reduction: str = "batch_mean"
     options: Mapping[str, float] = field(default_factory=dict)
     proximal: bool = False  # L1 on parameters applied as soft-thresholding after each step
@@ -144,10 +188,9 @@ class Target:
     def raw(self, params: Mapping[str, Tensor], activations: Mapping[str, Sequence[Tensor]]) -> Tensor:
         """The unweighted penalty; a pure function of parameters and captured outputs."""
         if self.on_activations:
-            terms = [self._reduced(out) for name in self.modules for out in activations[name]]
+            terms = [self._reduced(out) for group in self.groups for out in self._outputs(group, activations)]
         else:
-            fn = self.record.fn
-            terms = [fn(params[name], **self.options) for name in self.params]
+            terms = [self._of_tensors([params[name] for name in group]) for group in self.groups]
         if not terms:  # a module that did not run this step contributes nothing
             return next(iter(params.values())).new_zeros(())
         return sum(terms[1:], terms[0])
@@ -177,6 +220,22 @@ class Target:
                 if self.adaptive and optimizer is not None:
                     threshold = threshold / adam_denominator(optimizer, p)
                 p.copy_(prox(p, threshold, stacked=stacked))
+
+    def _of_tensors(self, tensors: Sequence[Tensor]) -> Tensor:
+        """The penalty of one group: of its tensor alone, or of all its entries as one vector."""
+        record = self.record
+        if self.over == "tensor":
+            return record.fn(tensors[0], **self.options)
+        flat = torch.cat([t.reshape(-1) for t in tensors])
+        return (record.group or record.fn)(flat, **self.options)
+
+    def _outputs(self, group: Sequence[str], activations: Mapping[str, Sequence[Tensor]]) -> list[Tensor]:
+        """The outputs one group is penalized on: each call's output alone, or all of them
+        concatenated per sample, (B, entries)."""
+        outputs = [out for name in group for out in activations[name]]
+        if self.over == "tensor" or not outputs:
+            return outputs
+        return [torch.cat([out.reshape(len(out), -1) for out in outputs], dim=1)]
 
     def _reduced(self, out: Tensor) -> Tensor:
         fn = self.record.fn
@@ -212,8 +271,21 @@ def resolve_target(model: nn.Module, name: str, spec: TargetSpec | Mapping[str, 
     modules = match_modules(model, where, spec.selection)
     params = [] if spec.site == "activations" else site_params(model, where, spec.site, modules)
     return Target(name, spec.site, spec.penalty, spec.lam, tuple(modules), tuple(params),
-                  spec.reduction or "batch_mean", dict(spec.options), bool(spec.proximal), spec.schedule,
-                  spec.proximal == "adaptive")
+                  group_names(spec.over, modules, params), spec.over, spec.reduction or "batch_mean",
+                  dict(spec.options), bool(spec.proximal), spec.schedule, spec.proximal == "adaptive")
+
+
+def group_names(over: str, modules: Sequence[str], params: Sequence[str]) -> tuple[tuple[str, ...], ...]:
+    """The names each penalty of a target is taken of: each tensor (or module, for
+    activations) alone, each module's together, or all together. A parameter belongs to
+    the first selected module that holds it, as `site_params` lists them."""
+    names = list(params or modules)
+    if over == "target":
+        return (tuple(names),)
+    if over == "tensor" or not params:
+        return tuple((n,) for n in names)
+    owner = {p: next(m for m in modules if m == "" or p.startswith(f"{m}.")) for p in params}
+    return tuple(tuple(p for p in params if owner[p] == m) for m in modules if m in owner.values())
 
 
 def describe_targets(targets: Sequence[Target], model: nn.Module, example: Tensor) -> list[dict]:
@@ -232,10 +304,45 @@ def describe_targets(targets: Sequence[Target], model: nn.Module, example: Tenso
             shape = shapes[name] if t.on_activations else tuple(params[name].shape)
             rows.append({
                 "target": t.name, "site": t.site, "penalty": t.penalty, "formula": t.record.formula, "lambda": t.lam,
-                "reduction": t.reduction if t.on_activations else None, "proximal": "adaptive" if t.adaptive else t.proximal, **t.options,
+                "reduction": t.reduction if t.on_activations else None, "over": t.over, "proximal": "adaptive" if t.adaptive else t.proximal, **t.options,
                 "tensor": name, "shape": list(shape), "numel": math.prod(shape),
             })
     return rows
+
+
+def check_penalties(targets: Sequence[Target], model: nn.Module, example: Tensor) -> None:
+    """Each target's penalty on one forward of `example` (eval mode, as built): a finite
+    floating-point scalar, or a one-line error naming the target and what its penalty gave.
+
+    Before training, so that a plugin's or the command line's penalty function that raises,
+    returns a vector or NaN is refused before any file is written, not at step 1.
+    """
+    watched = sorted({m for t in targets if t.on_activations for m in t.modules})
+    outputs: dict[str, list[Tensor]] = {m: [] for m in watched}
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), forward_hooks(model, watched, lambda name, out: outputs[name].append(out.clone())):
+            model(example)
+    finally:
+        model.train(was_training)
+    params = dict(model.named_parameters())
+    for t in targets:
+        where = f"reg.targets.{t.name}.penalty: {t.penalty}"
+        try:
+            with contained(where), torch.no_grad():
+                value = t.raw(params, outputs)
+        except RegrunError:
+            raise
+        except Exception as err:  # the user's or a plugin's function
+            raise RegrunError(f"{where} raised {one_line(err)} on an example batch") from err
+        if not isinstance(value, Tensor) or value.ndim != 0 or not value.is_floating_point():
+            got = f"shape {tuple(value.shape)} {value.dtype}" if isinstance(value, Tensor) else type(value).__name__
+            raise RegrunError(f"{where} returned {got} on an example batch; a penalty must be a floating-point "
+                              "scalar (reduce it, e.g. with .sum())")
+        if not torch.isfinite(value):
+            raise RegrunError(f"{where} is {value.item()} on an example batch (zero inputs); a penalty must be "
+                              "finite there")
 
 
 def _check_ran(targets: Sequence[Target], model: nn.Module, shapes: Mapping[str, tuple[int, ...]]) -> None:

@@ -202,5 +202,46 @@ def test_a_bad_model_factory_is_one_line_and_exit_2(case: str, argv: list[str], 
     assert err.strip() == "regrun: error: " + message.format(cwd=user_models)
 
 
+# penalty: MODULE:FUNCTION, in a target of its own on fc1's weights (or its output, for
+# `dims`): (case, the penalty and other arguments, a fragment of the one line).
+P = "+reg.targets.mine.penalty"
+PENALTY_CASES = [
+    ("penalty module not found", [f"{P}=my_penaltys:squared_l1"],
+     "reg.targets.mine.penalty: no module 'my_penaltys' in the current directory"),
+    ("penalty attribute missing", [f"{P}=my_penalties:squared_l2"],
+     "reg.targets.mine.penalty: my_penalties has no attribute 'squared_l2'; it defines: nan, no_dims, raises, "
+     "squared_l1, two_tensors, vector"),
+    ("penalty not callable", [f"{P}=my_penalties:NOT_A_FUNCTION"],
+     "reg.targets.mine.penalty: my_penalties:NOT_A_FUNCTION is not callable (int)"),
+    ("penalty taking two tensors", [f"{P}=my_penalties:two_tensors"],
+     "reg.targets.mine.penalty: my_penalties:two_tensors cannot be called as fn(x) with one tensor: missing a "
+     "required argument: 'y'"),
+    ("penalty without dims on activations", [f"{P}=my_penalties:no_dims", "+reg.targets.mine.site=activations"],
+     "reg.targets.mine.penalty: my_penalties:no_dims takes no `dims`, which reduction=batch_mean on activations "
+     "passes"),
+    ("penalty returning a vector", [f"{P}=my_penalties:vector"],
+     "reg.targets.mine.penalty: my_penalties:vector returned shape (8, 784) torch.float32 on an example batch; "
+     "a penalty must be a floating-point scalar"),
+    ("penalty raising", [f"{P}=my_penalties:raises"],
+     "reg.targets.mine.penalty: my_penalties:raises raised ValueError: bad penalty on an example batch"),
+    ("penalty NaN", [f"{P}=my_penalties:nan"],
+     "reg.targets.mine.penalty: my_penalties:nan is nan on an example batch"),
+]
+
+
+@pytest.mark.parametrize(("case", "argv", "fragment"), PENALTY_CASES, ids=[c[0] for c in PENALTY_CASES])
+def test_a_bad_penalty_function_is_one_line_and_exit_2(case: str, argv: list[str], fragment: str, user_models: Path,
+                                                       places: dict[str, Path], tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture) -> None:
+    base = ["dataset.root={root}", "dataset.download=false", "trainer.device=cpu", "trainer.epochs=1",
+            f"hydra.run.dir={tmp_path}/run", "model.hidden=[8]", "+reg.targets.mine.layers=[fc1]",
+            "+reg.targets.mine.site=weights", "+reg.targets.mine.lambda=0.1"]
+    base = [a for a in base if not any(a.split("=")[0] == b.split("=")[0] for b in argv)]
+    code, err = call(base + argv, places, monkeypatch, capsys)
+    one_line_error(code, err, fragment.format(cwd=user_models), "regrun: error:")
+    assert not (tmp_path / "run" / "metrics.csv").exists()  # refused before training
+
+
 def test_the_table_holds_at_least_twenty_cases() -> None:
     assert len(CASES) + len(SUBCOMMAND_CASES) >= 20

@@ -3,6 +3,7 @@ formula written as the thread writes it, the reduction, the optimizer and the in
 checked on one batch of the tiny generated data against the thread's own expressions."""
 
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 import pytest
 import torch
@@ -53,6 +54,37 @@ def preset(name: str) -> dict:
 
 def shapes(model: nn.Module) -> Mapping[str, tuple[int, ...]]:
     return {name: tuple(p.shape) for name, p in model.named_parameters()}
+
+
+def test_thread_000_one_norm_over_each_layers_weight_and_bias(make_cfg: Callable[..., dict]) -> None:
+    """λ1·torch.norm(torch.cat(linear1 params), 1) + λ2·torch.norm(torch.cat(linear2 params), 2),
+    the thread's own expressions, on a 128-32-16-2 net trained by plain SGD lr 1e-4, batch 4."""
+    cfg = make_cfg("experiment=l1_and_l2_norm_two_layers", "trainer.batch_size=4")
+    assert preset("l1_and_l2_norm_two_layers")["trainer"] == {"epochs": 5, "batch_size": 4}
+    model, _, raw, optimizer = penalties(cfg)
+    assert shapes(model) == {"fc1.weight": (32, 128), "fc1.bias": (32,), "fc2.weight": (16, 32), "fc2.bias": (16,),
+                             "head.weight": (2, 16), "head.bias": (2,)}
+    linear1 = torch.cat([p.detach().view(-1) for p in model.fc1.parameters()])
+    linear2 = torch.cat([p.detach().view(-1) for p in model.fc2.parameters()])
+    assert raw["l1_linear1"] == pytest.approx(float(torch.norm(linear1, 1)), rel=1e-6)
+    assert raw["l2_norm_linear2"] == pytest.approx(float(torch.norm(linear2, 2)), rel=1e-6)
+    per_tensor = sum(float(torch.norm(p.detach(), 2)) for p in model.fc2.parameters())
+    assert abs(raw["l2_norm_linear2"] - per_tensor) > 1e-3  # the thread's one norm, not ‖W‖ + ‖b‖
+    targets = cfg["reg"]["targets"]
+    assert (targets["l1_linear1"]["lambda"], targets["l2_norm_linear2"]["lambda"]) == (0.5, 0.01)
+    same_options(optimizer, torch.optim.SGD(model.parameters(), lr=1e-4))
+
+
+def test_thread_001_squared_l1_of_every_parameter_is_one_override(make_cfg: Callable[..., dict],
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Σ_p torch.norm(p, 1)**2 over model.parameters(), from examples/penalties.py by MODULE:FUNCTION."""
+    monkeypatch.chdir(Path(__file__).parents[2])  # the project root: examples.penalties importable
+    cfg = make_cfg("experiment=l1_relu_outputs_hook", "trainer.batch_size=4",
+                   "+reg.targets.squared_l1={layers: ['*'], site: params, penalty: 'examples.penalties:squared_l1', "
+                   "lambda: 0.5}")
+    model, _, raw, _ = penalties(cfg)
+    thread = sum(torch.norm(p.detach().double(), 1) ** 2 for p in model.parameters())
+    assert raw["squared_l1"] == pytest.approx(float(thread), rel=1e-5)  # a float32 sum of 5k entries, squared
 
 
 def test_thread_001_hooked_relu_outputs(make_cfg: Callable[..., dict]) -> None:

@@ -2,6 +2,7 @@
 training in one line, or ended `failed` with one line naming where and when, the
 traceback in the run's log."""
 
+import csv
 import json
 import sys
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ import pytest
 
 from regrun.errors import RegrunError
 from regrun.jobs.run import run
+from regrun.layout import penalty_column
 
 BROKEN_MODELS = '''
 import math
@@ -97,3 +99,19 @@ def test_a_model_raising_part_way_fails_the_run_in_one_line_naming_where(
     assert summary["status"] == "failed" and summary["error"].startswith(where)
     log = (out / "regrun.log").read_text()
     assert "Traceback (most recent call last)" in log and "more detail" * (fault == "third_step") in log
+
+
+def test_a_penalty_from_the_command_line_trains_and_is_recorded(make_cfg, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """penalty: MODULE:FUNCTION computes the function's value, with its docstring as the
+    formula in targets.json and its raw value in metrics.csv."""
+    monkeypatch.chdir(Path(__file__).parents[2])  # the project root: examples.penalties importable
+    out = tmp_path / "run"
+    cfg = make_cfg("model.hidden=[8]", "+reg.targets.sq={layers: [fc1], site: weights, "
+                   "penalty: 'examples.penalties:squared_l1', lambda: 1e-6}")
+    summary = run(cfg, out)
+    assert summary["status"] == "completed"
+    (row,) = json.loads((out / "targets.json").read_text())
+    assert (row["penalty"], row["formula"], row["tensor"]) == ("examples.penalties:squared_l1", "(Σ|x|)²", "fc1.weight")
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    assert float(rows[-1][penalty_column("sq", "raw")]) > 0

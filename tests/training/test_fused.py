@@ -80,6 +80,11 @@ CASES = {
                                           "reg.targets.group_lasso.proximal=true"),
     "adam on torch's foreach implementation": ("l1_activations", "optimizer=adam", "+optimizer.foreach=true",
                                                "reg=l1_activations"),
+    "one norm over a target's tensors, hoyer over its outputs together": (
+        "l2_weights", "optimizer=sgd", "reg=[l1_activations,l2_weights]", "reg.targets.l2_weights.penalty=l2_norm",
+        "reg.targets.l2_weights.site=params", "reg.targets.l2_weights.over=target",
+        "reg.targets.l1_activations.penalty=hoyer", "reg.targets.l1_activations.over=target",
+        "reg.targets.l1_activations.layers=[act*]"),
     "adamw, adaptive proximal L1 warmed up then decayed": (
         "l1_weights", "optimizer=adamw", "reg=l1_weights", "reg.targets.l1_weights.proximal=adaptive",
         "reg.targets.l1_weights.warmup_steps=5", "reg.targets.l1_weights.decay=cosine"),
