@@ -8,7 +8,7 @@ TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 DATA_ROOT ?= ../shared/data
 ARGS ?=
 
-.PHONY: install run lint test test-heavy test-real test-slow bench bench-sweep bench-compare bench-fused clean
+.PHONY: install run lint docs docs-build test test-heavy test-real test-slow bench bench-sweep bench-compare bench-fused clean
 
 install: $(VENV)/.installed
 
@@ -24,6 +24,12 @@ run: install  ## the main job: an MLP on MNIST with L1 on its hidden activations
 lint: install  ## ruff (pyproject's rules, imports sorted) and mypy over regrun/ and hydra_plugins/
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+
+docs: install  ## serve the documentation site at http://127.0.0.1:8000 (docs/, mkdocs.yml), rebuilt on each edit
+	$(VENV)/bin/mkdocs serve $(ARGS)
+
+docs-build: install  ## build the site into site/; any broken link, nav entry or reference is an error
+	$(VENV)/bin/mkdocs build --strict $(ARGS)
 
 test: install  ## the fast suite (generated data, no network)
 	$(PY) -m pytest $(ARGS)
@@ -51,4 +57,4 @@ bench-fused: install  ## wall time of 8-λ and 8-λ × 3-seed sweeps: fused vs b
 	$(PY) bench/fused_speed.py --data-root $(DATA_ROOT) $(ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache site
