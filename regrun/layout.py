@@ -82,6 +82,16 @@ BROKEN = "broken"
 # 128 + the signal's number when the signal reached this process; see jobs/signals.py).
 EXIT_CODES = {COMPLETED: 0, FAILED: 2}
 EXIT_OTHER = 1  # diverged, interrupted elsewhere, incomplete
+EXIT_SIGNAL = 128  # + the signal's number: 130 after Ctrl-C, 143 after SIGTERM
+# What each exit code means, for `regrun`, `regrun -m`, `regrun resume`, `regrun prune` and
+# `regrun compare` (the documentation's table is generated from this).
+EXIT_MEANINGS = {
+    str(EXIT_CODES[COMPLETED]): "completed (a sweep: every job completed; `compare`: the table was printed, broken runs included)",
+    str(EXIT_OTHER): "diverged, interrupted by a signal sent to another process (a sweep's job), or incomplete",
+    str(EXIT_CODES[FAILED]): "bad input or failed: a refused config, flag, path or run folder (another writer holds it), a damaged "
+         "file, a write that failed",
+    f"{EXIT_SIGNAL}+N": "stopped by signal N: 130 after Ctrl-C, 143 after SIGTERM; resumable",
+}
 
 # metrics.csv columns every run has (`test_*` and `val_*` figures come from the task).
 EPOCH = "epoch"

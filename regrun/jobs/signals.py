@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
-from regrun.layout import EXIT_CODES, EXIT_OTHER, INTERRUPTED
+from regrun.layout import EXIT_CODES, EXIT_OTHER, EXIT_SIGNAL, INTERRUPTED
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -80,7 +80,7 @@ class StopRequest:
     @property
     def exit_code(self) -> int:
         """The shell's convention for a process ended by a signal: 128 + its number."""
-        return 128 + (self.signum or 0)
+        return EXIT_SIGNAL + (self.signum or 0)
 
 
 STOP = StopRequest()

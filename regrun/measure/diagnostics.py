@@ -22,7 +22,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from regrun.layout import EPOCH, PENALTY_TOTAL, TASK_LOSS, TOTAL_LOSS, lambda_column, penalty_column, split_figure
+from regrun.layout import (
+    EPOCH,
+    GROUPS,
+    PENALTY_TOTAL,
+    TASK_LOSS,
+    TOTAL_LOSS,
+    lambda_column,
+    penalty_column,
+    split_figure,
+)
 from regrun.measure.sparsity import threshold_key
 
 DOMINANT_SHARE = 0.5  # penalty share of the total loss above which the penalty dominates
@@ -44,6 +53,33 @@ NEAR_ZERO = 1e-3
 NEAR_ZERO_SHARE = 0.1
 EXACT_ZERO_SHARE = 0.01
 L2_PENALTIES = ("l2", "elastic_net")  # penalties with a Σw² term
+
+# Every warning's code and when it fires, in the order `diagnose` reports them: the
+# documentation's table is generated from this (docs/hooks/reference.py), and a test checks
+# that the checks below emit these codes and no other.
+CODES: Mapping[str, str] = {
+    "penalty_dominates": "in some epoch the backpropagated penalties were over half of the training loss *and* more "
+                         "than the loss of a model that learned nothing (a task learned to a loss near 0 makes any "
+                         "penalty most of the total without it being too strong); a `proximal` target's term is left "
+                         "out, since it is never in the gradient",
+    "chance_level": "the task's headline figure is within 0.02 of the trivial predictor's, scored by the task's own "
+                    "figures: the label frequencies for classification (the most frequent class's share), the mean "
+                    "target for regression (R² = 0), the mean input value for reconstruction",
+    "loss_exploded": "the final training or test loss is over 100× the trivial predictor's, or over 10× its first "
+                     "epoch's and above the trivial predictor's: the run diverged and still ended finite (AdamW at "
+                     "lr 10⁶ ends `completed` with a test loss of 10²²)",
+    "dead_layer": "every unit of a targeted activation layer is zero on every test sample",
+    "mostly_dead": "over half of them are (SAELens reports dead latents as this fraction): most of the width asked "
+                   "for passes nothing on; lower λ or warm it up",
+    "zeroed_tensor": "every entry of a targeted parameter is exactly zero",
+    "lambda_negligible": "λ·penalty is below 10⁻⁴ of the task loss in the last epoch whose λ was in effect (a "
+                         "schedule's window may end first): λ changes nothing (λ = 0, a baseline, says nothing; nor "
+                         "does a penalty already at 0)",
+    "subgradient_l1": "L1 on parameters by gradient steps left at least 10% of them below 10⁻³ (3–4× what a default "
+                      "init leaves there) but under 1% exactly zero: use `proximal`",
+    "double_l2": "an L2 term (`l2`, or `elastic_net` with l1_ratio < 1) on parameters that the optimizer's "
+                 f"`weight_decay` also shrinks, read per parameter from its group ({GROUPS})",
+}
 
 
 @dataclass(frozen=True)
