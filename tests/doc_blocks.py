@@ -72,7 +72,7 @@ def blocks(path: Path) -> list[Block]:
     found, i = [], 0
     while i < len(lines):
         m = FENCE.match(lines[i])
-        if not m or not m.group(1) and not lines[i].startswith("```"):
+        if not m or (not m.group(1) and not lines[i].startswith("```")):
             i += 1
             continue
         j = i + 1
