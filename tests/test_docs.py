@@ -112,7 +112,7 @@ def test_the_readmes_first_command_runs(tmp_path: Path, bin_dir: Path, data_root
 @pytest.mark.heavy
 @pytest.mark.parametrize("path", documents(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_block_of_the_page_runs(path: Path, tmp_path: Path, bin_dir: Path, data_root: Path) -> None:
-    write_tensors(tmp_path / "my_data.npz")  # the file the data how-to's tensors example names
+    write_tensors(tmp_path / "my_data.npz", n_train=256)  # the file the data how-to's tensors example names
     for block in blocks(path):
         if block.not_run is None and (block.lang in RUN_LANGS or block.file):
             check(block, run_block(block, tmp_path, bin_dir, data_root))
