@@ -26,10 +26,10 @@ lint: install  ## ruff (pyproject's rules, imports sorted) and mypy over regrun/
 	$(VENV)/bin/mypy
 
 docs: install  ## serve the documentation site at http://127.0.0.1:8000 (docs/, mkdocs.yml), rebuilt on each edit
-	$(VENV)/bin/mkdocs serve $(ARGS)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve $(ARGS)
 
 docs-build: install  ## build the site into site/; any broken link, nav entry or reference is an error
-	$(VENV)/bin/mkdocs build --strict $(ARGS)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict $(ARGS)
 
 test: install  ## the fast suite (generated data, no network)
 	$(PY) -m pytest $(ARGS)

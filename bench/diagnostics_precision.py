@@ -2,8 +2,8 @@
 
 A grid of sane runs: each model with each task it serves and each `reg` preset at its
 default λ, at regrun's default settings (the optimizer, epochs, batch size and λ of
-conf/) on real MNIST cut to its first `--train-limit` training samples, which keeps the
-grid within minutes on two cores. None of them should end with a warning. Thread 004's
+conf/) on real MNIST cut to its first `--train-limit` training and `--test-limit` test
+samples, which keeps the grid within minutes on two cores. None of them should end with a warning. Thread 004's
 recipe (experiment=l1_all_params_collapse, on all of MNIST) must keep its warnings.
 
     python bench/diagnostics_precision.py --data-root ../shared/data
@@ -42,11 +42,11 @@ SANE = [
 RECALL = [("thread 004: experiment=l1_all_params_collapse", ["experiment=l1_all_params_collapse"])]
 
 
-def warnings_of(overrides: list[str], data_root: str, train_limit: int | None, out: Path) -> list[str] | str:
+def warnings_of(overrides: list[str], data_root: str, limits: tuple[int, int] | None, out: Path) -> list[str] | str:
     """The diagnostics' codes of one run, or why it could not run."""
     data = [f"dataset.root={data_root}", "dataset.download=false"]
-    if train_limit and not any(o.startswith("dataset=") for o in overrides):
-        data.append(f"dataset.train_limit={train_limit}")
+    if limits and not any(o.startswith("dataset=") for o in overrides):
+        data += [f"dataset.train_limit={limits[0]}", f"dataset.test_limit={limits[1]}"]
     generated = any(o in ("dataset=toy_regression", "dataset=teacher") for o in overrides)
     try:
         summary = api.train([*overrides, *([] if generated else data), "trainer.device=cpu", f"hydra.run.dir={out}"])
@@ -61,11 +61,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-root", default="../shared/data")
     parser.add_argument("--train-limit", type=int, default=10000)
+    parser.add_argument("--test-limit", type=int, default=2000)
     args = parser.parse_args()
     table = Table("run", "kind", "warnings")
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        for kind, grid, limit in (("sane", SANE, args.train_limit), ("recall", RECALL, None)):
+        for kind, grid, limit in (("sane", SANE, (args.train_limit, args.test_limit)), ("recall", RECALL, None)):
             for i, (name, overrides) in enumerate(grid):
                 found = warnings_of(overrides, args.data_root, limit, Path(tmp) / f"{kind}{i}")
                 results.append({"run": name, "kind": kind, "overrides": overrides, "warnings": found})

@@ -75,8 +75,8 @@ FIRES: dict[str, dict[str, dict[str, Any]]] = {
         "while its window lasted": {"rows": [epoch(1, 0.5, penalty_act=5e-7, lambda_act=1e-9),
                                              epoch(2, 0.4, penalty_act=0.0, lambda_act=0.0)], "targets": ACT},
     },
-    "subgradient_l1": {"40% below 1e-3, none at 0": {"targets": L1,
-                                                     "sparsity": weights(weight("fc1.weight", 0.0, below=0.4))}},
+    "subgradient_l1": {"60% below 1e-3, none at 0": {"targets": L1,
+                                                     "sparsity": weights(weight("fc1.weight", 0.0, below=0.6))}},
     "double_l2": {
         "weight_decay on every parameter": {"targets": L2, "decay": {"fc1.weight": 0.01, "fc1.bias": 0.01}},
         "elastic net, decay on fc1's group": {"targets": [row("w", "fc1.weight", penalty="elastic_net", l1_ratio=0.5)],
@@ -111,9 +111,11 @@ SILENT: dict[str, dict[str, dict[str, Any]]] = {
     },
     "subgradient_l1": {
         "as init leaves it: 3% below 1e-3": {"targets": L1, "sparsity": weights(weight("fc1.weight", 0.0, below=0.03))},
+        "the CNN at the preset's λ: 38% below 1e-3": {"targets": L1,
+                                                       "sparsity": weights(weight("fc1.weight", 0.0, below=0.38))},
         "exact zeros": {"targets": L1, "sparsity": weights(weight("fc1.weight", 0.4))},
-        "proximal": {"targets": PROXIMAL, "sparsity": weights(weight("fc1.weight", 0.0, below=0.4))},
-        "no threshold at or under 1e-3": {"targets": L1, "sparsity": weights(weight("fc1.weight", 0.0, below=0.4))
+        "proximal": {"targets": PROXIMAL, "sparsity": weights(weight("fc1.weight", 0.0, below=0.6))},
+        "no threshold at or under 1e-3": {"targets": L1, "sparsity": weights(weight("fc1.weight", 0.0, below=0.6))
                                           | {"thresholds": [1e-2]}},
     },
     "double_l2": {
