@@ -7,7 +7,8 @@ Thread 004 prints "Loss after mini-batch 500: L (of which P L1 loss)" once per e
 regrun's figures are each epoch's mean training loss and L1 term (metrics.csv), which on
 the plateau of epochs 3 to 5 is what a minibatch late in the epoch shows. The other threads
 print no figures: their rows give regrun's final figures. Results go to
-bench/results/thread_figures.json (git ignores bench/results/).
+docs/results/thread_figures.json, from which the threads tutorial's table is rendered
+(docs/hooks/reference.py); `--presets` reruns some of them and keeps the others' rows.
 """
 
 import argparse
@@ -40,12 +41,12 @@ THREADS: dict[str, tuple[str, dict[int, tuple[float, float]]]] = {
 }
 
 
-def run_preset(preset: str, data_root: str, out: Path) -> list[dict[str, str]]:
-    """Train the preset as it stands; its metrics.csv rows."""
+def run_preset(preset: str, data_root: str, out: Path) -> tuple[list[dict[str, str]], list[str]]:
+    """Train the preset as it stands; its metrics.csv rows and its diagnostics' codes."""
     root = [] if preset in GENERATED else [f"dataset.root={data_root}"]
     summary = api.train([f"experiment={preset}", *root, f"hydra.run.dir={out / preset}"])
     with open(Path(summary["run_dir"]) / METRICS) as f:
-        return list(csv.DictReader(f))
+        return list(csv.DictReader(f)), [w["code"] for w in summary.get("warnings", [])]
 
 
 def main() -> None:
@@ -53,13 +54,14 @@ def main() -> None:
     parser.add_argument("--data-root", default="../shared/data")
     parser.add_argument("--presets", nargs="*", default=list(THREADS))
     args = parser.parse_args()
-    results = {}
+    out = ROOT / "docs" / "results" / "thread_figures.json"
+    results = json.loads(out.read_text()) if out.exists() else {}
     table = Table("thread", "preset", EPOCH, "regrun loss", "regrun penalty", "thread loss", "thread penalty", "test")
     with tempfile.TemporaryDirectory() as tmp:
         for preset in args.presets:
             thread, printed = THREADS[preset]
-            rows = run_preset(preset, args.data_root, Path(tmp))
-            results[preset] = {"thread": thread, "epochs": [
+            rows, warnings = run_preset(preset, args.data_root, Path(tmp))
+            results[preset] = {"thread": thread, "warnings": warnings, "epochs": [
                 {EPOCH: int(r[EPOCH]), "loss": float(r[TOTAL_LOSS]), "penalty": float(r[PENALTY_TOTAL]),
                  "test": {k: float(v) for k, v in r.items() if k.startswith(TEST) and v}}
                 for r in rows], "thread_printed": {str(e): {"loss": loss, "l1": l1} for e, (loss, l1) in printed.items()}}
@@ -70,9 +72,8 @@ def main() -> None:
                 test = f"{headline.removeprefix(TEST)} {r['test'][headline]:.4g}"
                 table.add_row(thread, preset, str(r[EPOCH]), f"{r['loss']:.4f}", f"{r['penalty']:.4f}",
                               "" if loss is None else f"{loss:.4f}", "" if l1 is None else f"{l1:.4f}", test)
-    out = ROOT / "bench" / "results" / "thread_figures.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(results, indent=1))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=1) + "\n")
     Console(width=max(Console().width, 120)).print(table)  # readable when piped to a file
     print(f"written {out.relative_to(ROOT)}")
 

@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import inspect
 import io
+import json
 import re
 import subprocess
 import sys
@@ -329,11 +330,70 @@ def regrun_help() -> str:
     return "```text\n$ regrun --help\n" + done.stdout + "```"
 
 
+# ---------------------------------------------------------------- figures of real runs
+
+RESULTS = ROOT / "docs" / "results"  # written by bench/doc_figures.py and bench/thread_figures.py
+
+
+def _results(name: str, bench: str) -> Any:
+    path = RESULTS / f"{name}.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: run `python {bench} --data-root ../shared/data`")
+    return json.loads(path.read_text())
+
+
+def _figure(value: object, digits: int = 4) -> str:
+    return f"{value:.{digits}g}" if isinstance(value, int | float) else ""
+
+
+def thread_figures() -> str:
+    """Each thread preset's figures from docs/results/thread_figures.json, beside the thread's printed ones."""
+    from regrun.layout import EPOCH
+
+    rows = []
+    for preset, result in sorted(_results("thread_figures", "bench/thread_figures.py").items(),
+                                 key=lambda item: item[1]["thread"]):
+        printed = result["thread_printed"]
+        shown = [e for e in result["epochs"] if str(e[EPOCH]) in printed] or result["epochs"][-1:]
+        for e in shown:
+            thread = printed.get(str(e[EPOCH]), {})
+            test = ", ".join(f"{k.removeprefix('test_')} {_figure(v)}" for k, v in e["test"].items())
+            rows.append([result["thread"], f"`{preset}`", e[EPOCH], _figure(e["loss"], 5), _figure(e["penalty"], 4),
+                         _figure(thread.get("loss"), 5), _figure(thread.get("l1"), 4), test,
+                         ", ".join(f"`{w}`" for w in result.get("warnings", [])) or "none"])
+    return _table(["thread", "preset", "epoch", "regrun loss", "regrun penalty", "thread's loss", "thread's L1",
+                   "regrun's test figures", "warnings"], rows)
+
+
+def _sweep_table(name: str, columns: dict[str, str]) -> str:
+    """The rows of one of bench/doc_figures.py's sweeps: `columns` maps compare's column to a header."""
+    result = _results(name, "bench/doc_figures.py")
+    rows = [[_figure(row.get(column)) if column != "run" else row["run"] for column in columns]
+            for row in result["rows"]]
+    return f"`{result['command']}`\n\n" + _table(list(columns.values()), rows)
+
+
+def prune_sweep() -> str:
+    """The pruning how-to's 4-λ sweep, pruned and fine-tuned."""
+    return _sweep_table("prune_sweep", {
+        "reg.targets.l1_weights.lambda": "λ", "test_acc": "test acc", "prune90_test_acc": "90% pruned",
+        "prune90_finetuned_test_acc": "then 1 epoch fine-tuned", "prune95_test_acc": "95% pruned",
+        "prune95_finetuned_test_acc": "then fine-tuned"})
+
+
+def sae_sweep() -> str:
+    """The sparse autoencoder tutorial's λ sweep."""
+    return _sweep_table("sae_sweep", {
+        "reg.targets.l1_code.lambda": "λ", "test_psnr": "test PSNR (dB)", "test_fvu": "test FVU",
+        "sparsity.l1_code.l0": "L0 (test)", "sparsity.l1_code.zero_frac": "code zero fraction (test)",
+        "sparsity.l1_code.train_dead_frac": "dead (training window)"})
+
+
 GENERATORS: dict[str, Callable[[], str]] = {
     "penalties": penalties, "diagnostics": diagnostics, "run_directory": run_directory, "columns": columns,
     "exit_codes": exit_codes, "config_keys": config_keys, "components": components,
     "compare_options": compare_options, "prune_options": prune_options, "resume_help": resume_help,
-    "regrun_help": regrun_help,
+    "regrun_help": regrun_help, "thread_figures": thread_figures, "prune_sweep": prune_sweep, "sae_sweep": sae_sweep,
 }
 
 
