@@ -2,7 +2,8 @@
 into a `Run`, and name the config keys that set them apart.
 
 Only JSON, CSV and YAML are read, never torch, so hundreds of runs load in a second.
-A folder is a run when it holds `.hydra/`, `summary.json` or `metrics.csv`; a run's
+A folder is a run when it holds `.hydra/`, `summary.json` or `metrics.csv` (an MLflow
+store's copies of those files are not: `is_tracker_store`); a run's
 status comes from its summary.json, or is `incomplete` (none yet: still running, or
 killed) or `broken` (unreadable).
 """
@@ -52,6 +53,9 @@ from regrun.layout import (
 )
 
 RUN_MARKERS = (HYDRA, SUMMARY, METRICS)
+# What marks an MLflow store's folders (its file store's layout, and any store's artifact root).
+MLFLOW_TRASH, MLFLOW_META, MLFLOW_ARTIFACTS = ".trash", "meta.yaml", "artifacts"
+MLFLOW_RUN_ID = re.compile(r"[0-9a-f]{32}")
 STATUSES = (COMPLETED, INTERRUPTED, DIVERGED, FAILED)  # what a run writes in summary.json
 
 # A differing key that a run lacks (e.g. a target only some runs have) shows as this.
@@ -150,8 +154,9 @@ def find_runs(paths: Iterable[str | Path]) -> list[Run]:
 
 
 def _run_dirs(path: Path, seen: set[str] | None = None) -> Iterator[Path]:
-    """Run directories at or below `path`, without descending into a run or a hidden folder,
-    nor twice into one folder (a symbolic link back up the tree is not followed round)."""
+    """Run directories at or below `path`, without descending into a run, a hidden folder or
+    an MLflow store (a path given is read as it is), nor twice into one folder (a symbolic
+    link back up the tree is not followed round)."""
     seen = set() if seen is None else seen
     real = os.path.realpath(path)
     if real in seen:
@@ -165,7 +170,7 @@ def _run_dirs(path: Path, seen: set[str] | None = None) -> Iterator[Path]:
     except OSError:
         return
     for entry in entries:
-        if not entry.name.startswith(".") and _is_dir(entry):
+        if not entry.name.startswith(".") and _is_dir(entry) and not is_tracker_store(Path(entry.path)):
             yield from _run_dirs(Path(entry.path), seen)
 
 
@@ -174,6 +179,18 @@ def _is_dir(entry: os.DirEntry) -> bool:
         return entry.is_dir()
     except OSError:  # a symbolic link that loops, a folder we may not read
         return False
+
+
+def is_tracker_store(path: Path) -> bool:
+    """Whether `path` is (in) an MLflow store: its runs' artifacts are copies of run
+    directories' files (summary.json, metrics.csv) that must not count as runs again.
+
+    A file store's root holds `.trash`, its experiments and runs a `meta.yaml`; a run's
+    artifacts folder, in any store's artifact root, is `<32-hex run id>/artifacts`.
+    """
+    if (path / MLFLOW_TRASH).is_dir() or (path / MLFLOW_META).is_file():
+        return True
+    return path.name == MLFLOW_ARTIFACTS and MLFLOW_RUN_ID.fullmatch(path.parent.name) is not None
 
 
 def is_run_dir(path: Path) -> bool:

@@ -72,7 +72,7 @@ from regrun.rundir.files import (
 )
 from regrun.rundir.lock import one_writer
 from regrun.rundir.resume import continuation, holds_run, read_summary
-from regrun.rundir.trackers import Loggers, build_loggers
+from regrun.rundir.trackers import Loggers, build_loggers, job_of, reach_loggers
 from regrun.training.fused import FusedModel, not_fusable
 from regrun.training.loop import Member, Outcome, TrainState, fit, steps_per_epoch
 from regrun.training.param_groups import build_grouped_optimizer, describe_groups
@@ -293,6 +293,8 @@ def prepare(cfg: dict[str, Any], out: Path, resumed: tuple[dict[str, Any], Mappi
             setup = build(cfg)
         if fused and (reason := not_fusable(setup.model, setup.optimizer)):
             raise NotFusable(reason)
+        job = job_of(out)
+        reach_loggers(setup.config.logger, job)  # their folders, their server: before any file
         with contained("loading the data"):
             data = _data(setup, data_cache if data_cache is not None else {})
         rundir = RunDir(out)
@@ -300,7 +302,7 @@ def prepare(cfg: dict[str, Any], out: Path, resumed: tuple[dict[str, Any], Mappi
             keep_rows(rundir, checkpoint)
         try:
             tables = record(setup, rundir, shared_console())
-            loggers = held.enter_context(closing(build_loggers(cfg, out, setup.model)))
+            loggers = held.enter_context(closing(build_loggers(setup.config.logger, cfg, job, setup.model)))
             state = start_state(setup, checkpoint)
         except Exception as err:
             _record_failure(out, err, cfg, resumed is not None)

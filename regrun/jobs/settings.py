@@ -19,7 +19,7 @@ from regrun.errors import RegrunError
 from regrun.jobs.objective import ObjectiveSettings
 from regrun.jobs.pruning import PruneSettings
 from regrun.layout import SEED
-from regrun.rundir.trackers import check_loggers
+from regrun.rundir.trackers import TrackerSettings, check_loggers
 from regrun.schema import POSITIVE, AtLeast, Range, parse
 from regrun.training.loop import DEAD_WINDOW
 from regrun.training.param_groups import OptimizerSettings
@@ -53,7 +53,7 @@ class RunSettings:
     sparsity: SparsitySettings = field(default_factory=SparsitySettings)
     objective: ObjectiveSettings | None = None
     prune: PruneSettings = field(default_factory=PruneSettings)
-    logger: dict[str, Any] = field(default_factory=dict)
+    logger: dict[str, TrackerSettings] = field(default_factory=dict)  # tracker name → its settings
 
     @property
     def targets(self) -> dict[str, TargetSpec]:

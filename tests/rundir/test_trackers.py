@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from tensorboard.plugins.hparams import plugin_data_pb2
+from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
 
 from regrun.config import conf_dir
 from regrun.errors import RegrunError
@@ -22,6 +22,12 @@ def events(folder: Path) -> EventAccumulator:
     accumulator = EventAccumulator(str(folder), size_guidance={"scalars": 0, "histograms": 0})
     accumulator.Reload()
     return accumulator
+
+
+def session_status(accumulator: EventAccumulator) -> int:
+    """The status the run's HParams session ended with."""
+    content = accumulator.PluginTagToContent("hparams")["_hparams_/session_end_info"]
+    return plugin_data_pb2.HParamsPluginData.FromString(content).session_end_info.status
 
 
 def hparams(accumulator: EventAccumulator) -> dict:
@@ -64,14 +70,23 @@ def test_tensorboard_and_mlflow_hold_every_epoch_and_the_final_figures(
         assert [p.value for p in points] == pytest.approx([float(r[key]) for r in rows], rel=1e-6)
     assert [p.value for p in tb.Scalars("lambda/l1_activations")] == pytest.approx([LAMBDA, LAMBDA])
     assert "weights/fc1.weight" in tb.Tags()["histograms"]
-    assert tb.Scalars("final/test/acc")[0].value == pytest.approx(summary["final"]["test_acc"])
+    # The final figures are the charts' last points (the HParams metrics), not charts of their own.
+    assert tb.Scalars("test/acc")[-1].value == pytest.approx(summary["final"]["test_acc"])
+    assert not [t for t in tb.Tags()["scalars"] if t.startswith("final/")]
     params = hparams(tb)
-    assert params["reg.targets.l1_activations.lambda"] == LAMBDA and params["status"] == "completed"
+    assert params["reg.targets.l1_activations.lambda"] == LAMBDA and params["reg.targets.l1_activations.layers"] == "act*"
+    assert "prune.layers" not in params  # null: left out, never "None"
+    assert session_status(tb) == api_pb2.STATUS_SUCCESS
+    assert {"config/text_summary", "overrides/text_summary"} <= set(tb.Tags()["tensors"])
 
     client = MlflowClient((tmp_path / "runs" / "mlruns").as_uri())
     [found] = client.search_runs([client.get_experiment_by_name("regrun").experiment_id])
     assert found.info.status == "FINISHED" and found.data.tags["regrun.run_dir"] == str(out.resolve())
     assert found.data.params["reg.targets.l1_activations.lambda"] == str(LAMBDA)
+    assert found.data.params["reg.targets.l1_activations.layers"] == "act*" and found.data.params["model.hidden"] == "256,128"
+    assert "None" not in found.data.params.values() and "prune.layers" not in found.data.params
+    assert found.data.tags["mlflow.source.name"] == "regrun" and found.data.tags["mlflow.source.type"] == "LOCAL"
+    assert "mlflow.parentRunId" not in found.data.tags  # a run of its own
     history = client.get_metric_history(found.info.run_id, "test_acc")
     assert [(m.step, m.value) for m in history] == [(int(r["step"]), pytest.approx(float(r["test_acc"]))) for r in rows]
     assert found.data.metrics["lambda.l1_activations"] == LAMBDA
@@ -89,7 +104,7 @@ def test_a_sweep_root_shows_each_job_with_its_hyperparameters(make_cfg: Callable
 
 @pytest.mark.parametrize("override, message", [
     ("+logger.wandb={}", "logger.wandb: unknown logger; allowed: tensorboard, mlflow (metrics.csv and summary.json are always written)"),
-    ("+logger.tensorboard.logdir=x", "logger.tensorboard.logdir: unknown key; allowed: dir, histograms"),
+    ("+logger.tensorboard.logdir=x", "logger.tensorboard.logdir: unknown key; allowed: dir, histograms, densities"),
 ])
 def test_bad_logger_config_is_one_line_before_training(make_cfg: Callable[..., dict], tmp_path: Path,
                                                      override: str, message: str) -> None:

@@ -1,0 +1,203 @@
+"""MLflow: a run per regrun run, nested under a parent run per sweep.
+
+A run gets the config as parameters (settings of None left out, lists joined by commas),
+each epoch's figures as metrics at the global step, MLflow's standard tags (user, source,
+the git commit of the working directory), the run directory's small files as artifacts,
+and its end: FINISHED, KILLED (interrupted) or FAILED. A sweep's parent run is started by
+the sweep's callback before its jobs (regrun/cli/sweep_trackers.py), which leaves its id in
+the sweep root (PARENT_FILE) for the jobs, in whatever process they run, to nest under
+(tag mlflow.parentRunId); at the sweep's end it gets the summary and the trade-off plots.
+
+The default store is a file store, `mlruns`, in the sweep root (beside the runs for a run of
+its own): the one local store that needs no database packages. `regrun compare` never
+reads it as runs (analysis/runs.py skips MLflow's folders). A tracking server is reached
+with short timeouts (settings.py checks it answers before the run starts), so a server
+that goes away costs a run seconds, not MLflow's default four minutes of retries.
+"""
+
+import json
+import math
+import os
+import re
+import shlex
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from regrun.errors import RegrunError, one_line
+from regrun.layout import COMPLETED, CONFIG, INTERRUPTED, METRICS, PRUNE, STEP, SUMMARY, TARGETS
+from regrun.rundir.trackers.common import (
+    STEPS_GROUP,
+    Job,
+    ParamValue,
+    figures,
+    param_values,
+    require,
+    source_tags,
+    target_lambdas,
+)
+from regrun.rundir.trackers.settings import FILE_SCHEMES, MLflowSettings, scheme_of, store_uri
+
+PARENT_FILE = ".mlflow_sweep.json"  # in a sweep's root: its parent run's store, experiment and id
+RUN_DIR_TAG, SWEEP_TAG, JOB_TAG, ROLE_TAG = "regrun.run_dir", "regrun.sweep_dir", "regrun.job", "regrun.role"
+PARENT_TAG, NOTE_TAG = "mlflow.parentRunId", "mlflow.note.content"  # MLflow's nesting and description tags
+MAX_PARAMS, MAX_METRICS = 100, 1000  # what one log_batch call takes
+MAX_PARAM_VALUE = 6000  # MLflow's limit on a parameter's length
+NOT_A_KEY = re.compile(r"[^\w\-. /]")  # MLflow's keys: letters, digits, _ - . space /
+# MLflow's own HTTP client retries for about four minutes (7 retries, backoff 2); a run
+# waits seconds instead. Set only where the user has not set them.
+HTTP_RETRIES, HTTP_BACKOFF = "1", "1"
+
+
+def client(uri: str, timeout: float) -> Any:
+    """An MlflowClient for `uri`, its HTTP waits bounded by `timeout` seconds a request."""
+    require("mlflow", "mlflow", "mlflow")
+    from mlflow.tracking import MlflowClient
+
+    if scheme_of(uri) in FILE_SCHEMES:
+        # MLflow keeps its file store in maintenance mode and refuses it unless asked.
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(math.ceil(timeout)))
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", HTTP_RETRIES)
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", HTTP_BACKOFF)
+    return MlflowClient(tracking_uri=uri)
+
+
+def experiment_id(mlflow: Any, name: str) -> str:
+    """The experiment's id, created when missing (a parallel job may create it first)."""
+    found = mlflow.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    try:
+        return mlflow.create_experiment(name)
+    except Exception:  # created meanwhile by another job of the sweep
+        found = mlflow.get_experiment_by_name(name)
+        if found is None:
+            raise
+        return found.experiment_id
+
+
+def param_key(key: str) -> str:
+    """A config key as an MLflow parameter's name (a character MLflow refuses becomes _)."""
+    return NOT_A_KEY.sub("_", key)
+
+
+def param_text(value: ParamValue) -> str:
+    """A parameter's value as MLflow stores it (its text, as mlflow.log_param writes it), cut to MLflow's limit."""
+    return str(value)[:MAX_PARAM_VALUE]
+
+
+class MLflowLogger:
+    """An MLflow run for one regrun run (see the module's docstring)."""
+
+    ARTIFACTS = (CONFIG, TARGETS, METRICS, SUMMARY, PRUNE)
+
+    def __init__(self, settings: MLflowSettings, cfg: Mapping[str, Any], model: Any, job: Job):
+        uri = store_uri(settings, job)
+        self.client = client(uri, settings.timeout)
+        self.out, self.artifacts, self.lambdas = job.out, settings.artifacts, target_lambdas(cfg)
+        self.ended = False
+        try:
+            self.run_id = self._start(uri, settings, cfg, job)
+        except RegrunError:
+            raise
+        except Exception as err:  # a store that refuses: permissions, a server's error, a database's
+            raise RegrunError(f"logger.mlflow: cannot start a run in {uri}: {one_line(err)}") from err
+
+    def _start(self, uri: str, settings: MLflowSettings, cfg: Mapping[str, Any], job: Job) -> str:
+        from mlflow.entities import Param
+
+        experiment = experiment_id(self.client, settings.experiment)
+        tags = source_tags() | {RUN_DIR_TAG: str(job.out.resolve()), NOTE_TAG: shlex.join(["regrun", *job.overrides])}
+        if job.sweep is not None:
+            tags |= {SWEEP_TAG: str(job.sweep), JOB_TAG: str(job.num)}
+            if parent := sweep_parent(job.sweep, uri, experiment):
+                tags[PARENT_TAG] = parent
+        run_id = self.client.create_run(experiment, run_name=job.name, tags=tags).info.run_id
+        params = [Param(param_key(k), param_text(v)) for k, v in param_values(cfg).items()]
+        for start in range(0, len(params), MAX_PARAMS):
+            self.client.log_batch(run_id, params=params[start:start + MAX_PARAMS])
+        return run_id
+
+    def log_row(self, row: Mapping[str, Any]) -> None:
+        """The row's figures as metrics at the epoch's global step."""
+        self._metrics(figures(row, self.lambdas), row[STEP])
+
+    def log_step(self, row: Mapping[str, Any]) -> None:
+        """The step's figures as metrics `steps.<column>` at its global step."""
+        self._metrics({f"{STEPS_GROUP}.{k}": v for k, v in figures(row, {}).items()}, row[STEP])
+
+    def _metrics(self, values: Mapping[str, float], step: int) -> None:
+        from mlflow.entities import Metric
+
+        stamp = int(time.time() * 1000)
+        metrics = [Metric(param_key(k), v, stamp, step) for k, v in values.items()]
+        for start in range(0, len(metrics), MAX_METRICS):
+            self.client.log_batch(self.run_id, metrics=metrics[start:start + MAX_METRICS])
+
+    def log_densities(self, step: int, densities: Mapping[str, Sequence[float]]) -> None:
+        """Nothing: MLflow has no histograms (summary.json, an artifact, holds the final densities)."""
+
+    def log_summary(self, summary: Mapping[str, Any]) -> None:
+        """The status as a tag and the run's end; the run directory's small files as artifacts."""
+        self.client.set_tag(self.run_id, "regrun.status", summary["status"])
+        if self.artifacts:
+            for name in self.ARTIFACTS:
+                if (self.out / name).exists():
+                    self.client.log_artifact(self.run_id, str(self.out / name))
+        self.client.set_terminated(self.run_id, END_STATUS.get(summary["status"], "FAILED"))
+        self.ended = True
+
+    def close(self) -> None:
+        """A run that ended without a summary (a crash) is marked failed."""
+        if not self.ended:
+            self.client.set_terminated(self.run_id, "FAILED")
+
+
+END_STATUS = {COMPLETED: "FINISHED", INTERRUPTED: "KILLED"}
+
+
+def sweep_parent(sweep: Path, uri: str, experiment: str) -> str | None:
+    """The id of the sweep's parent run, when the sweep started one in this store and experiment."""
+    try:
+        parent = json.loads((sweep / PARENT_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(parent, dict) or parent.get("tracking_uri") != uri or parent.get("experiment_id") != experiment:
+        return None
+    run_id = parent.get("run_id")
+    return run_id if isinstance(run_id, str) else None
+
+
+def start_sweep(settings: MLflowSettings, sweep: Path, overrides: Sequence[str]) -> str:
+    """Start the sweep's parent run and leave its id in the sweep root for the jobs; returns it."""
+    uri = store_uri(settings, Job(sweep, sweep=sweep))
+    mlflow = client(uri, settings.timeout)
+    try:
+        experiment = experiment_id(mlflow, settings.experiment)
+        tags = source_tags() | {SWEEP_TAG: str(sweep), ROLE_TAG: "sweep",
+                                NOTE_TAG: shlex.join(["regrun", "-m", *overrides])}
+        run_id = mlflow.create_run(experiment, run_name=f"{sweep.parent.name}/{sweep.name}", tags=tags).info.run_id
+    except Exception as err:
+        raise RegrunError(f"logger.mlflow: cannot start the sweep's run in {uri}: {one_line(err)}") from err
+    sweep.mkdir(parents=True, exist_ok=True)
+    (sweep / PARENT_FILE).write_text(json.dumps({"tracking_uri": uri, "experiment_id": experiment, "run_id": run_id}))
+    return run_id
+
+
+def end_sweep(settings: MLflowSettings, sweep: Path, statuses: Sequence[str], artifacts: Sequence[Path]) -> None:
+    """End the sweep's parent run: the jobs' statuses counted as tags, the sweep's summary
+    and plots as artifacts; KILLED when a job was interrupted, else FINISHED."""
+    uri = store_uri(settings, Job(sweep, sweep=sweep))
+    mlflow = client(uri, settings.timeout)
+    run_id = sweep_parent(sweep, uri, experiment_id(mlflow, settings.experiment))
+    if run_id is None:
+        return
+    mlflow.set_tag(run_id, "regrun.jobs", str(len(statuses)))
+    for status in sorted(set(statuses)):
+        mlflow.set_tag(run_id, f"regrun.jobs.{status}", str(statuses.count(status)))
+    for path in artifacts:
+        if path.exists():
+            mlflow.log_artifact(run_id, str(path))
+    mlflow.set_terminated(run_id, "KILLED" if INTERRUPTED in statuses else "FINISHED")
