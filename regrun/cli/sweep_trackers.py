@@ -58,7 +58,7 @@ class SweepTrackers(Callback):
             if isinstance(settings, TensorBoardSettings) and Path(settings.dir).expanduser().is_absolute():
                 check_writable(f"logger.{name}.dir", settings.dir, Path(settings.dir).expanduser())
             if isinstance(settings, MLflowSettings) and settings.tracking_uri is not None:
-                reach_store(f"logger.{name}.tracking_uri", store_uri(settings, Job(Path.cwd())), settings.timeout)
+                reach_store(f"logger.{name}.tracking_uri", store_uri(settings, Job(Path.cwd())), settings)
         if not loggers:
             return
         self.loggers, self.sweep = loggers, Path(str(config.hydra.sweep.dir)).resolve()

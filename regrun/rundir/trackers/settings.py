@@ -22,13 +22,13 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Annotated, Any
 
-from regrun.errors import RegrunError, choices
+from regrun.errors import RegrunError, choices, one_line
 from regrun.layout import METRICS, MLFLOW, SUMMARY, TENSORBOARD
 from regrun.rundir.trackers.common import Job
 from regrun.schema import Range, parse
@@ -180,23 +180,37 @@ def reach_loggers(loggers: Mapping[str, TrackerSettings], job: Job) -> None:
         if isinstance(settings, TensorBoardSettings):
             check_writable(f"logger.{name}.dir", settings.dir, event_dir(settings, job))
         else:
-            reach_store(f"logger.{name}.tracking_uri", store_uri(settings, job), settings.timeout)
+            reach_store(f"logger.{name}.tracking_uri", store_uri(settings, job), settings)
 
 
-def reach_store(where: str, uri: str, timeout: float) -> None:
-    """A local store's folder writable, a server answering within `timeout` seconds."""
+def reach_store(where: str, uri: str, settings: MLflowSettings) -> None:
+    """A local store's folder writable; a server answering as MLflow's within the timeout."""
     if (folder := local_store(uri)) is not None:
         check_writable(where, uri, folder)
     elif scheme_of(uri) in SERVER_SCHEMES:
-        reach_server(where, uri, timeout)
+        reach_server(where, uri, settings.timeout, lambda: _mlflow_answers(uri, settings))
 
 
-def reach_server(where: str, uri: str, timeout: float) -> None:
-    """A one-line error unless an HTTP server answers at `uri` within `timeout` seconds.
+def _mlflow_answers(uri: str, settings: MLflowSettings) -> None:
+    """MLflow's first request of a run (its experiment by name): an MLflow server answers
+    it, a web server that is not one (or a proxy's catch-all page) does not."""
+    from regrun.rundir.trackers.mlflow import client
 
-    Any answer but a 5xx counts (a proxy's 502 means the server behind it is down); the
-    request runs in a daemon thread so that the main thread's wait, `join`, lets a stop
-    signal's handler raise there and then (a lookup or a connect in C would hold it).
+    client(uri, settings.timeout).get_experiment_by_name(settings.experiment)
+
+
+ELSE = "start the tracking server or choose another URI (null: a file store beside the runs)"
+
+
+def reach_server(where: str, uri: str, timeout: float, answers: Callable[[], None] | None = None) -> None:
+    """A one-line error unless an HTTP server answers at `uri` within `timeout` seconds, and
+    then `answers()` returns (the tracker's own first request) within what is left of them.
+
+    The server's liveness page (`/health`) is asked first, for a plain reason when nothing
+    listens: refused, an unknown host, no answer; any status but a 5xx counts (a proxy's
+    502 means the server behind it is down). The requests run in a daemon thread so that
+    the main thread's wait, `join`, lets a stop signal's handler raise there and then (a
+    name lookup or a connection inside C would hold it).
     """
     outcome: dict[str, Any] = {}
 
@@ -208,19 +222,25 @@ def reach_server(where: str, uri: str, timeout: float) -> None:
             outcome["status"] = err.code
         except (OSError, ValueError) as err:  # URLError, a timeout, a refused connection, a bad URL
             outcome["error"] = err
+            return
+        if outcome["status"] < 500 and answers is not None:
+            try:
+                answers()
+            except Exception as err:
+                outcome["refused"] = err
 
     probe = threading.Thread(target=attempt, name="regrun-tracking-probe", daemon=True)
     probe.start()
     probe.join(timeout)
     if probe.is_alive() or isinstance(outcome.get("error"), socket.timeout | TimeoutError):
-        raise RegrunError(f"{where}={uri}: no answer within {timeout:g} s (logger.mlflow.timeout); "
-                          "start the tracking server or choose another URI (null: a file store beside the runs)")
+        raise RegrunError(f"{where}={uri}: no answer within {timeout:g} s (logger.mlflow.timeout); {ELSE}")
     if "error" in outcome:
-        raise RegrunError(f"{where}={uri}: cannot reach the tracking server: {_reason(outcome['error'])}; "
-                          "start it or choose another URI (null: a file store beside the runs)")
+        raise RegrunError(f"{where}={uri}: cannot reach the tracking server: {_reason(outcome['error'])}; {ELSE}")
     if outcome["status"] >= 500:
-        raise RegrunError(f"{where}={uri}: the tracking server answers HTTP {outcome['status']}; "
-                          "check that it runs, or choose another URI (null: a file store beside the runs)")
+        raise RegrunError(f"{where}={uri}: the tracking server answers HTTP {outcome['status']}; {ELSE}")
+    if "refused" in outcome:
+        raise RegrunError(f"{where}={uri}: no MLflow tracking server answers there ({one_line(outcome['refused'])}); "
+                          f"{ELSE}")
 
 
 def _reason(err: BaseException) -> str:
