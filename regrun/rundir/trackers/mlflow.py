@@ -16,6 +16,7 @@ that goes away costs a run seconds, not MLflow's default four minutes of retries
 """
 
 import json
+import logging
 import math
 import os
 import re
@@ -37,8 +38,16 @@ from regrun.rundir.trackers.common import (
     source_tags,
     target_lambdas,
 )
-from regrun.rundir.trackers.settings import FILE_SCHEMES, MLflowSettings, scheme_of, store_uri
+from regrun.rundir.trackers.settings import (
+    FILE_SCHEMES,
+    SERVER_SCHEMES,
+    MLflowSettings,
+    local_store,
+    scheme_of,
+    store_uri,
+)
 
+log = logging.getLogger(__name__)
 PARENT_FILE = ".mlflow_sweep.json"  # in a sweep's root: its parent run's store, experiment and id
 RUN_DIR_TAG, SWEEP_TAG, JOB_TAG, ROLE_TAG = "regrun.run_dir", "regrun.sweep_dir", "regrun.job", "regrun.role"
 PARENT_TAG, NOTE_TAG = "mlflow.parentRunId", "mlflow.note.content"  # MLflow's nesting and description tags
@@ -97,6 +106,7 @@ class MLflowLogger:
         uri = store_uri(settings, job)
         self.client = client(uri, settings.timeout)
         self.out, self.artifacts, self.lambdas = job.out, settings.artifacts, target_lambdas(cfg)
+        self.uri, self.in_sweep = uri, job.sweep is not None
         self.ended = False
         try:
             self.run_id = self._start(uri, settings, cfg, job)
@@ -148,6 +158,8 @@ class MLflowLogger:
                     self.client.log_artifact(self.run_id, str(self.out / name))
         self.client.set_terminated(self.run_id, END_STATUS.get(summary["status"], "FAILED"))
         self.ended = True
+        if not self.in_sweep:  # a sweep says it once, at its end
+            log_ui(self.uri)
 
     def close(self) -> None:
         """A run that ended without a summary (a crash) is marked failed."""
@@ -156,6 +168,22 @@ class MLflowLogger:
 
 
 END_STATUS = {COMPLETED: "FINISHED", INTERRUPTED: "KILLED"}
+
+
+def ui_command(uri: str) -> str:
+    """How to browse the store: `mlflow ui` on it (a file store needs MLflow's opt-in to its
+    maintenance mode), or the server's own address."""
+    if scheme_of(uri) in SERVER_SCHEMES:
+        return f"open {uri} in a browser"
+    folder = local_store(uri) if scheme_of(uri) in FILE_SCHEMES else None
+    opt_in = "MLFLOW_ALLOW_FILE_STORE=true " if folder is not None else ""
+    return f"{opt_in}mlflow ui --backend-store-uri {shlex.quote(str(folder or uri))}"
+
+
+def log_ui(uri: str) -> None:
+    """Log how to open the store in MLflow's UI (mlflow-skinny, the `mlflow` extra, has none)."""
+    how = "" if scheme_of(uri) in SERVER_SCHEMES else " (its UI: pip install 'regrun[mlflow-ui]', or pip install mlflow)"
+    log.info("MLflow: %s%s", ui_command(uri), how)
 
 
 def sweep_parent(sweep: Path, uri: str, experiment: str) -> str | None:
@@ -201,3 +229,4 @@ def end_sweep(settings: MLflowSettings, sweep: Path, statuses: Sequence[str], ar
         if path.exists():
             mlflow.log_artifact(run_id, str(path))
     mlflow.set_terminated(run_id, "KILLED" if INTERRUPTED in statuses else "FINISHED")
+    log_ui(uri)
