@@ -19,7 +19,8 @@ that `regrun compare` starts in a blink.
     .lock          held (flock) by the one process writing the run; names its pid and command
     .hydra/        Hydra's record of the job: config.yaml (the composed config), overrides.yaml
                    (the command line's overrides), hydra.yaml (Hydra's settings, the job number)
-    tb/            TensorBoard's event files, with logger=tensorboard (its default dir)
+    tb/            TensorBoard's event files, with logger=tensorboard (its default dir), for a
+                   run of its own (a sweep's job writes into the sweep's tb/, below)
 
 A sweep's folder holds one run directory per job, and:
 
@@ -27,7 +28,13 @@ A sweep's folder holds one run directory per job, and:
     tradeoff.png   the trade-off plot of the sweep
     tradeoff_prune.png   its pruning curves, when some job has a prune.json
     tradeoff_density.png the firing densities of the units of the targeted activation modules
-    mlruns/        MLflow's file store, with logger=mlflow and no tracking_uri (beside the runs)
+    mlruns/        MLflow's file store, with logger=mlflow and no tracking_uri (beside the runs);
+                   `regrun compare` never reads its artifact copies as runs
+    tb/            with logger=tensorboard: a folder per job named by its number and swept
+                   values (0_l1.lambda=0.001), TensorBoard's runs; and the sweep's own events
+                   (the HParams experiment, the trade-off plots, the summary table)
+    .regrun_trackers.json   what the trackers' sweep callback leaves for the jobs: the
+                   command line's overrides, MLflow's parent run
 """
 
 from collections.abc import Iterable

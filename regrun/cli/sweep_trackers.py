@@ -47,6 +47,7 @@ class SweepTrackers(Callback):
 
     def _start(self, config: DictConfig) -> None:
         from regrun.rundir.trackers import Job, MLflowSettings, TensorBoardSettings, check_loggers
+        from regrun.rundir.trackers.common import record_sweep
         from regrun.rundir.trackers.settings import check_writable, reach_store, store_uri
 
         try:
@@ -62,10 +63,12 @@ class SweepTrackers(Callback):
         if not loggers:
             return
         self.loggers, self.sweep = loggers, Path(str(config.hydra.sweep.dir)).resolve()
+        overrides = [str(o) for o in config.hydra.overrides.task]
+        record_sweep(self.sweep, overrides=overrides)  # for the jobs' names, whatever the sweeper
         if isinstance(mlflow := loggers.get("mlflow"), MLflowSettings):
             from regrun.rundir.trackers.mlflow import start_sweep
 
-            start_sweep(mlflow, self.sweep, [str(o) for o in config.hydra.overrides.task])
+            start_sweep(mlflow, self.sweep, overrides)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         """The experiment and plots into TensorBoard, the parent run ended; failures are warnings."""

@@ -20,7 +20,7 @@ from regrun.errors import RegrunError
 from regrun.jobs.run import run
 from regrun.jobs.signals import StopNow, StopRequest
 from regrun.rundir.trackers import Job, Loggers, check_loggers, job_of, param_value
-from regrun.rundir.trackers.common import short_overrides
+from regrun.rundir.trackers.common import record_sweep, short_overrides
 from regrun.rundir.trackers.settings import reach_server
 
 ELSE = "start the tracking server or choose another URI (null: a file store beside the runs)"
@@ -291,6 +291,15 @@ def test_a_sweeps_job_is_named_by_its_number_and_what_the_sweep_varies(tmp_path:
     write_hydra_files(alone, "RUN", 0, ["seed=3"])
     assert job_of(alone) == Job(alone, overrides=["seed=3"]) and job_of(alone).name == "runs/12-00-00"
     assert job_of(tmp_path / "no_hydra") == Job(tmp_path / "no_hydra")
+
+
+def test_without_hydras_multirun_yaml_the_sweeps_record_names_the_given_overrides(tmp_path: Path) -> None:
+    """Optuna's sweeper writes no multirun.yaml; the sweep's callback records the command line itself."""
+    sweep = tmp_path / "sweep"
+    write_hydra_files(sweep / "0", "MULTIRUN", 0, ["trainer.epochs=1", "optimizer.lr=0.0123"], None)
+    assert job_of(sweep / "0").name == "0_trainer.epochs=1,optimizer.lr=0.0123"  # nothing says what is fixed
+    record_sweep(sweep, overrides=["trainer.epochs=1"])
+    assert job_of(sweep / "0").name == "0_optimizer.lr=0.0123"
 
 
 def test_short_overrides_cut_keys_only_where_they_stay_unique() -> None:

@@ -26,7 +26,11 @@ from regrun.errors import RegrunError, is_number
 from regrun.layout import EPOCH, HYDRA, HYDRA_SETTINGS, STEP, lambda_column
 
 STEPS_GROUP = "steps"  # the trackers' name for the figures of steps.csv, apart from the epochs'
-MULTIRUN_CONFIG = "multirun.yaml"  # what Hydra's sweeper writes in the sweep root: the command line's overrides
+MULTIRUN_CONFIG = "multirun.yaml"  # what Hydra's basic sweeper writes in the sweep root: the command line's overrides
+# What the sweep's callback (regrun/cli/sweep_trackers.py) leaves in its root for the jobs,
+# whatever sweeper runs them (Optuna's writes no multirun.yaml): the command line's
+# overrides, MLflow's parent run.
+SWEEP_FILE = ".regrun_trackers.json"
 SWEEP = "MULTIRUN"  # hydra.mode of a sweep's job
 NAME_LENGTH = 120  # a job's name is a folder's name too (TensorBoard names runs by folder)
 
@@ -153,8 +157,10 @@ def job_of(out: Path) -> Job:
     if hydra.get("mode") != SWEEP or not isinstance(num, int):
         return Job(out, overrides=overrides)
     sweep = sweep_root(out, hydra)
-    given = (_read_yaml(sweep / MULTIRUN_CONFIG).get("hydra") or {}).get("overrides") or {}
-    common = fixed_keys([str(o) for o in given.get("task") or []])
+    given = sweep_record(sweep).get("overrides")
+    if not isinstance(given, list):
+        given = ((_read_yaml(sweep / MULTIRUN_CONFIG).get("hydra") or {}).get("overrides") or {}).get("task") or []
+    common = fixed_keys([str(o) for o in given])
     return Job(out, sweep, num, overrides, [o for o in overrides if override_key(o) not in common])
 
 
@@ -173,6 +179,23 @@ def fixed_keys(overrides: Sequence[str]) -> set[str]:
 def override_key(override: str) -> str:
     """The key an override sets, without Hydra's +, ++ or ~ and its @package: `+a.b=1` → a.b."""
     return override.split("=", 1)[0].lstrip("+~").split("@", 1)[0]
+
+
+def sweep_record(sweep: Path) -> dict[str, Any]:
+    """What the sweep's callback recorded in its root (SWEEP_FILE); {} when nothing is."""
+    try:
+        record = json.loads((sweep / SWEEP_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def record_sweep(sweep: Path, **entries: Any) -> None:
+    """Add `entries` to the sweep's record (written whole: a job never reads half of it)."""
+    sweep.mkdir(parents=True, exist_ok=True)
+    partial = sweep / f"{SWEEP_FILE}.partial"
+    partial.write_text(json.dumps(sweep_record(sweep) | entries, indent=1))
+    partial.replace(sweep / SWEEP_FILE)
 
 
 def sweep_root(out: Path, hydra: Mapping[str, Any]) -> Path:

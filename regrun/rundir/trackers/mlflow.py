@@ -5,7 +5,7 @@ each epoch's figures as metrics at the global step, MLflow's standard tags (user
 the git commit of the working directory), the run directory's small files as artifacts,
 and its end: FINISHED, KILLED (interrupted) or FAILED. A sweep's parent run is started by
 the sweep's callback before its jobs (regrun/cli/sweep_trackers.py), which leaves its id in
-the sweep root (PARENT_FILE) for the jobs, in whatever process they run, to nest under
+the sweep root (common.py's SWEEP_FILE) for the jobs, in whatever process they run, to nest under
 (tag mlflow.parentRunId); at the sweep's end it gets the summary and the trade-off plots.
 
 The default store is a file store, `mlruns`, in the sweep root (beside the runs for a run of
@@ -15,7 +15,6 @@ with short timeouts (settings.py checks it answers before the run starts), so a 
 that goes away costs a run seconds, not MLflow's default four minutes of retries.
 """
 
-import json
 import logging
 import math
 import os
@@ -34,8 +33,10 @@ from regrun.rundir.trackers.common import (
     ParamValue,
     figures,
     param_values,
+    record_sweep,
     require,
     source_tags,
+    sweep_record,
     target_lambdas,
 )
 from regrun.rundir.trackers.settings import (
@@ -48,7 +49,7 @@ from regrun.rundir.trackers.settings import (
 )
 
 log = logging.getLogger(__name__)
-PARENT_FILE = ".mlflow_sweep.json"  # in a sweep's root: its parent run's store, experiment and id
+SWEEP_ENTRY = "mlflow"  # the sweep record's entry: the parent run's store, experiment and id
 RUN_DIR_TAG, SWEEP_TAG, JOB_TAG, ROLE_TAG = "regrun.run_dir", "regrun.sweep_dir", "regrun.job", "regrun.role"
 PARENT_TAG, NOTE_TAG = "mlflow.parentRunId", "mlflow.note.content"  # MLflow's nesting and description tags
 MAX_PARAMS, MAX_METRICS = 100, 1000  # what one log_batch call takes
@@ -188,10 +189,7 @@ def log_ui(uri: str) -> None:
 
 def sweep_parent(sweep: Path, uri: str, experiment: str) -> str | None:
     """The id of the sweep's parent run, when the sweep started one in this store and experiment."""
-    try:
-        parent = json.loads((sweep / PARENT_FILE).read_text())
-    except (OSError, ValueError):
-        return None
+    parent = sweep_record(sweep).get(SWEEP_ENTRY)
     if not isinstance(parent, dict) or parent.get("tracking_uri") != uri or parent.get("experiment_id") != experiment:
         return None
     run_id = parent.get("run_id")
@@ -209,8 +207,7 @@ def start_sweep(settings: MLflowSettings, sweep: Path, overrides: Sequence[str])
         run_id = mlflow.create_run(experiment, run_name=f"{sweep.parent.name}/{sweep.name}", tags=tags).info.run_id
     except Exception as err:
         raise RegrunError(f"logger.mlflow: cannot start the sweep's run in {uri}: {one_line(err)}") from err
-    sweep.mkdir(parents=True, exist_ok=True)
-    (sweep / PARENT_FILE).write_text(json.dumps({"tracking_uri": uri, "experiment_id": experiment, "run_id": run_id}))
+    record_sweep(sweep, **{SWEEP_ENTRY: {"tracking_uri": uri, "experiment_id": experiment, "run_id": run_id}})
     return run_id
 
 
