@@ -336,3 +336,22 @@ def test_the_ui_command_a_run_prints_for_its_store(uri: str, command: str) -> No
     from regrun.rundir.trackers.mlflow import ui_command
 
     assert ui_command(uri) == command
+
+
+def test_mlflows_source_tags_name_the_working_directorys_commit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from regrun.rundir.trackers.common import source_tags
+
+    repo = tmp_path / "project"
+    repo.mkdir()
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(repo)]
+    subprocess.run([*git, "init", "-q", "-b", "main"], check=True)
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "first"], check=True)
+    commit = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+    monkeypatch.chdir(repo)
+    source_tags.cache_clear()
+    try:
+        tags = source_tags()
+    finally:
+        source_tags.cache_clear()
+    assert tags["mlflow.source.git.commit"] == commit and tags["mlflow.source.git.branch"] == "main"
+    assert tags["mlflow.source.type"] == "LOCAL" and tags["mlflow.source.name"] == "regrun"

@@ -102,6 +102,16 @@ def test_a_sweep_root_shows_each_job_with_its_hyperparameters(make_cfg: Callable
     assert seen == {"0": 0.0, "1": LAMBDA}
 
 
+def test_histograms_are_options(make_cfg: Callable[..., dict], tmp_path: Path) -> None:
+    """Weights (histograms) and the targeted units' firing densities (densities), each off on its own."""
+    seen = {}
+    for name, flags in (("weights", "histograms=true densities=false"), ("densities", "histograms=false densities=true")):
+        weights, densities = (f"logger.tensorboard.{flag}" for flag in flags.split())
+        run(make_cfg("logger=tensorboard", "reg=l1_activations", weights, densities), tmp_path / name)
+        seen[name] = {t.split("/")[0] for t in events(tmp_path / name / "tb").Tags()["histograms"]}
+    assert seen == {"weights": {"weights"}, "densities": {"density"}}
+
+
 @pytest.mark.parametrize("override, message", [
     ("+logger.wandb={}", "logger.wandb: unknown logger; allowed: tensorboard, mlflow (metrics.csv and summary.json are always written)"),
     ("+logger.tensorboard.logdir=x", "logger.tensorboard.logdir: unknown key; allowed: dir, histograms, densities"),
