@@ -40,28 +40,23 @@ class SweepTrackers(Callback):
         from regrun.jobs.signals import STOP
 
         try:
-            with STOP.immediate():  # a stop signal ends a wait for a server at once
-                self._start(config)
+            loggers = sweep_loggers(config)
+            if loggers and not STOP():  # after a stop signal the jobs see it and do not start, as without trackers
+                with STOP.immediate():  # a stop signal ends a wait for a server at once
+                    self._start(config, loggers)
         except RegrunError as err:
             fail(str(err))
 
-    def _start(self, config: DictConfig) -> None:
-        from regrun.rundir.trackers import Job, MLflowSettings, TensorBoardSettings, check_loggers
+    def _start(self, config: DictConfig, loggers: dict[str, Any]) -> None:
+        from regrun.rundir.trackers import Job, MLflowSettings, TensorBoardSettings
         from regrun.rundir.trackers.common import record_sweep
         from regrun.rundir.trackers.settings import check_writable, reach_store, store_uri
 
-        try:
-            node = OmegaConf.to_container(config.logger, resolve=True) if "logger" in config else None
-        except OmegaConfBaseException:
-            return  # a broken ${...}: each job says it
-        loggers = check_loggers({"logger": node})
         for name, settings in loggers.items():  # what can be checked before the sweep's folder exists
             if isinstance(settings, TensorBoardSettings) and Path(settings.dir).expanduser().is_absolute():
                 check_writable(f"logger.{name}.dir", settings.dir, Path(settings.dir).expanduser())
             if isinstance(settings, MLflowSettings) and settings.tracking_uri is not None:
                 reach_store(f"logger.{name}.tracking_uri", store_uri(settings, Job(Path.cwd())), settings)
-        if not loggers:
-            return
         self.loggers, self.sweep = loggers, Path(str(config.hydra.sweep.dir)).resolve()
         overrides = [str(o) for o in config.hydra.overrides.task]
         record_sweep(self.sweep, overrides=overrides)  # for the jobs' names, whatever the sweeper
@@ -78,6 +73,18 @@ class SweepTrackers(Callback):
             end_sweep(self.loggers, self.sweep)
         except Exception as err:  # the jobs' results are on disk already: never fail the sweep here
             log.warning("the trackers' sweep summary not written: %s", err)
+
+
+def sweep_loggers(config: DictConfig) -> dict[str, Any]:
+    """The sweep's `logger` node checked (`check_loggers`); {} when a ${...} in it does not
+    resolve here (each job then says so)."""
+    from regrun.rundir.trackers import check_loggers
+
+    try:
+        node = OmegaConf.to_container(config.logger, resolve=True) if "logger" in config else None
+    except OmegaConfBaseException:
+        return {}
+    return dict(check_loggers({"logger": node}))
 
 
 def plots(sweep: Path) -> list[Path]:
