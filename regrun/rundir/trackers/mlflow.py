@@ -16,8 +16,6 @@ that goes away costs a run seconds, not MLflow's default four minutes of retries
 """
 
 import logging
-import math
-import os
 import re
 import shlex
 import time
@@ -34,7 +32,6 @@ from regrun.rundir.trackers.common import (
     figures,
     param_values,
     record_sweep,
-    require,
     source_tags,
     sweep_record,
     target_lambdas,
@@ -43,6 +40,7 @@ from regrun.rundir.trackers.settings import (
     FILE_SCHEMES,
     SERVER_SCHEMES,
     MLflowSettings,
+    client,
     local_store,
     scheme_of,
     store_uri,
@@ -55,25 +53,6 @@ PARENT_TAG, NOTE_TAG = "mlflow.parentRunId", "mlflow.note.content"  # MLflow's n
 MAX_PARAMS, MAX_METRICS = 100, 1000  # what one log_batch call takes
 MAX_PARAM_VALUE = 6000  # MLflow's limit on a parameter's length
 NOT_A_KEY = re.compile(r"[^\w\-. /]")  # MLflow's keys: letters, digits, _ - . space /
-# MLflow's own HTTP client retries for about four minutes (7 retries, backoff 2); a run
-# waits seconds instead. Set only where the user has not set them.
-HTTP_RETRIES, HTTP_BACKOFF = "1", "1"
-
-
-def client(uri: str, timeout: float) -> Any:
-    """An MlflowClient for `uri`, its HTTP waits bounded by `timeout` seconds a request."""
-    require("mlflow", "mlflow", "mlflow")
-    from mlflow.tracking import MlflowClient
-
-    if scheme_of(uri) in FILE_SCHEMES:
-        # MLflow keeps its file store in maintenance mode and refuses it unless asked.
-        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(math.ceil(timeout)))
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", HTTP_RETRIES)
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", HTTP_BACKOFF)
-    return MlflowClient(tracking_uri=uri)
-
-
 def experiment_id(mlflow: Any, name: str) -> str:
     """The experiment's id, created when missing (a parallel job may create it first)."""
     found = mlflow.get_experiment_by_name(name)

@@ -16,6 +16,7 @@ ends `interrupted`, exit 130/143), however the name lookup or the connection han
 """
 
 import importlib.util
+import math
 import os
 import socket
 import threading
@@ -30,7 +31,7 @@ from typing import Annotated, Any
 
 from regrun.errors import RegrunError, choices, one_line
 from regrun.layout import METRICS, MLFLOW, SUMMARY, TENSORBOARD
-from regrun.rundir.trackers.common import Job
+from regrun.rundir.trackers.common import Job, require
 from regrun.schema import Range, parse
 
 # MLflow's tracking stores by URI scheme (mlflow/tracking/_tracking_service/utils.py); a
@@ -192,11 +193,28 @@ def reach_store(where: str, uri: str, settings: MLflowSettings) -> None:
         reach_server(where, uri, settings.timeout, lambda: _mlflow_answers(uri, settings))
 
 
+# MLflow's own HTTP client retries for about four minutes (7 retries, backoff 2); a run
+# waits seconds instead. Set only where the user has not set them.
+HTTP_RETRIES, HTTP_BACKOFF = "1", "1"
+
+
+def client(uri: str, timeout: float) -> Any:
+    """An MlflowClient for `uri`, its HTTP waits bounded by `timeout` seconds a request."""
+    require("mlflow", "mlflow", "mlflow")
+    from mlflow.tracking import MlflowClient
+
+    if scheme_of(uri) in FILE_SCHEMES:
+        # MLflow keeps its file store in maintenance mode and refuses it unless asked.
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(math.ceil(timeout)))
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", HTTP_RETRIES)
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", HTTP_BACKOFF)
+    return MlflowClient(tracking_uri=uri)
+
+
 def _mlflow_answers(uri: str, settings: MLflowSettings) -> None:
     """MLflow's first request of a run (its experiment by name): an MLflow server answers
     it, a web server that is not one (or a proxy's catch-all page) does not."""
-    from regrun.rundir.trackers.mlflow import client
-
     client(uri, settings.timeout).get_experiment_by_name(settings.experiment)
 
 
