@@ -25,6 +25,7 @@ from rich.table import Table  # noqa: E402
 
 from regrun import api  # noqa: E402
 from regrun.errors import RegrunError  # noqa: E402
+from regrun.layout import COMPLETED  # noqa: E402
 
 # (name, overrides): every model × task it serves, then every reg preset on its model.
 SANE = [
@@ -52,7 +53,7 @@ def warnings_of(overrides: list[str], data_root: str, limits: tuple[int, int] | 
         summary = api.train([*overrides, *([] if generated else data), "trainer.device=cpu", f"hydra.run.dir={out}"])
     except RegrunError as err:
         return f"refused: {err}"
-    if summary["status"] != "completed":
+    if summary["status"] != COMPLETED:
         return f"{summary['status']}: {summary.get('error')}"
     return [w["code"] for w in summary.get("warnings", [])]
 

@@ -21,6 +21,10 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from regrun.layout import SUMMARY  # noqa: E402
+
 OUT = ROOT / "docs" / "results" / "readme.json"
 
 # name → the README's command (without its data root); each question of the README is one.
@@ -70,7 +74,7 @@ def run(name: str, args: list[str], data_root: str, out: Path) -> dict:
     """Run the command in a fresh folder; its summary.json, its console output's last lines."""
     run_dir = out / name
     done = regrun([*args, f"dataset.root={data_root}", f"hydra.run.dir={run_dir}"], out)
-    summary = json.loads((run_dir / "summary.json").read_text())
+    summary = json.loads((run_dir / SUMMARY).read_text())
     return {"command": "regrun " + " ".join(args), "status": summary["status"], "final": summary["final"],
             "warnings": [w["code"] for w in summary.get("warnings", [])], "output": done.stdout + done.stderr}
 

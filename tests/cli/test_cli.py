@@ -73,11 +73,11 @@ def test_a_sweeps_diagnostics_are_named_on_each_end_line_and_listed_once_under_i
     lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
     for job in range(2):
         codes = [w["code"] for w in json.loads((sweep / str(job) / "summary.json").read_text())["warnings"]]
-        assert "penalty_dominates" in codes and "subgradient_l1" in codes
+        assert "penalty_dominates" in codes and "chance_level" in codes
         end = next(line for line in lines if f"job #{job} ({sweep / str(job)}): completed in " in line)
         assert end.endswith(f"{len(codes)} warnings ({', '.join(codes)})")
-    exact_zeros = [line for line in lines if "exactly zero" in line]  # subgradient_l1's text
-    assert len(exact_zeros) == 1 and exact_zeros[0].startswith("0, 1: warning: "), "\n".join(lines)
+    dominant = [line for line in lines if "of the training loss" in line]  # penalty_dominates's text
+    assert len(dominant) == 1 and dominant[0].startswith("0, 1: warning: "), "\n".join(lines)
 
 
 def test_unknown_preset_lists_the_available_ones(tmp_path: Path) -> None:
