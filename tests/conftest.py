@@ -18,6 +18,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from regrun.config import conf_dir
+from regrun.jobs.signals import StopRequest
 
 IDX_TYPE_UBYTE = 0x08
 
@@ -324,6 +325,14 @@ def keep_signal_handlers() -> Iterator[None]:
     yield
     for s, handler in saved.items():
         signal.signal(s, handler)
+
+
+@pytest.fixture
+def request_(keep_signal_handlers: None) -> Iterator[StopRequest]:
+    """A stop request with its handlers installed; pytest's own handlers put back afterwards."""
+    stop = StopRequest()
+    stop.install()
+    yield stop
 
 
 REGRUN = str(Path(sys.executable).parent / "regrun")  # the console script beside this Python

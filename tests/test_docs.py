@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import write_dataset, write_tensors
+from conftest import write_tensors
 from doc_blocks import ROOT, RUN_LANGS, Block, blocks, documents, shell_script, unmarked_foreign
 
 TESTS = Path(__file__).resolve().parent
@@ -41,12 +41,10 @@ def bin_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("docdata")
-    for folder in ("MNIST", "FashionMNIST", "KMNIST"):
-        write_dataset(root, folder)
-    return root
+@pytest.fixture
+def data_root(tiny_root: Path) -> Path:
+    """conftest's tiny data root, as REGRUN_DATA_ROOT for the documented commands."""
+    return tiny_root
 
 
 def run_block(block: Block, cwd: Path, bin_dir: Path, data_root: Path) -> subprocess.CompletedProcess:

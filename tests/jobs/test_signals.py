@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -31,17 +31,6 @@ def metrics(out: Path) -> list[dict]:
 
 def summary(out: Path) -> dict:
     return json.loads((out / "summary.json").read_text())
-
-
-@pytest.fixture
-def request_() -> Iterator[StopRequest]:
-    """A stop request with its handlers installed; pytest's own handlers put back afterwards."""
-    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    stop = StopRequest()
-    stop.install()
-    yield stop
-    for s, handler in saved.items():
-        signal.signal(s, handler)
 
 
 def test_in_start_up_a_signal_unwinds_at_once(request_: StopRequest) -> None:

@@ -53,17 +53,6 @@ def url(sock: socket.socket) -> str:
     return f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
-@pytest.fixture
-def request_() -> Iterator[StopRequest]:
-    """A stop request with its handlers installed; pytest's own handlers put back afterwards."""
-    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    stop = StopRequest()
-    stop.install()
-    yield stop
-    for s, handler in saved.items():
-        signal.signal(s, handler)
-
-
 @pytest.mark.parametrize("overrides, message", [
     (["logger=tensorboard", "logger.tensorboard.histograms=sometimes"],
      "logger.tensorboard.histograms must be true or false, got 'sometimes'"),
