@@ -255,7 +255,7 @@ def figure_header(column: str) -> str:
     return column.replace("train_", "").replace("_", " ")
 
 
-# A sparse code's figures (regrun/measure/evaluation.py `headline`, training/loop.py `window_dead`).
+# A sparse code's figures (regrun/measure/evaluation.py `headline`, measure/firing.py `window_dead`).
 SAE_HEADERS = {"l0": "L0", "dead_frac": "dead", "train_dead_frac": "dead (train)"}
 
 

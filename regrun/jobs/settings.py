@@ -19,9 +19,9 @@ from regrun.errors import RegrunError
 from regrun.jobs.objective import ObjectiveSettings
 from regrun.jobs.pruning import PruneSettings
 from regrun.layout import SEED
+from regrun.measure.firing import DEAD_WINDOW
 from regrun.rundir.trackers import TrackerSettings, check_loggers
 from regrun.schema import POSITIVE, AtLeast, Range, parse
-from regrun.training.loop import DEAD_WINDOW
 from regrun.training.param_groups import OptimizerSettings
 from regrun.training.settings import TrainerSettings
 from regrun.training.targets import RegSettings, TargetSpec

@@ -34,8 +34,9 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from regrun.components.tasks import Task
 from regrun.measure.capture import ActivationCapture
+from regrun.measure.firing import firing
 from regrun.training.loop import Member
-from regrun.training.step import UserCodeFailed, firing, learning_rates, step_loss
+from regrun.training.step import forward, learning_rates, step_loss
 
 # Optimizers whose update of an element depends on that element's gradient and state only:
 # one of them over stacked tensors steps every member as its own would.
@@ -102,10 +103,7 @@ class FusedModel:
 
         def member_loss(params: dict, buffers: dict, x: Tensor, y: Tensor,
                         lams: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
-            try:
-                output = functional_call(self.module, (params, buffers), (x,))
-            except Exception as err:
-                raise UserCodeFailed("the model's forward", err) from err
+            output = forward(lambda x: functional_call(self.module, (params, buffers), (x,)), x)
             activations = capture.take()
             loss, terms = step_loss(task, output, task.reference(x, y), targets, params, activations, lams)
             return loss, terms, firing(activations)

@@ -19,8 +19,8 @@ others go on.
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager, ExitStack, nullcontext
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -30,17 +30,14 @@ from torch import Tensor, nn
 from regrun.components.datasets import Data, Split
 from regrun.components.tasks import Task
 from regrun.errors import RegrunError, contained, one_line
-from regrun.layout import COMPLETED, DIVERGED, EPOCH, EPOCH_TIME, INTERRUPTED, STEP, lambda_column, sparsity_column
+from regrun.layout import COMPLETED, DIVERGED, EPOCH, EPOCH_TIME, INTERRUPTED, STEP, lambda_column
 from regrun.measure.capture import ActivationCapture, overwrite_note, overwritten_in_place
 from regrun.measure.evaluation import Evaluation, EvaluationStopped, evaluate, headline, split_row, task_figures
+from regrun.measure.firing import DEAD_WINDOW, note_fired, window_dead
 from regrun.training.memory import reuse_freed_memory
 from regrun.training.settings import TrainerSettings
 from regrun.training.step import UserCodeFailed, loss_terms, with_totals
 from regrun.training.targets import Target
-
-# Steps without firing after which a unit counts as dead in training (SAELens's default
-# dead_feature_window); the config's sparsity.dead_window sets it.
-DEAD_WINDOW = 1000
 
 log = logging.getLogger(__name__)
 
@@ -65,12 +62,10 @@ class Reporter(Protocol):
 
 @dataclass
 class EpochProgress:
-    """How far an epoch got: batches done, the running sums of the loss terms, and the first
-    non-finite loss term, if one ended it."""
+    """How far an epoch got: batches done and the running sums of the loss terms."""
 
     batches: int
     sums: Tensor
-    non_finite: tuple[int, str, float] | None = None  # (batch, term, value) of the first NaN/Inf
 
     def means(self, targets: Sequence[Target]) -> dict[str, float]:
         """The mean of each loss term over the epoch's batches, with the totals."""
@@ -183,14 +178,9 @@ def _overwritten(members: Sequence[Member], split: Split, settings: TrainerSetti
     if not captured:
         return []
     member = members[0]
-    first_step = member.state.epoch * steps_per_epoch(len(split), settings.batch_size) + 1
-    try:
-        with contained(f"the model's forward before step {first_step}"):
-            found = overwritten_in_place(member.model, split.x[:settings.batch_size], captured)
-    except RegrunError:
-        raise
-    except Exception as err:  # the forward of step 1 would fail alike
-        raise RegrunError(f"the model's forward raised before step {first_step}: {one_line(err)}") from err
+    at = f" before step {member.state.epoch * steps_per_epoch(len(split), settings.batch_size) + 1}"
+    with _guarded(f"the model's forward{at}", "the model's forward raised", at):  # as its step 1 would
+        found = overwritten_in_place(member.model, split.x[:settings.batch_size], captured)
     if found:
         with ExitStack() as logs:
             for m in members:
@@ -213,15 +203,18 @@ def _epoch(live: list[Member], stepper: Stepper, task: Task, data: Data, setting
         stepper.export(row, member.model, member.optimizer)
         progress = EpochProgress(batches, sums[row].clone())
         with member.context():
-            if outcome := early_end(member.state, progress, per_epoch, member.save):
-                member.done(outcome)
+            if batches < per_epoch:  # stopped at a step boundary
+                step = member.state.epoch * per_epoch + batches
+                member.done(_interrupt(member, progress, f"at {_at(step, per_epoch)}"))
                 continue
             # The member's time: the group's training plus its own evaluation.
             try:
                 evaluation = end_epoch(member, task, data, settings, thresholds, progress,
                                        time.perf_counter() - train_s, reporter, dead_window, stop)
-            except EvaluationStopped:
-                member.done(stopped_in_evaluation(member.state, progress, per_epoch, member.save))
+            except EvaluationStopped:  # the epoch's steps are all done: a resume evaluates it and goes on
+                epoch = member.state.epoch + 1
+                member.done(_interrupt(member, progress, f"during the evaluation of epoch {epoch} "
+                                                         f"(after step {epoch * per_epoch})"))
                 continue
             member.evaluation = evaluation or member.evaluation
             if checkpoint_due(settings, member.state.epoch, stop):
@@ -255,7 +248,7 @@ def train_epoch(live: list[Member], stepper: Stepper, task: Task, split: Split, 
         lams = [lambdas_at(m.targets, first_step + batches, per_epoch, settings.epochs) for m in live] \
             if scheduled else None
         terms = _step(stepper, task, batch.x, batch.y, capture, lams, first_step + batches, per_epoch)
-        _track_firing(last_fired, stepper.fired, first_step + batches)
+        note_fired(last_fired, stepper.fired, first_step + batches)
         sums += terms
         batches += 1
         recent.append(terms)
@@ -277,29 +270,31 @@ def train_epoch(live: list[Member], stepper: Stepper, task: Task, split: Split, 
 def _step(stepper: Stepper, task: Task, x: Tensor, y: Tensor, capture: ActivationCapture,
           lams: Sequence[Sequence[float]] | None, step: int, per_epoch: int) -> Tensor:
     """One step of the stepper; what goes wrong in it is one line naming the step and, for
-    the model or a penalty plugged in, which of them raised."""
+    the model or a penalty plugged in, which of them raised (else a backward or an optimizer
+    step failed, and torch says why)."""
+    with _guarded(_in_training(step, per_epoch), "training failed", f" at {_at(step, per_epoch)}"):
+        return stepper.step(task, x, y, capture, lams)
+
+
+@contextmanager
+def _guarded(where: str | Callable[[BaseException], str], failed: str, at: str = "") -> Iterator[None]:
+    """Run code that calls the model (or a penalty plugged in): its exit is contained (`where`
+    names it), its exception is one line, '{failed}{at}: why', or '{what raised} raised{at}: why'
+    from inside a step; regrun's own errors and a stop request pass as they are."""
     try:
-        with contained(_in_training(step, per_epoch)):
-            return stepper.step(task, x, y, capture, lams)
-    except UserCodeFailed as err:
-        raise RegrunError(f"{err.where} raised at {_at(step, per_epoch)}: {one_line(err.error)}") from err.error
-    except RegrunError:
+        with contained(where):
+            yield
+    except (RegrunError, EvaluationStopped):
         raise
-    except Exception as err:  # a backward or an optimizer step that failed: torch says why
-        raise RegrunError(f"training failed at {_at(step, per_epoch)}: {one_line(err)}") from err
+    except UserCodeFailed as err:
+        raise RegrunError(f"{err.where} raised{at}: {one_line(err.error)}") from err.error
+    except Exception as err:
+        raise RegrunError(f"{failed}{at}: {one_line(err)}") from err
 
 
 def _at(step: int, per_epoch: int) -> str:
     """'step 12 (epoch 2, batch 2/10)'."""
     return f"step {step} (epoch {(step - 1) // per_epoch + 1}, batch {(step - 1) % per_epoch + 1}/{per_epoch})"
-
-
-def _track_firing(last_fired: dict[str, Tensor], fired: Mapping[str, Tensor], step: int) -> None:
-    """Note `step` as the last step each unit that fired in it fired in, (members, units)."""
-    for name, now in fired.items():
-        if name not in last_fired:
-            last_fired[name] = torch.zeros_like(now, dtype=torch.long)
-        last_fired[name].masked_fill_(now, step)
 
 
 def _log_steps(live: list[Member], recent: list[Tensor], first: int, names: list[str], per_epoch: int,
@@ -361,14 +356,10 @@ def _sync(live: list[Member], stepper: Stepper, sums: Tensor, recent: list[Tenso
     non-finite (`diverged`); returns the rows of those that go on."""
     figures = [with_totals(dict(zip(names, means)), live[0].targets) for means in (sums / batches).tolist()]
     rows = [i for i, f in enumerate(figures) if all(math.isfinite(v) for v in f.values())]
-    for i in sorted(set(range(len(live))) - set(rows)):
-        member = live[i]
-        progress = EpochProgress(batches, sums[i].clone(),
-                                 non_finite=first_non_finite([terms[i] for terms in recent], batches, names))
-        with member.context():
-            outcome = early_end(member.state, progress, per_epoch, member.save)
-            assert outcome is not None, "a non-finite step ends the epoch early"
-            member.done(outcome)
+    for i in sorted(set(range(len(live))) - set(rows)):  # no checkpoint: the last one holds finite weights
+        batch, term, value = first_non_finite([terms[i] for terms in recent], batches, names)
+        step = live[i].state.epoch * per_epoch + batch
+        _end([live[i]], Outcome(DIVERGED, f"{term} is {value} at {_at(step, per_epoch)}"))
     if rows and len(rows) < len(live):
         stepper.keep(rows)
     recent.clear()
@@ -377,14 +368,12 @@ def _sync(live: list[Member], stepper: Stepper, sums: Tensor, recent: list[Tenso
     return rows
 
 
-def first_non_finite(recent: Sequence[Tensor], batches: int, names: Sequence[str]) -> tuple[int, str, float] | None:
+def first_non_finite(recent: Sequence[Tensor], batches: int, names: Sequence[str]) -> tuple[int, str, float]:
     """(batch, term, value) of the first NaN/Inf among the loss terms of the last steps,
-    `recent`, the last of which was batch `batches` of the epoch."""
-    for i, terms in enumerate(torch.stack(list(recent)).tolist()):
-        bad = [(name, v) for name, v in zip(names, terms) if not math.isfinite(v)]
-        if bad:
-            return (batches - len(recent) + i + 1, *bad[0])
-    return None
+    `recent`, the last of which was batch `batches` of the epoch (their sum is not finite)."""
+    rows = torch.stack(list(recent)).tolist()
+    return next((batches - len(recent) + i + 1, name, v) for i, terms in enumerate(rows)
+                for name, v in zip(names, terms) if not math.isfinite(v))
 
 
 def lambdas_at(targets: Sequence[Target], step: int, per_epoch: int, epochs: int) -> list[float]:
@@ -392,33 +381,12 @@ def lambdas_at(targets: Sequence[Target], step: int, per_epoch: int, epochs: int
     return [t.lam_at(step, per_epoch, epochs) for t in targets]
 
 
-def early_end(state: TrainState, progress: EpochProgress, per_epoch: int, save: Callable[[], None]) -> Outcome | None:
-    """How an epoch that ended early ends the run: `diverged` at its first non-finite loss
-    term (no checkpoint: the last one holds finite weights), or `interrupted` at a step
-    boundary (checkpoint saved, to continue from that step). None for a complete epoch."""
-    epoch = state.epoch + 1
-    if progress.non_finite:
-        batch, term, value = progress.non_finite
-        return Outcome(DIVERGED, f"{term} is {value} at step {state.epoch * per_epoch + batch} "
-                                 f"(epoch {epoch}, batch {batch}/{per_epoch})")
-    if progress.batches < per_epoch:  # stopped at a step boundary
-        state.partial = progress
-        save()
-        return Outcome(INTERRUPTED, f"stopped at step {state.epoch * per_epoch + progress.batches} (epoch {epoch}, "
-                                    f"batch {progress.batches}/{per_epoch}); checkpoint saved")
-    return None
-
-
-def stopped_in_evaluation(state: TrainState, progress: EpochProgress, per_epoch: int,
-                          save: Callable[[], None]) -> Outcome:
-    """How a stop during an epoch's evaluation ends the run: `interrupted`, its checkpoint
-    holding the epoch's steps, all done (`partial`), so that a resume evaluates the epoch
-    and goes on as if it had not stopped."""
-    state.partial = progress
-    save()
-    epoch = state.epoch + 1
-    return Outcome(INTERRUPTED, f"stopped during the evaluation of epoch {epoch} (after step {epoch * per_epoch}); "
-                                  "checkpoint saved")
+def _interrupt(member: Member, progress: EpochProgress, where: str) -> Outcome:
+    """`interrupted` at a step boundary: the epoch's progress (`partial`) is checkpointed, to
+    continue from that step."""
+    member.state.partial = progress
+    member.save()
+    return Outcome(INTERRUPTED, f"stopped {where}; checkpoint saved")
 
 
 def end_epoch(member: Member, task: Task, data: Data, settings: TrainerSettings, thresholds: Sequence[float],
@@ -438,16 +406,11 @@ def end_epoch(member: Member, task: Task, data: Data, settings: TrainerSettings,
            **window_dead(targets, state.last_fired, step, dead_window)}
     evaluation = None
     if epoch % settings.eval_every == 0 or epoch == settings.epochs:
-        try:
-            with contained(f"the model's forward in the evaluation after epoch {epoch}"):
-                evaluation = evaluate(model, task, data.test, settings.eval_batch_size, thresholds, stop)
-                if data.val is not None:  # figures only: the statistics are the test set's
-                    row |= split_row("val", task_figures(model, task, data.val, settings.eval_batch_size, stop))
-        except (RegrunError, EvaluationStopped):
-            raise
-        except Exception as err:  # the model's forward on data it has not trained on
-            raise RegrunError(f"the evaluation after epoch {epoch} failed (the model's forward in eval mode): "
-                              f"{one_line(err)}") from err
+        with _guarded(f"the model's forward in the evaluation after epoch {epoch}",
+                      f"the evaluation after epoch {epoch} failed (the model's forward in eval mode)"):
+            evaluation = evaluate(model, task, data.test, settings.eval_batch_size, thresholds, stop)
+            if data.val is not None:  # figures only: the statistics are the test set's
+                row |= split_row("val", task_figures(model, task, data.val, settings.eval_batch_size, stop))
         row |= split_row("test", evaluation.figures) | headline(evaluation, targets, thresholds)
     row[EPOCH_TIME] = time.perf_counter() - started
     state.epoch, state.partial = epoch, None
@@ -456,19 +419,6 @@ def end_epoch(member: Member, task: Task, data: Data, settings: TrainerSettings,
     if evaluation is not None and member.on_evaluation is not None:
         member.on_evaluation(step, evaluation)
     return evaluation
-
-
-def window_dead(targets: Sequence[Target], last_fired: Mapping[str, Tensor], step: int,
-                window: int) -> dict[str, float]:
-    """Per activation target, the fraction of its modules' units that fired on no training
-    sample in the last `window` steps before global step `step` (SAELens's dead features
-    over `dead_feature_window`): none can be dead before `window` steps have passed."""
-    figures = {}
-    for t in targets:
-        if t.on_activations and all(m in last_fired for m in t.modules):
-            idle = torch.cat([step - last_fired[m] >= window for m in t.modules])
-            figures[sparsity_column(t.name, "train_dead_frac")] = idle.float().mean().item()
-    return figures
 
 
 def checkpoint_due(settings: TrainerSettings, epoch: int, stop: Callable[[], bool]) -> bool:

@@ -8,7 +8,7 @@ run's own model; `regrun/training/fused.py`'s `FusedModel` drives a group's stac
 through the same `step_loss`.
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from regrun.components.tasks import Task
 from regrun.layout import PENALTY_TOTAL, TASK_LOSS, TOTAL_LOSS, penalty_column
 from regrun.measure.capture import ActivationCapture
+from regrun.measure.firing import firing
 from regrun.training.targets import Target
 
 
@@ -27,8 +28,9 @@ class UserCodeFailed(Exception):
         self.where, self.error = where, error
 
 
-def forward(model: nn.Module, x: Tensor) -> Tensor:
-    """The model's output for `x`; its own exception is a `UserCodeFailed` naming the forward."""
+def forward(model: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+    """The model's output for `x` (its module, or a functional call of it); its own exception
+    is a `UserCodeFailed` naming the forward."""
     try:
         return model(x)
     except Exception as err:
@@ -81,19 +83,6 @@ def step_loss(task: Task, output: Tensor, reference: Tensor, targets: Sequence[T
     total = sum((w for t, w in zip(targets, weighted) if not t.proximal), loss)
     with torch.no_grad():  # reporting only: no autograd node for the stack
         return total, torch.stack([loss, *raw, *weighted])
-
-
-def firing(activations: Mapping[str, Sequence[Tensor]]) -> dict[str, Tensor]:
-    """Which units of each captured module were non-zero on any sample (and position) of
-    the step, (units,) booleans; a unit is an index of dim 1, as in the statistics. A pure
-    function of the outputs, so that it also runs inside `vmap` for a fused group."""
-    fired: dict[str, Tensor] = {}
-    with torch.no_grad():  # two kernels a call, not counting the OR of a second one: it runs every step
-        for name, outputs in activations.items():
-            for out in outputs:
-                now = out.ne(0).any(dim=(0, *range(2, out.ndim))) if out.ndim > 1 else out.ne(0).any(0, keepdim=True)
-                fired[name] = now if name not in fired else fired[name] | now
-    return fired
 
 
 def _raw(target: Target, params: Mapping[str, Tensor], activations: Mapping[str, list[Tensor]]) -> Tensor:

@@ -10,8 +10,7 @@ import torch
 from regrun.analysis.compare import compare_runs
 from regrun.analysis.runs import find_runs
 from regrun.jobs.run import build, run, training_data
-from regrun.training.loop import window_dead
-from regrun.training.step import firing
+from regrun.measure.firing import firing, window_dead
 from regrun.training.targets import resolve_target
 
 
