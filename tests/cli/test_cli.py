@@ -44,14 +44,11 @@ def test_cnn_with_l1_activations_runs(tiny_root: Path, tmp_path: Path) -> None:
     assert summary["sparsity"]["activations"]["act1"]["shape"] == [4, 28, 28]
 
 
+# The console script's own exit code and stderr, on one case; tests/cli/test_errors.py runs
+# every case of the table in-process, through the same `main`.
 @pytest.mark.parametrize("args, message", [
     (["reg=l1_activations", "reg.targets.l1_activations.layers=[relu1]"],
      "reg.targets.l1_activations.layers: 'relu1' matches no module; the model has: flatten, fc1, act1, fc2, act2, head"),
-    (["reg=l1_weights", "reg.targets.l1_weights.lambda=-0.1"],
-     "reg.targets.l1_weights.lambda must be a finite number ≥ 0, got -0.1"),
-    (["reg=l1_weights", "reg.targets.l1_weights.penalty=l0"], "unknown penalty 'l0'; allowed: l1, l2, l2_norm, elastic_net"),
-    (["reg=l1_weights", "reg.targets.l1_weights.site=gradients"], "unknown site 'gradients'; allowed: weights, biases, params, activations"),
-    (["dataset.root=/nonexistent/data"], "dataset mnist: download is off (dataset.download=false) and /nonexistent/data/MNIST/raw lacks"),
 ])
 def test_bad_input_is_one_line_on_stderr_and_exit_2(tiny_root: Path, tmp_path: Path, args: list[str], message: str) -> None:
     proc = regrun(*common(tiny_root, tmp_path / "bad"), *args, cwd=tmp_path)

@@ -3,6 +3,7 @@ a licence in the wheel; a changelog; regrun's configs as a Hydra config module; 
 config writes nothing."""
 
 import re
+import sys
 import zipfile
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from conftest import regrun
 from hydra import compose, initialize_config_dir, initialize_config_module
 
 import regrun as package
+from regrun.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 VERSION = re.search(r'^version = "(.+)"$', (ROOT / "pyproject.toml").read_text(), re.M).group(1)
@@ -60,11 +62,21 @@ def test_an_app_of_ones_own_composes_regruns_config_through_pkg(tmp_path: Path) 
     assert cfg.note == "mine" and cfg.model.name == "cnn" and cfg.trainer.epochs == 5
 
 
-@pytest.mark.parametrize("flags", [["--cfg", "job"], ["--cfg", "hydra"], ["--cfg", "all"], ["-c", "job"],
-                                   ["--info", "config"], ["--cfg", "job", "hydra.run.dir=somewhere/run"]])
-def test_printing_a_config_writes_nothing(tmp_path: Path, flags: list[str]) -> None:
-    proc = regrun(*flags, "reg=l1_activations", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
+def test_printing_a_config_writes_nothing(tmp_path: Path) -> None:
+    proc = regrun("--cfg", "job", "reg=l1_activations", cwd=tmp_path)  # the console script itself
+    assert proc.returncode == 0 and "l1_activations" in proc.stdout, proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.usefixtures("keep_signal_handlers")
+@pytest.mark.parametrize("flags", [["--cfg", "hydra"], ["--cfg", "all"], ["-c", "job"], ["--info", "config"],
+                                   ["--cfg", "job", "hydra.run.dir=somewhere/run"]])
+def test_no_way_of_printing_a_config_writes_anything(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture, flags: list[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["regrun", *flags, "reg=l1_activations"])
+    main()  # in-process, through the console script's `main`: it prints and returns
+    assert "l1_activations" in capsys.readouterr().out
     assert list(tmp_path.iterdir()) == []
 
 

@@ -24,12 +24,14 @@ L1 = "reg.targets.l1_activations"
 # {mixed} the checkpoint of a run of another config, {corrupt} one of garbage bytes and
 # {cut} one cut in half.
 CASES = [
-    ("unknown layer", ["reg=l1_activations", f"{L1}.layers=[fc9]"], "fc9"),
+    ("unknown layer", ["reg=l1_activations", f"{L1}.layers=[fc9]"],
+     f"{L1}.layers: 'fc9' matches no module; the model has: flatten, fc1, act1, fc2, act2, head"),
     ("pattern matching nothing", ["reg=l1_activations", f"{L1}.layers=[conv*]"], "conv*"),
     ("lambda negative", ["reg=l1_activations", f"{L1}.lambda=-1"], "lambda must be a finite number ≥ 0, got -1"),
     ("lambda not a number", ["reg=l1_activations", f"{L1}.lambda=abc"], "'abc'"),
-    ("unknown penalty", ["reg=l1_activations", f"{L1}.penalty=l3"], "l3"),
-    ("unknown site", ["reg=l1_activations", f"{L1}.site=neurons"], "neurons"),
+    ("unknown penalty", ["reg=l1_activations", f"{L1}.penalty=l3"], "unknown penalty 'l3'; allowed: l1, l2, l2_norm, elastic_net"),
+    ("unknown site", ["reg=l1_activations", f"{L1}.site=neurons"],
+     "unknown site 'neurons'; allowed: weights, biases, params, activations"),
     ("unknown reduction", ["reg=l1_activations", f"{L1}.reduction=median"], "median"),
     ("l1_ratio outside [0, 1]", ["reg=elastic_net", "reg.targets.elastic_net.l1_ratio=2"], "l1_ratio"),
     ("proximal on activations", ["reg=l1_activations", f"+{L1}.proximal=true"], "proximal"),
@@ -61,7 +63,8 @@ CASES = [
     ("group value of the wrong kind", ["+optimizer.groups.a={{layers:[fc1],lr:fast}}"], "optimizer.groups.a.lr must be a number, got 'fast'"),
     ("seed not an integer", ["seed=abc"], "seed must be an integer in [0, 4294967295], got 'abc'"),
     ("negative threshold", ["sparsity.thresholds=[-1]"], "sparsity.thresholds"),
-    ("dataset missing offline", ["dataset.root={tmp}/nowhere"], "{tmp}/nowhere/MNIST/raw"),
+    ("dataset missing offline", ["dataset.root={tmp}/nowhere"],
+     "dataset mnist: download is off (dataset.download=false) and {tmp}/nowhere/MNIST/raw lacks"),
     ("truncated IDX file", ["dataset.root={tmp}/truncated"], "train-images-idx3-ubyte"),
     ("output folder that cannot be created", ["hydra.run.dir={tmp}/a-file/run"], "a-file is not a writable directory"),
     ("objective on a figure the run lacks", ["objective.metric=test_f1"], "test_f1"),
