@@ -8,7 +8,8 @@ it cheap and self-contained: the data root is a tiny generated MNIST-format data
 run folder written as `outputs/runs/<date>/<time>` (or a real date) is the page's latest.
 The run folders themselves land in the page's folder (Hydra's `outputs/` under the
 current directory). A block that cannot run here (a Slurm cluster, a Ray cluster, a pip
-install, a server) has a comment right before it, `<!-- not-run: REASON -->`; a command
+install, a server, a benchmark's minutes of timing) has a comment right before it,
+`<!-- not-run: REASON -->`; a command
 documented to fail has `<!-- exit: N -->`. A ```python or ```yaml block whose first line is
 a comment naming a file (`# my_models.py, in the folder ...`) is written to that file first.
 """
@@ -20,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 FENCE = re.compile(r"^```(\w*)\s*$")
 MARK = re.compile(r"^<!-- (not-run|exit|epochs): (.+?) -->$")
-RUN_LANGS = ("bash", "console", "python")
+RUN_LANGS = ("bash", "sh", "console", "python")
 FILE_COMMENT = re.compile(r"^# ([\w./-]+\.(?:py|yaml|toml))\b")
 # A run folder as the docs write it: a placeholder, or a real date and time.
 RUN_PATH = re.compile(r"outputs/(runs|multiruns)/(?:<date>/<time>|\d{4}-\d\d-\d\d/[\d-]+)")
@@ -55,15 +56,27 @@ class Block:
         """The shell commands of a bash or console block, continuation lines joined."""
         if self.lang == "console":
             return [line[2:] for line in self.text.splitlines() if line.startswith("$ ")]
-        if self.lang != "bash":
+        if self.lang not in ("bash", "sh"):
             return []
         joined = re.sub(r"\\\n\s*", " ", self.text)
         return [line.strip() for line in joined.splitlines() if line.strip() and not line.lstrip().startswith("#")]
 
 
 def documents() -> list[Path]:
-    """README.md and every page of the site."""
-    return [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    """README.md, every page of the site, and the benchmarks' README."""
+    return [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md")), ROOT / "bench" / "README.md"]
+
+
+def bench_commands(block: Block) -> list[tuple[str, list[str]]]:
+    """The benchmark commands of a block: (`make TARGET` or `bench/NAME.py`, the options it gives)."""
+    found = []
+    for command in block.commands:
+        words = command.split("#")[0].split()
+        if words[:1] == ["make"]:
+            found.append((" ".join(words[:2]), []))
+        elif script := next((w for w in words if w.startswith("bench/") and w.endswith(".py")), None):
+            found.append((script, [w.split("=")[0] for w in words if w.startswith("--")]))
+    return found
 
 
 def blocks(path: Path) -> list[Block]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import write_tensors
-from doc_blocks import ROOT, RUN_LANGS, Block, blocks, documents, shell_script, unmarked_foreign
+from doc_blocks import ROOT, RUN_LANGS, Block, bench_commands, blocks, documents, shell_script, unmarked_foreign
 
 TESTS = Path(__file__).resolve().parent
 WRAPPER = f"""#!{sys.executable}
@@ -114,3 +114,26 @@ def test_every_block_of_the_page_runs(path: Path, tmp_path: Path, bin_dir: Path,
     for block in blocks(path):
         if block.not_run is None and (block.lang in RUN_LANGS or block.file):
             check(block, run_block(block, tmp_path, bin_dir, data_root))
+
+
+@pytest.mark.heavy
+def test_the_benchmarks_documented_commands_name_targets_and_options_that_exist() -> None:
+    """bench/README.md's commands are not run (each is minutes of timing); each make target
+    they name must exist, and each option they give a script must be one its --help lists."""
+    helps: dict[str, str] = {}
+    checked = []
+    for block in blocks(ROOT / "bench" / "README.md"):
+        for what, options in bench_commands(block):
+            if what.startswith("make "):
+                done = subprocess.run(["make", "-n", what.split()[1]], cwd=ROOT, capture_output=True, text=True)
+                assert done.returncode == 0, f"{block.where}: {what}: {done.stderr.strip()}"
+            else:
+                if what not in helps:
+                    done = subprocess.run([sys.executable, str(ROOT / what), "--help"], cwd=ROOT,
+                                          capture_output=True, text=True, timeout=120)
+                    assert done.returncode == 0, f"{block.where}: {what} --help: {done.stderr.strip()[-2000:]}"
+                    helps[what] = done.stdout
+                missing = [o for o in options if o not in helps[what].split()]
+                assert not missing, f"{block.where}: {what} has no option {missing}"
+            checked.append(what)
+    assert len(checked) >= 10, checked
