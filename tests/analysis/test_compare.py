@@ -342,12 +342,18 @@ def many(tmp_path: Path) -> Path:
     return root
 
 
-def test_a_table_of_many_mixed_runs_fits_100_columns_and_names_what_it_leaves_out(
-        many: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("COLUMNS", "100")
+@pytest.fixture
+def columns_100(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A terminal 100 columns wide, for the command and for rich's console."""
     from rich import get_console
 
+    monkeypatch.setenv("COLUMNS", "100")
     monkeypatch.setattr(get_console(), "width", 100)
+
+
+@pytest.mark.usefixtures("columns_100")
+def test_a_table_of_many_mixed_runs_fits_100_columns_and_names_what_it_leaves_out(
+        many: Path, capsys: pytest.CaptureFixture) -> None:
     code, out, err = compare(many, capsys=capsys)
     assert code == 0, err
     lines = out.splitlines()
@@ -368,13 +374,10 @@ def _joined(words: list[str]) -> str:
     return "".join(w if i == 0 or words[i - 1].endswith(".") else " " + w for i, w in enumerate(words))
 
 
+@pytest.mark.usefixtures("columns_100")
 def test_45_runs_of_mixed_models_tasks_and_penalties_at_100_columns_show_every_header_and_value_whole(
-        tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
-    from rich import get_console
-
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     root = write_mixed_runs(tmp_path / "mixed")
-    monkeypatch.setenv("COLUMNS", "100")
-    monkeypatch.setattr(get_console(), "width", 100)
     code, out, err = compare(root, capsys=capsys)
     assert code == 0, err
     lines = out.splitlines()
