@@ -59,22 +59,40 @@ def test_bad_input_is_one_line_on_stderr_and_exit_2(tiny_root: Path, tmp_path: P
     assert "Traceback" not in proc.stdout + proc.stderr
 
 
-def test_a_sweeps_diagnostics_are_named_on_each_end_line_and_listed_once_under_its_table(tiny_root: Path,
-                                                                                         tmp_path: Path) -> None:
-    sweep = tmp_path / "sweep"
+@pytest.fixture(scope="module")
+def sweep(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    """A 2-job sweep whose L1 (λ=1 on every parameter) dominates: its folder and its output lines."""
+    tmp = tmp_path_factory.mktemp("sweep")
+    sweep = tmp / "sweep"
     proc = regrun("-m", "reg=l1_weights", "reg.targets.l1_weights.lambda=1.0", "reg.targets.l1_weights.site=params",
                   # two runs alike but for how often the bar updates: the same figures, so the same warnings
                   "optimizer.lr=1e-3", "model.hidden=[64,32]", "trainer.log_every=50,60", "trainer.epochs=1",
-                  *common(tiny_root, tmp_path / "unused")[:-1], f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+                  *common(tiny_root, tmp / "unused")[:-1], f"hydra.sweep.dir={sweep}", cwd=tmp)
     assert proc.returncode == 0, proc.stderr
-    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+    return sweep, [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+
+
+def test_a_sweeps_diagnostics_are_named_on_each_end_line_and_listed_once_under_its_table(
+        sweep: tuple[Path, list[str]]) -> None:
+    folder, lines = sweep
     for job in range(2):
-        codes = [w["code"] for w in json.loads((sweep / str(job) / "summary.json").read_text())["warnings"]]
+        codes = [w["code"] for w in json.loads((folder / str(job) / "summary.json").read_text())["warnings"]]
         assert "penalty_dominates" in codes and "chance_level" in codes
-        end = next(line for line in lines if f"job #{job} ({sweep / str(job)}): completed in " in line)
+        end = next(line for line in lines if f"job #{job} ({folder / str(job)}): completed in " in line)
         assert end.endswith(f"{len(codes)} warnings ({', '.join(codes)})")
     dominant = [line for line in lines if "of the training loss" in line]  # penalty_dominates's text
     assert len(dominant) == 1 and dominant[0].startswith("0, 1: warning: "), "\n".join(lines)
+
+
+def test_a_sweep_prints_a_line_per_job_start_and_end_then_its_table(sweep: tuple[Path, list[str]]) -> None:
+    folder, lines = sweep
+    assert len(lines) <= 40, "\n".join(lines)
+    for job in range(2):
+        assert sum(f"job #{job} ({folder / str(job)}): started" in line for line in lines) == 1
+        assert sum(f"job #{job} ({folder / str(job)}): completed in " in line for line in lines) == 1
+    assert "run summary" not in "\n".join(lines) and "2 runs" in "\n".join(lines)  # the sweep's table, not the jobs'
+    log = (folder / "0" / "regrun.log").read_text()
+    assert "sparsity per layer" in log and "regularization targets" in log and "epoch 1/1" in log
 
 
 def test_unknown_preset_lists_the_available_ones(tmp_path: Path) -> None:
@@ -83,18 +101,3 @@ def test_unknown_preset_lists_the_available_ones(tmp_path: Path) -> None:
     assert proc.stderr == ("regrun: error: reg=l1_everything: no option 'l1_everything' in group reg; allowed: "
                            "elastic_net, group_lasso, l1_activations, l1_code, l1_weights, l2_weights, none "
                            "(reg/NAME.yaml in conf/ or --config-dir)\n")  # one line, the group's options
-
-
-def test_a_sweep_prints_a_line_per_job_start_and_end_then_its_table(tiny_root: Path, tmp_path: Path) -> None:
-    sweep = tmp_path / "sweep"
-    proc = regrun("-m", "reg=l1_activations", "reg.targets.l1_activations.lambda=0,1e-4,1e-3,1e-2", "trainer.epochs=1",
-                  *common(tiny_root, tmp_path / "unused")[:-1], f"hydra.sweep.dir={sweep}", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
-    assert len(lines) <= 60, "\n".join(lines)
-    for job in range(4):
-        assert sum(f"job #{job} ({sweep / str(job)}): started" in line for line in lines) == 1
-        assert sum(f"job #{job} ({sweep / str(job)}): completed in " in line for line in lines) == 1
-    assert "run summary" not in proc.stdout and "4 runs" in proc.stdout  # the sweep's table, not the jobs'
-    log = (sweep / "0" / "regrun.log").read_text()
-    assert "sparsity per layer" in log and "regularization targets" in log and "epoch 1/1" in log
