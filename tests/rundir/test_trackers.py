@@ -165,3 +165,22 @@ def test_the_trackers_get_each_logged_step_and_the_targeted_units_firing_densiti
     history = client.get_metric_history(found.info.run_id, "steps.train_task_loss")
     assert [(m.step, m.value) for m in history] == [(int(r["step"]), pytest.approx(float(r["train_task_loss"])))
                                                     for r in steps]
+
+
+def test_a_resumed_run_continues_its_mlflow_run(make_cfg: Callable[..., dict], tmp_path: Path) -> None:
+    from regrun.rundir import resume
+
+    out = tmp_path / "runs" / "one"
+    run(make_cfg("logger=mlflow", "reg=l1_activations", "trainer.epochs=1"), out)
+    cfg, checkpoint = resume.prepare(out, ["trainer.epochs=2"])
+    run(cfg, out, checkpoint, resume=True)
+    with open(out / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+
+    client = MlflowClient((tmp_path / "runs" / "mlruns").as_uri())
+    [found] = client.search_runs([client.get_experiment_by_name("regrun").experiment_id])  # one run, not two
+    assert found.info.status == "FINISHED"
+    history = client.get_metric_history(found.info.run_id, "test_acc")
+    assert [(m.step, m.value) for m in history] == [(int(r["step"]), pytest.approx(float(r["test_acc"]))) for r in rows]
+    assert len(rows) == 2
+    assert found.data.params["trainer.epochs"] == "1" and found.data.tags["regrun.resumed"] == "trainer.epochs=2"

@@ -3,7 +3,8 @@
 A run gets the config as parameters (settings of None left out, lists joined by commas),
 each epoch's figures as metrics at the global step, MLflow's standard tags (user, source,
 the git commit of the working directory), the run directory's small files as artifacts,
-and its end: FINISHED, KILLED (interrupted) or FAILED. A sweep's parent run is started by
+and its end: FINISHED, KILLED (interrupted) or FAILED. A resumed run continues its MLflow
+run (found by the run-directory tag), its metrics at the global steps that follow. A sweep's parent run is started by
 the sweep's callback before its jobs (regrun/cli/sweep_trackers.py), which leaves its id in
 the sweep root (common.py's SWEEP_FILE) for the jobs, in whatever process they run, to nest under
 (tag mlflow.parentRunId); at the sweep's end it gets the summary and the trade-off plots.
@@ -49,6 +50,7 @@ from regrun.rundir.trackers.settings import (
 log = logging.getLogger(__name__)
 SWEEP_ENTRY = "mlflow"  # the sweep record's entry: the parent run's store, experiment and id
 RUN_DIR_TAG, SWEEP_TAG, JOB_TAG, ROLE_TAG = "regrun.run_dir", "regrun.sweep_dir", "regrun.job", "regrun.role"
+RESUMED_TAG = "regrun.resumed"  # the settings a resume changed, which MLflow's parameters cannot
 PARENT_TAG, NOTE_TAG = "mlflow.parentRunId", "mlflow.note.content"  # MLflow's nesting and description tags
 MAX_PARAMS, MAX_METRICS = 100, 1000  # what one log_batch call takes
 MAX_PARAM_VALUE = 6000  # MLflow's limit on a parameter's length
@@ -99,15 +101,41 @@ class MLflowLogger:
         from mlflow.entities import Param
 
         experiment = experiment_id(self.client, settings.experiment)
+        params = [Param(param_key(k), param_text(v)) for k, v in param_values(cfg).items()]
+        if (earlier := self._earlier_run(experiment, job.out)) is not None:
+            return self._continue(earlier, params)
         tags = source_tags() | {RUN_DIR_TAG: str(job.out.resolve()), NOTE_TAG: shlex.join(["regrun", *job.overrides])}
         if job.sweep is not None:
             tags |= {SWEEP_TAG: str(job.sweep), JOB_TAG: str(job.num)}
             if parent := sweep_parent(job.sweep, uri, experiment):
                 tags[PARENT_TAG] = parent
         run_id = self.client.create_run(experiment, run_name=job.name, tags=tags).info.run_id
-        params = [Param(param_key(k), param_text(v)) for k, v in param_values(cfg).items()]
+        self._log_params(run_id, params)
+        return run_id
+
+    def _log_params(self, run_id: str, params: Sequence[Any]) -> None:
         for start in range(0, len(params), MAX_PARAMS):
-            self.client.log_batch(run_id, params=params[start:start + MAX_PARAMS])
+            self.client.log_batch(run_id, params=list(params[start:start + MAX_PARAMS]))
+
+    def _earlier_run(self, experiment: str, out: Path) -> Any | None:
+        """The MLflow run this run directory started before, when it continues (`regrun
+        resume`): the run tagged with its folder, if there is one in this store."""
+        folder = str(out.resolve())
+        if "'" in folder:  # not expressible in MLflow's filter strings: a fresh MLflow run
+            return None
+        found = self.client.search_runs([experiment], filter_string=f"tags.`{RUN_DIR_TAG}` = '{folder}'",
+                                        max_results=1)
+        return found[0] if found else None
+
+    def _continue(self, earlier: Any, params: Sequence[Any]) -> str:
+        """Go on with the earlier MLflow run: running again, its charts continued at the global
+        steps that follow. MLflow's parameters cannot change, so a setting the resume changed
+        (trainer.epochs) is said in the tag regrun.resumed ('trainer.epochs=4'); new ones are added."""
+        run_id, logged = earlier.info.run_id, earlier.data.params
+        self.client.update_run(run_id, status="RUNNING")
+        self._log_params(run_id, [p for p in params if p.key not in logged])
+        if changed := [f"{p.key}={p.value}" for p in params if p.key in logged and logged[p.key] != p.value]:
+            self.client.set_tag(run_id, RESUMED_TAG, " ".join(changed))
         return run_id
 
     def log_row(self, row: Mapping[str, Any]) -> None:
