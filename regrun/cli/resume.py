@@ -14,7 +14,7 @@ from rich.logging import RichHandler
 
 from regrun.console import shared_console
 from regrun.errors import RegrunError
-from regrun.jobs.signals import exit_code
+from regrun.jobs.signals import STOP, StopNow, exit_code
 from regrun.layout import CONFIG, LOG
 from regrun.rundir.lock import one_writer
 from regrun.rundir.resume import RESUMABLE, prepare, require_run
@@ -37,7 +37,12 @@ def main(argv: list[str]) -> int:
             _log_to(args.run_dir)
             if checkpoint is None:
                 log.warning("%s has no checkpoint: training starts again from the first step", args.run_dir)
-            summary = run(cfg, args.run_dir, checkpoint, resume=True)
+            with STOP.immediate():  # a stop signal in start-up (a tracking server's wait) ends it at once
+                summary = run(cfg, args.run_dir, checkpoint, resume=True)
+    except StopNow:  # before training continued: the loop polls for stops once it runs
+        print(f"regrun resume: interrupted by {STOP.name} before training continued; "
+              "the checkpoint is as it was", file=sys.stderr)
+        return STOP.exit_code
     except RegrunError as err:
         print(f"regrun resume: error: {err}", file=sys.stderr)
         return 2

@@ -23,7 +23,9 @@ from regrun.rundir.lock import FolderInUse, holder
 # Keys a resume may override: none of them changes the training trajectory so far.
 RESUMABLE = ("trainer.epochs", "trainer.device", "trainer.log_every", "trainer.log_steps", "trainer.eval_every",
              "trainer.eval_batch_size", "trainer.checkpoint_every", "dataset.root", "dataset.download",
-             "prune.at_end", "prune.levels", "prune.per_layer", "prune.layers", "prune.types", "prune.exclude")
+             "prune.at_end", "prune.levels", "prune.per_layer", "prune.layers", "prune.types", "prune.exclude",
+             # a tracking server that moved, or answers slower: the run's MLflow logger reaches it anew
+             "logger.mlflow.tracking_uri", "logger.mlflow.timeout")
 # The sections of config.json a run reads; one missing means the file is not a run's config.
 SECTIONS = ("trainer", "dataset", "model", "optimizer", "reg")
 
@@ -115,6 +117,9 @@ def _with_overrides(cfg: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         if "=" not in override or key not in RESUMABLE:
             raise RegrunError(f"{override!r}: a resume can change only {choices(RESUMABLE)} "
                               "(anything else would not continue the same run)")
+        if key.startswith("logger.mlflow.") and "mlflow" not in (cfg.get("logger") or {}):
+            raise RegrunError(f"{override!r}: the run has no MLflow logger (logger=mlflow) to change; "
+                              "a resume cannot add a tracker")
     try:
         merged = OmegaConf.merge(OmegaConf.create(cfg), OmegaConf.from_dotlist(overrides))
     except (OmegaConfBaseException, yaml.YAMLError) as err:  # yaml's: an unclosed [ or {

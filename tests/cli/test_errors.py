@@ -80,6 +80,8 @@ SUBCOMMAND_CASES = [
     ("resume on a path that does not exist", ["resume", "{tmp}/missing"], "no such directory"),
     ("resume a finished run", ["resume", "{done}"], "trainer.epochs=N"),
     ("resume changing the model", ["resume", "{done}", "model.hidden=[8]"], "'model.hidden=[8]': a resume can change only"),
+    ("resume adding a tracker", ["resume", "{done}", "trainer.epochs=3", "logger.mlflow.timeout=3"],
+     "'logger.mlflow.timeout=3': the run has no MLflow logger (logger=mlflow) to change; a resume cannot add a tracker"),
     ("resume a checkpoint of another config", ["resume", "{mixed}", "trainer.epochs=3"], "incompatible config: seed is 5"),
     ("resume a corrupt checkpoint", ["resume", "{corrupt}", "trainer.epochs=3"],
      "not a readable regrun checkpoint (corrupt, or holds more than plain data and tensors: Unsupported operand 0)"),

@@ -344,3 +344,29 @@ def test_mlflows_source_tags_name_the_working_directorys_commit(tmp_path: Path, 
         source_tags.cache_clear()
     assert tags["mlflow.source.git.commit"] == commit and tags["mlflow.source.git.branch"] == "main"
     assert tags["mlflow.source.type"] == "LOCAL" and tags["mlflow.source.name"] == "regrun"
+
+
+@pytest.mark.heavy
+def test_sigterm_while_a_resume_waits_for_its_tracking_server_ends_it_and_keeps_the_run(
+        tiny_root: Path, tmp_path: Path, silent_server: socket.socket) -> None:
+    out = tmp_path / "out"
+    common = [f"dataset.root={tiny_root}", "dataset.download=false", "trainer.device=cpu"]
+    done = subprocess.run([REGRUN, "logger=mlflow", *common, "trainer.epochs=1", f"hydra.run.dir={out}"],
+                          cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name not in ("regrun.log", ".lock")}
+    # resumed against a tracking server (moved there, say) that does not answer
+    proc = subprocess.Popen([REGRUN, "resume", str(out), "trainer.epochs=2", f"logger.mlflow.tracking_uri={url(silent_server)}",
+                             "logger.mlflow.timeout=300"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        connection, _ = silent_server.accept()  # it waits for the server now
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+        connection.close()
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, stderr
+    assert stderr.strip().splitlines()[-1] == ("regrun resume: interrupted by SIGTERM before training continued; "
+                                               "the checkpoint is as it was")
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.name in before} == before
