@@ -20,6 +20,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from regrun.layout import TENSORBOARD
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 LAMBDAS = "1e-4,1e-3,1e-2"
@@ -43,7 +45,7 @@ def sweep(folder: Path, args: argparse.Namespace) -> Path:
                     f"dataset.root={Path(args.data_root).resolve()}", f"dataset.train_limit={args.train_limit}",
                     f"dataset.test_limit={args.test_limit}", f"hydra.sweep.dir={folder / 'sweep'}"],
                    cwd=folder, check=True, capture_output=True)
-    return folder / "sweep" / "tb"
+    return folder / "sweep" / TENSORBOARD
 
 
 def wait_for(url: str, seconds: float = 60) -> None:
