@@ -283,25 +283,29 @@ def check_sweep_choices(overrides: Sequence[str], config_dir: str | Path | None 
     """Refuse a sweep over a config group with an option that does not exist (`-m
     model=mlp,mpl`), or over a key that is not in the config (`-m trainer.epoch=1,2`), before
     its first job runs: Hydra finds them only as it starts that job."""
-    sweeps = [o for o in _parsed(overrides) if o.is_sweep_override() and o.type == OverrideType.CHANGE]
+    changes = [o for o in _parsed(overrides) if o.type == OverrideType.CHANGE]
+    sweeps = [o for o in changes if o.is_sweep_override()]
     if not sweeps:
         return
     with hydra_app(config_dir) as hydra:
         tree = ConfigTree(hydra, overrides)
         explainer = _Explainer(tree, overrides)
+        # A group's missing option first, swept or not: the keys under it are missing because of it.
+        for change in changes:
+            if change.key_or_group in tree.groups and (not change.is_sweep_override()
+                                                       or isinstance(change.value(), ChoiceSweep)):
+                _check_options(change, tree, explainer)
         for sweep in sweeps:
-            if sweep.key_or_group in tree.groups and isinstance(sweep.value(), ChoiceSweep):
-                _check_options(sweep, tree, explainer)
-            elif sweep.key_or_group not in tree.groups and not _has_key(tree.plain, sweep.key_or_group):
+            if sweep.key_or_group not in tree.groups and not _has_key(tree.plain, sweep.key_or_group):
                 raise RegrunError(explainer.message_for_key(sweep.key_or_group))
 
 
-def _check_options(sweep: Override, tree: ConfigTree, explainer: "_Explainer") -> None:
-    options = tree.options(sweep.key_or_group)
-    for value in sweep.sweep_iterator():
+def _check_options(override: Override, tree: ConfigTree, explainer: "_Explainer") -> None:
+    options = tree.options(override.key_or_group)
+    for value in override.sweep_iterator() if override.is_sweep_override() else [override.value()]:
         for name in value if isinstance(value, list) else [value]:
             if name not in options:
-                raise RegrunError(explainer.message(MissingConfigException("", f"{sweep.key_or_group}/{name}", options)))
+                raise RegrunError(explainer.message(MissingConfigException("", f"{override.key_or_group}/{name}", options)))
 
 
 def _has_key(tree: dict, key: str) -> bool:

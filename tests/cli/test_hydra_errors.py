@@ -87,6 +87,8 @@ CASES = [
      "or --config-dir)"),
     ("a sweep over a list with a typo", ["-m", "reg=[l1_activations],[l2_wieghts]"], "reg=[l1_activations],[l2_wieghts]: "
      f"no option 'l2_wieghts' in group reg; did you mean reg=[l1_activations],[l2_weights]? {REG}"),
+    ("a typo in a preset of a sweep over its keys", ["-m", "reg=l1_activationz", "reg.targets.l1_activations.lambda=0,1"],
+     f"reg=l1_activationz: no option 'l1_activationz' in group reg; did you mean reg=l1_activations? {REG}"),
     ("a sweep over a typo in a key", ["-m", "trainer.epoch=1,2"],
      "trainer.epoch=1,2: trainer has no key 'epoch'; did you mean trainer.epochs=1,2?"),
     ("a typo with --cfg", ["--cfg", "job", "modle=cnn"], "modle=cnn: the config has no key 'modle'; did you mean model=cnn?"),
