@@ -40,6 +40,7 @@ from epoch_speed import (  # noqa: E402
     SEED,
     WARMUP_SEED,
     WARMUP_STEPS,
+    at_least_1,
     check_data_root,
     from_repo,
     regrun_epoch,
@@ -80,16 +81,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The command line; see the module docstring."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--data-root", default="../shared/data", help="folder holding MNIST/raw/ (default %(default)s)")
-    parser.add_argument("--repeats", type=int, default=3, help="epochs per variant (default %(default)s)")
-    parser.add_argument("--threads", type=int, default=None,
+    parser.add_argument("--repeats", type=at_least_1, default=3, help="epochs per variant (default %(default)s)")
+    parser.add_argument("--threads", type=at_least_1, default=None,
                         help="torch.set_num_threads(N) before timing (default: torch's own choice)")
     parser.add_argument("--out", default="bench/results/capture_cost.json", help="results JSON (default %(default)s)")
-    args = parser.parse_args(argv)
-    if args.repeats < 1:
-        parser.error("--repeats must be at least 1")
-    if args.threads is not None and args.threads < 1:
-        parser.error("--threads must be at least 1")
-    return args
+    return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -141,23 +141,26 @@ class VariantResult:
 # ---------------------------------------------------------------------------- arguments
 
 
+def at_least_1(text: str) -> int:
+    """An argparse type: a count of at least 1 (epochs, repeats, threads)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The command line; see the module docstring."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--data-root", default="../shared/data",
                         help="folder holding MNIST/raw/ (relative: from the repository root; default %(default)s)")
-    parser.add_argument("--epochs", type=int, default=1,
+    parser.add_argument("--epochs", type=at_least_1, default=1,
                         help="timed epochs per variant; the table shows their mean (default %(default)s)")
-    parser.add_argument("--threads", type=int, default=None,
+    parser.add_argument("--threads", type=at_least_1, default=None,
                         help="torch.set_num_threads(N) before timing (default: torch's own choice)")
     parser.add_argument("--out", default="bench/results/epoch_speed.json",
                         help="results JSON (relative: from the repository root; default %(default)s)")
-    args = parser.parse_args(argv)
-    if args.epochs < 1:
-        parser.error("--epochs must be at least 1")
-    if args.threads is not None and args.threads < 1:
-        parser.error("--threads must be at least 1")
-    return args
+    return parser.parse_args(argv)
 
 
 def from_repo(path: str) -> Path:

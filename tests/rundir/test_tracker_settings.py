@@ -178,6 +178,18 @@ def test_a_stop_signal_ends_the_wait_for_a_server_at_once(request_: StopRequest,
     assert request_.name == "SIGTERM"
 
 
+def sigterm_while_waiting(proc: subprocess.Popen, server: socket.socket) -> str:
+    """SIGTERM to the command once it waits for the silent server's answer; its stderr."""
+    try:
+        connection, _ = server.accept()  # it waits for the server now
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+        connection.close()
+    finally:
+        proc.kill()
+    return stderr
+
+
 @pytest.mark.heavy
 @pytest.mark.parametrize("sweep", [False, True], ids=["run", "sweep"])
 def test_sigterm_while_the_command_waits_for_its_tracking_server_ends_it_interrupted(
@@ -188,13 +200,7 @@ def test_sigterm_while_the_command_waits_for_its_tracking_server_ends_it_interru
                              "logger.mlflow.timeout=300", f"dataset.root={tiny_root}", "dataset.download=false",
                              "trainer.device=cpu", "trainer.epochs=1", *where],
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        connection, _ = silent_server.accept()  # it waits for the server now
-        proc.send_signal(signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=60)
-        connection.close()
-    finally:
-        proc.kill()
+    stderr = sigterm_while_waiting(proc, silent_server)
     assert proc.returncode == 143, stderr
     assert "Traceback" not in stderr
     if sweep:  # the sweep's check, before its first job: no job started
@@ -359,13 +365,7 @@ def test_sigterm_while_a_resume_waits_for_its_tracking_server_ends_it_and_keeps_
     proc = subprocess.Popen([REGRUN, "resume", str(out), "trainer.epochs=2", f"logger.mlflow.tracking_uri={url(silent_server)}",
                              "logger.mlflow.timeout=300"], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        connection, _ = silent_server.accept()  # it waits for the server now
-        proc.send_signal(signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=60)
-        connection.close()
-    finally:
-        proc.kill()
+    stderr = sigterm_while_waiting(proc, silent_server)
     assert proc.returncode == 143, stderr
     assert stderr.strip().splitlines()[-1] == ("regrun resume: interrupted by SIGTERM before training continued; "
                                                "the checkpoint is as it was")
