@@ -15,7 +15,7 @@ import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, closing, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -293,7 +293,7 @@ def prepare(cfg: dict[str, Any], out: Path, resumed: tuple[dict[str, Any], Mappi
             setup = build(cfg)
         if fused and (reason := not_fusable(setup.model, setup.optimizer)):
             raise NotFusable(reason)
-        job = job_of(out)
+        job = replace(job_of(out), continues=resumed is not None)  # a continued run's trackers continue theirs
         reach_loggers(setup.config.logger, job)  # their folders, their server: before any file
         with contained("loading the data"):
             data = _data(setup, data_cache if data_cache is not None else {})

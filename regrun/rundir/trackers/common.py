@@ -116,6 +116,7 @@ class Job:
     num: int | None = None
     overrides: list[str] = field(default_factory=list)  # the job's command-line overrides
     swept: list[str] = field(default_factory=list)  # those of them the sweep varies
+    continues: bool = False  # the run directory held this run before (a resume, a requeue)
 
     @property
     def name(self) -> str:

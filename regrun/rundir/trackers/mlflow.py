@@ -102,7 +102,7 @@ class MLflowLogger:
 
         experiment = experiment_id(self.client, settings.experiment)
         params = [Param(param_key(k), param_text(v)) for k, v in param_values(cfg).items()]
-        if (earlier := self._earlier_run(experiment, job.out)) is not None:
+        if job.continues and (earlier := self._earlier_run(experiment, job.out)) is not None:
             return self._continue(earlier, params)
         tags = source_tags() | {RUN_DIR_TAG: str(job.out.resolve()), NOTE_TAG: shlex.join(["regrun", *job.overrides])}
         if job.sweep is not None:
@@ -118,8 +118,9 @@ class MLflowLogger:
             self.client.log_batch(run_id, params=list(params[start:start + MAX_PARAMS]))
 
     def _earlier_run(self, experiment: str, out: Path) -> Any | None:
-        """The MLflow run this run directory started before, when it continues (`regrun
-        resume`): the run tagged with its folder, if there is one in this store."""
+        """The MLflow run this run directory started before (it continues: `regrun resume`, a
+        requeue): the run tagged with its folder, if there is one in this store. Searched only
+        then, so that a fresh run's start costs no scan of the store's runs."""
         folder = str(out.resolve())
         if "'" in folder:  # not expressible in MLflow's filter strings: a fresh MLflow run
             return None
