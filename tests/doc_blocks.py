@@ -9,9 +9,9 @@ run folder written as `outputs/runs/<date>/<time>` (or a real date) is the page'
 The run folders themselves land in the page's folder (Hydra's `outputs/` under the
 current directory). A block that cannot run here (a Slurm cluster, a Ray cluster, a pip
 install, a server, a benchmark's minutes of timing) has a comment right before it,
-`<!-- not-run: REASON -->`; a command
-documented to fail has `<!-- exit: N -->`. A ```python or ```yaml block whose first line is
-a comment naming a file (`# my_models.py, in the folder ...`) is written to that file first.
+`<!-- not-run: REASON -->`; a command documented to fail has `<!-- exit: N -->`. A
+```python or ```yaml block whose first line is a comment naming a file (`# my_models.py,
+in the folder ...`) is written to that file first.
 """
 
 import re
@@ -21,7 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 FENCE = re.compile(r"^```(\w*)\s*$")
 MARK = re.compile(r"^<!-- (not-run|exit|epochs): (.+?) -->$")
-RUN_LANGS = ("bash", "sh", "console", "python")
+SHELL_LANGS = ("bash", "sh")  # blocks of plain shell commands
+RUN_LANGS = (*SHELL_LANGS, "console", "python")
 FILE_COMMENT = re.compile(r"^# ([\w./-]+\.(?:py|yaml|toml))\b")
 # A run folder as the docs write it: a placeholder, or a real date and time.
 RUN_PATH = re.compile(r"outputs/(runs|multiruns)/(?:<date>/<time>|\d{4}-\d\d-\d\d/[\d-]+)")
@@ -56,7 +57,7 @@ class Block:
         """The shell commands of a bash or console block, continuation lines joined."""
         if self.lang == "console":
             return [line[2:] for line in self.text.splitlines() if line.startswith("$ ")]
-        if self.lang not in ("bash", "sh"):
+        if self.lang not in SHELL_LANGS:
             return []
         joined = re.sub(r"\\\n\s*", " ", self.text)
         return [line.strip() for line in joined.splitlines() if line.strip() and not line.lstrip().startswith("#")]
